@@ -1,0 +1,164 @@
+"""The encoder E (and classifier C = softmax(fc2)), its pre-training and storage.
+
+E is a Keras functional model whose outputs are a dict holding every layer by
+name, so critics and losses attach to any layer of E by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+# Layers of E in forward order; each is exposed as an output of the model.
+LAYER_NAMES = ("conv1", "conv2", "conv3", "fc1", "fc2")
+
+ENCODER_FILE = "encoder.keras"
+METRICS_FILE = "metrics.json"
+
+
+class EncoderError(ValueError):
+  """A missing or unusable encoder directory."""
+
+
+def build_encoder(name: str = "encoder") -> keras.Model:
+  """E as in the spec: conv1(64,7) conv2(128,7) pool conv3(256,7) pool fc1(64) fc2(10).
+
+  Stride 1, 'valid' padding, ReLU after every layer but fc2. Conv outputs are
+  taken after ReLU and before pooling: 22x22x64, 16x16x128, 2x2x256; fc1 is the
+  64-d code h; fc2 holds the class logits.
+  """
+  images = keras.Input(IMAGE_SHAPE, name="images")
+  conv1 = keras.layers.Conv2D(64, 7, activation="relu", name="conv1")(images)
+  conv2 = keras.layers.Conv2D(128, 7, activation="relu", name="conv2")(conv1)
+  x = keras.layers.MaxPooling2D(2, name="pool2")(conv2)
+  conv3 = keras.layers.Conv2D(256, 7, activation="relu", name="conv3")(x)
+  x = keras.layers.MaxPooling2D(2, name="pool3")(conv3)
+  x = keras.layers.Flatten(name="flatten")(x)
+  fc1 = keras.layers.Dense(64, activation="relu", name="fc1")(x)
+  # fc2 stays float32 under mixed precision: its softmax feeds losses and the sampler.
+  fc2 = keras.layers.Dense(NUM_CLASSES, name="fc2", dtype="float32")(fc1)
+  outputs = {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc1": fc1, "fc2": fc2}
+  return keras.Model(images, outputs, name=name)
+
+
+def layer_shapes(encoder: keras.Model) -> dict[str, tuple[int, ...]]:
+  """Per-example output shape of every named layer of E."""
+  return {name: tuple(t.shape[1:]) for name, t in encoder.output.items()}
+
+
+def check_layer_names(names, flag: str) -> None:
+  """Raises ValueError naming the flag when a name is not a layer of E."""
+  for n in names:
+    if n not in LAYER_NAMES:
+      raise ValueError(
+          f"--{flag}: '{n}' is not a layer of the encoder "
+          f"(choose from {', '.join(LAYER_NAMES)})")
+
+
+def _classifier(encoder: keras.Model) -> keras.Model:
+  return keras.Model(encoder.input, encoder.output["fc2"], name="classifier")
+
+
+def pretrain_encoder(train_ds: tf.data.Dataset,
+                     test_ds: tf.data.Dataset,
+                     *,
+                     epochs: int = 5,
+                     learning_rate: float = 0.01,
+                     momentum: float = 0.5,
+                     seed: int = 0,
+                     verbose: int = 2) -> tuple[keras.Model, dict]:
+  """Trains E for classification with SGD and cross-entropy (the spec's recipe).
+
+  `train_ds` and `test_ds` yield (normalised images, labels) batches. Returns
+  the trained encoder and a metrics dict (test accuracy, loss history, time).
+  """
+  keras.utils.set_random_seed(seed)
+  encoder = build_encoder()
+  classifier = _classifier(encoder)
+  classifier.compile(
+      optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum),
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=["accuracy"])
+  start = time.time()
+  history = classifier.fit(train_ds, epochs=epochs, verbose=verbose)
+  train_seconds = time.time() - start
+  test_loss, test_accuracy = classifier.evaluate(test_ds, verbose=0)
+  metrics = {
+      "test_accuracy": float(test_accuracy),
+      "test_loss": float(test_loss),
+      "train_loss": [float(v) for v in history.history["loss"]],
+      "train_accuracy": [float(v) for v in history.history["accuracy"]],
+      "train_seconds": train_seconds,
+      "epochs": epochs,
+  }
+  return encoder, metrics
+
+
+def save_encoder(encoder: keras.Model, metrics: dict, directory: str) -> None:
+  """Writes encoder.keras and metrics.json; the directory appears whole or not at all."""
+  parent = os.path.dirname(os.path.abspath(directory))
+  os.makedirs(parent, exist_ok=True)
+  tmp = f"{directory}.tmp-{os.getpid()}"
+  os.makedirs(tmp, exist_ok=True)
+  encoder.save(os.path.join(tmp, ENCODER_FILE))
+  with open(os.path.join(tmp, METRICS_FILE), "w") as f:
+    json.dump(metrics, f, indent=2)
+  os.replace(tmp, directory)
+
+
+def check_encoder_dir(directory: str) -> None:
+  """Cheap check that `directory` holds a saved encoder; raises EncoderError."""
+  if not os.path.isdir(directory):
+    raise EncoderError(f"{directory}: no such encoder directory")
+  path = os.path.join(directory, ENCODER_FILE)
+  if not os.path.isfile(path):
+    raise EncoderError(f"{path}: missing (not an encoder directory written by train.py)")
+
+
+def load_encoder(directory: str) -> keras.Model:
+  """Loads a saved encoder, frozen. Raises EncoderError on a missing or corrupt file."""
+  check_encoder_dir(directory)
+  path = os.path.join(directory, ENCODER_FILE)
+  try:
+    encoder = keras.models.load_model(path, compile=False)
+  except Exception as e:  # Keras raises many types for a corrupt archive.
+    raise EncoderError(f"{path}: cannot be loaded ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else 'corrupt file'})") from e
+  if not isinstance(encoder.output, dict) or set(encoder.output) != set(LAYER_NAMES):
+    raise EncoderError(f"{path}: not a ppgn_tf encoder (outputs must be {LAYER_NAMES})")
+  encoder.trainable = False
+  return encoder
+
+
+def read_metrics(directory: str) -> dict:
+  with open(os.path.join(directory, METRICS_FILE)) as f:
+    return json.load(f)
+
+
+def ensure_encoder(directory: str, make_datasets, *, epochs: int, seed: int) -> keras.Model:
+  """Returns the encoder saved in `directory`, pre-training and saving one first if absent.
+
+  `make_datasets()` -> (train_ds, test_ds) is only called when training is needed.
+  """
+  if os.path.isfile(os.path.join(directory, ENCODER_FILE)):
+    logging.info("Reusing the encoder in %s", directory)
+    return load_encoder(directory)
+  logging.info("No encoder in %s: pre-training one (%d epochs)", directory, epochs)
+  train_ds, test_ds = make_datasets()
+  encoder, metrics = pretrain_encoder(train_ds, test_ds, epochs=epochs, seed=seed)
+  save_encoder(encoder, metrics, directory)
+  logging.info("Encoder test accuracy %.4f after %.0f s, saved to %s",
+               metrics["test_accuracy"], metrics["train_seconds"], directory)
+  return load_encoder(directory)
+
+
+def class_log_probs(encoder_outputs: dict) -> tf.Tensor:
+  """log C(x) = log softmax(fc2)."""
+  return tf.nn.log_softmax(encoder_outputs["fc2"], axis=-1)

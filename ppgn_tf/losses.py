@@ -1,0 +1,103 @@
+"""Losses as small pure functions of tensors (TF-GAN style); the trainer composes them.
+
+All are means over the examples of the batch they see. Under a distribution
+strategy the trainer divides each replica's value by the replica count so that
+summed gradients equal those of the mean over the global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import tensorflow as tf
+
+WGAN_GP = "wgan_gp"
+LOG = "log"
+GAN_LOSSES = (WGAN_GP, LOG)
+
+
+def _f32(x) -> tf.Tensor:
+  return tf.cast(x, tf.float32)
+
+
+def image_reconstruction_loss(fake_images, real_images) -> tf.Tensor:
+  """L_x = ||G(h) - x||^2 as a mean over elements."""
+  return tf.reduce_mean(tf.square(_f32(fake_images) - _f32(real_images)))
+
+
+def feature_reconstruction_loss(fake_features: Mapping[str, tf.Tensor],
+                                real_features: Mapping[str, tf.Tensor],
+                                weights: Mapping[str, float]) -> tf.Tensor:
+  """L_h = sum_j alpha_j ||E^j(G(h)) - E^j(x)||^2, each a mean over elements (Eq. 10)."""
+  total = tf.constant(0.0)
+  for layer, alpha in weights.items():
+    total += alpha * tf.reduce_mean(tf.square(_f32(fake_features[layer]) - _f32(real_features[layer])))
+  return total
+
+
+def wasserstein_estimate(real_scores, fake_scores) -> tf.Tensor:
+  """mean D(real) - mean D(fake): the critic's estimate of the Wasserstein distance (Eq. 2)."""
+  return tf.reduce_mean(_f32(real_scores)) - tf.reduce_mean(_f32(fake_scores))
+
+
+def wasserstein_critic_loss(real_scores, fake_scores) -> tf.Tensor:
+  """mean D(fake) - mean D(real)."""
+  return -wasserstein_estimate(real_scores, fake_scores)
+
+
+def log_critic_loss(real_scores, fake_scores) -> tf.Tensor:
+  """-log D(real) - log(1 - D(fake)) with D = sigmoid(score) (Eqs. 4, 11)."""
+  return (tf.reduce_mean(tf.nn.softplus(-_f32(real_scores))) +
+          tf.reduce_mean(tf.nn.softplus(_f32(fake_scores))))
+
+
+def gradient_penalty(critic: Callable[[tf.Tensor], tf.Tensor], real, fake, epsilon) -> tf.Tensor:
+  """E[(||grad_u D(u)||_2 - 1)^2] at u = eps * real + (1 - eps) * fake.
+
+  `epsilon` holds one U[0, 1] draw per example; the norm is over each
+  example's whole input, whatever its shape.
+  """
+  real, fake = _f32(real), _f32(fake)
+  eps = tf.reshape(_f32(epsilon), [-1] + [1] * (len(real.shape) - 1))
+  interpolates = eps * real + (1.0 - eps) * fake
+  with tf.GradientTape() as tape:
+    tape.watch(interpolates)
+    scores = _f32(critic(interpolates))
+  grads = tape.gradient(scores, interpolates)
+  grads = tf.reshape(grads, [tf.shape(grads)[0], -1])
+  # The small constant keeps the gradient of the norm finite at zero.
+  norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=1) + 1e-12)
+  return tf.reduce_mean(tf.square(norms - 1.0))
+
+
+def critic_loss(kind: str, real_scores, fake_scores) -> tf.Tensor:
+  """The critic's loss before any gradient penalty, for --gan_loss=kind."""
+  if kind == WGAN_GP:
+    return wasserstein_critic_loss(real_scores, fake_scores)
+  if kind == LOG:
+    return log_critic_loss(real_scores, fake_scores)
+  raise ValueError(f"unknown gan loss '{kind}' (choose from {', '.join(GAN_LOSSES)})")
+
+
+def generator_adversarial_term(kind: str, fake_scores) -> tf.Tensor:
+  """One critic's term in L_gan: -mean D(fake) (Wasserstein) or -log D(fake) (non-saturating)."""
+  if kind == WGAN_GP:
+    return -tf.reduce_mean(_f32(fake_scores))
+  if kind == LOG:
+    return tf.reduce_mean(tf.nn.softplus(-_f32(fake_scores)))
+  raise ValueError(f"unknown gan loss '{kind}' (choose from {', '.join(GAN_LOSSES)})")
+
+
+def adversarial_loss(kind: str,
+                     fake_scores: Mapping[str, tf.Tensor],
+                     weights: Mapping[str, float | tf.Tensor]) -> tf.Tensor:
+  """L_gan = sum_k lambda_k * term_k (Eq. 9); a weight may be a tensor (0 masks a critic)."""
+  total = tf.constant(0.0)
+  for name, scores in fake_scores.items():
+    total += _f32(weights[name]) * generator_adversarial_term(kind, scores)
+  return total
+
+
+def generator_loss(l_x, l_h, l_gan, beta_x: float, beta_h: float, beta_gan: float) -> tf.Tensor:
+  """L_G = beta_x L_x + beta_h L_h + beta_gan L_gan (Eq. 3)."""
+  return beta_x * _f32(l_x) + beta_h * _f32(l_h) + beta_gan * _f32(l_gan)

@@ -1,0 +1,301 @@
+"""The PPGN-h trainer: one Keras model owning G, the critics, the frozen E and the optimizers.
+
+`train_step` is one critic iteration on one real minibatch, followed by a G
+step on that same minibatch when the critic round is complete (the asymmetric
+WGAN-GP schedule of `critic_schedule`). `fit()` drives it, so Keras callbacks
+(progress, TensorBoard, checkpoints) work unchanged.
+
+Distribution: `train_step` runs in cross-replica context and calls
+`strategy.run` for each update, because the round structure needs control
+flow around optimizer updates, and control flow around a cross-replica
+synchronisation point is not allowed inside a replica function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from ppgn_tf import critic_schedule as schedule_lib
+from ppgn_tf import encoder as encoder_lib
+from ppgn_tf import losses
+from ppgn_tf.critics import IMAGE, build_critics
+from ppgn_tf.generator import build_generator
+
+
+@dataclasses.dataclass(frozen=True)
+class PPGNConfig:
+  """Everything that distinguishes one experiment from another."""
+  dim: int = 64
+  batch_size: int = 32  # Global batch: split across replicas.
+  code_layer: str = "fc1"
+  image_critic: bool = True
+  latent_critics: tuple[str, ...] = ()
+  critic_weights: tuple[float, ...] = ()  # lambda_k per critic (image first); empty: all 1.
+  recon_layers: tuple[str, ...] = ("fc1",)
+  recon_weights: tuple[float, ...] = (1.0,)
+  beta_x: float = 2.0
+  beta_h: float = 0.1
+  beta_gan: float = 1.0
+  gan_loss: str = losses.WGAN_GP
+  gp_weight: float = 10.0
+  critic_selection: str = schedule_lib.ALL
+  random_p: float = 0.5
+  schedule: schedule_lib.CriticSchedule = schedule_lib.CriticSchedule()
+  learning_rate: float = 1e-4
+  adam_beta_1: float = 0.5
+  adam_beta_2: float = 0.9
+  seed: int = 0
+
+  @property
+  def critic_names(self) -> tuple[str, ...]:
+    return ((IMAGE,) if self.image_critic else ()) + tuple(self.latent_critics)
+
+  def validate(self) -> None:
+    """Raises ValueError (one line naming the flag) for an inconsistent configuration."""
+    def positive(name, value):
+      if value <= 0:
+        raise ValueError(f"--{name} must be > 0, got {value}")
+
+    def non_negative(name, value):
+      if value < 0:
+        raise ValueError(f"--{name} must be >= 0, got {value}")
+
+    positive("dim", self.dim)
+    positive("batch_size", self.batch_size)
+    positive("learning_rate", self.learning_rate)
+    for name in ("beta_x", "beta_h", "beta_gan", "gp_weight"):
+      non_negative(name, getattr(self, name))
+    encoder_lib.check_layer_names([self.code_layer], "code_layer")
+    encoder_lib.check_layer_names(self.latent_critics, "latent_critics")
+    encoder_lib.check_layer_names(self.recon_layers, "recon_layers")
+    if len(set(self.latent_critics)) != len(self.latent_critics):
+      raise ValueError(f"--latent_critics names a layer twice: {','.join(self.latent_critics)}")
+    if not self.critic_names:
+      raise ValueError("no critic: set --image_critic=true or name --latent_critics")
+    if len(self.recon_weights) != len(self.recon_layers):
+      raise ValueError(f"--recon_weights has {len(self.recon_weights)} values for "
+                       f"{len(self.recon_layers)} --recon_layers")
+    if self.critic_weights and len(self.critic_weights) != len(self.critic_names):
+      raise ValueError(f"--critic_weights has {len(self.critic_weights)} values for "
+                       f"{len(self.critic_names)} critics ({','.join(self.critic_names)})")
+    if self.gan_loss not in losses.GAN_LOSSES:
+      raise ValueError(f"--gan_loss={self.gan_loss}: choose from {', '.join(losses.GAN_LOSSES)}")
+    if self.critic_selection not in schedule_lib.SELECTIONS:
+      raise ValueError(f"--critic_selection={self.critic_selection}: choose from "
+                       f"{', '.join(schedule_lib.SELECTIONS)}")
+    if not 0.0 <= self.random_p <= 1.0:
+      raise ValueError(f"--random_p must be in [0, 1], got {self.random_p}")
+    if not 0.0 <= self.adam_beta_1 < 1.0 or not 0.0 <= self.adam_beta_2 < 1.0:
+      raise ValueError("--adam_beta_1 and --adam_beta_2 must be in [0, 1)")
+
+
+def _adam(config: PPGNConfig, name: str) -> keras.optimizers.Optimizer:
+  return keras.optimizers.Adam(config.learning_rate, beta_1=config.adam_beta_1,
+                               beta_2=config.adam_beta_2, name=name)
+
+
+class PPGN(keras.Model):
+  """Noiseless Joint PPGN-h with an image critic and/or latent critics."""
+
+  def __init__(self, encoder: keras.Model, config: PPGNConfig, **kwargs):
+    super().__init__(name="ppgn", **kwargs)
+    config.validate()
+    self.config = config
+    self.schedule = config.schedule
+    encoder.trainable = False
+    self.encoder = encoder
+    shapes = encoder_lib.layer_shapes(encoder)
+    self.generator = build_generator(shapes[config.code_layer], config.dim)
+    self.critic_names = config.critic_names
+    self.critics = build_critics(self.critic_names, shapes, config.dim)
+    weights = config.critic_weights or (1.0,) * len(self.critic_names)
+    self.critic_weights = dict(zip(self.critic_names, weights))
+    self.recon_weights = dict(zip(config.recon_layers, config.recon_weights))
+    self.generator_optimizer = _adam(config, "generator_adam")
+    self.critic_optimizers = {n: _adam(config, f"critic_{n}_adam") for n in self.critic_names}
+    # Slots exist before any checkpoint restore, so restoring never defers.
+    self.generator_optimizer.build(self.generator.trainable_variables)
+    for n in self.critic_names:
+      self.critic_optimizers[n].build(self.critics[n].trainable_variables)
+
+    counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+    self.generator_steps = counter("generator_steps")
+    self.critic_steps = counter("critic_steps")
+    self.round_iterations = counter("round_iterations")  # Critic iterations since the last G step.
+    # The latest value of every logged quantity: G terms change only on G steps
+    # and a critic's terms only when it is trained, yet each batch reports all.
+    self.latest = {k: tf.Variable(0.0, trainable=False, name=k) for k in self.log_names()}
+    self.built = True  # Every network is a built functional model.
+
+  def compile(self, **kwargs):
+    # Keras' own optimizer slot is G's: callbacks that read `model.optimizer`
+    # (learning-rate schedules) act on G, and no unused optimizer is built.
+    super().compile(optimizer=self.generator_optimizer, **kwargs)
+
+  # ---- names ----------------------------------------------------------------
+
+  def log_names(self) -> list[str]:
+    names = ["g_loss", "l_x", "l_h", "l_gan"]
+    for n in self.critic_names:
+      names += [f"d_loss_{n}", f"w_{n}", f"gp_{n}"]
+    return names
+
+  def checkpoint_items(self) -> dict:
+    """Everything a resumed run needs, for tf.train.Checkpoint."""
+    items = {
+        "generator": self.generator,
+        "generator_optimizer": self.generator_optimizer,
+        "generator_steps": self.generator_steps,
+        "critic_steps": self.critic_steps,
+        "round_iterations": self.round_iterations,
+    }
+    for n in self.critic_names:
+      items[f"critic_{n}"] = self.critics[n]
+      items[f"critic_{n}_optimizer"] = self.critic_optimizers[n]
+    for k, v in self.latest.items():
+      items[f"latest_{k}"] = v
+    return items
+
+  # ---- the algorithm --------------------------------------------------------
+
+  def call(self, codes, training=False):
+    return self.generator(codes, training=training)
+
+  def train_step(self, data):
+    real_images = data[0] if isinstance(data, (tuple, list)) else data
+    strategy = self.distribute_strategy
+    long_round = self.schedule.is_long_round(self.generator_steps)
+    trained = schedule_lib.select_critics(
+        self.config.critic_selection, len(self.critic_names), long_round,
+        self.critic_steps, self.config.seed, self.config.random_p)
+
+    # E(x), G(E(x)) and E(G(E(x))) once per batch, shared by every update.
+    real_features, fake_images, fake_features = strategy.run(self._reconstruct, args=(real_images,))
+
+    for k, name in enumerate(self.critic_names):
+      if name == IMAGE:
+        real, fake = real_images, fake_images
+      else:
+        real, fake = real_features[name], fake_features[name]
+      update = lambda k=k, name=name, real=real, fake=fake: self._critic_update(k, name, real, fake)
+      if self.config.critic_selection == schedule_lib.ALL:
+        update()
+      else:
+        tf.cond(trained[k] > 0, update, lambda: tf.constant(False))
+
+    self.critic_steps.assign_add(1)
+    self.round_iterations.assign_add(1)
+    round_complete = self.round_iterations >= self.schedule.iterations_before(self.generator_steps)
+    tf.cond(round_complete,
+            lambda: self._generator_update(real_images, real_features, trained),
+            lambda: tf.constant(False))
+    logs = {k: v.read_value() for k, v in self.latest.items()}
+    logs["g_steps"] = self.generator_steps.read_value()
+    return logs
+
+  def _reconstruct(self, real_images):
+    real_features = self.encoder(real_images, training=False)
+    fake_images = self.generator(real_features[self.config.code_layer], training=False)
+    fake_features = {}
+    if len(self.critic_names) > (1 if IMAGE in self.critic_names else 0):
+      fake_features = self.encoder(fake_images, training=False)
+    return real_features, fake_images, fake_features
+
+  def _critic_update(self, k: int, name: str, real, fake):
+    """One optimizer step of critic `name` (cross-replica context)."""
+    strategy = self.distribute_strategy
+    per_replica = strategy.run(self._critic_replica_step, args=(k, name, real, fake))
+    self._record({f"{key}_{name}": v for key, v in self._mean(per_replica).items()})
+    return tf.constant(True)
+
+  def _critic_replica_step(self, k: int, name: str, real, fake):
+    critic = self.critics[name]
+    replicas = self.distribute_strategy.num_replicas_in_sync
+    epsilon = self._replica_slice(tf.random.stateless_uniform(
+        [self.config.batch_size], seed=tf.stack([tf.constant(self.config.seed * 1000 + k, tf.int64),
+                                                 self.critic_steps.read_value()])), tf.shape(real)[0])
+    with tf.GradientTape() as tape:
+      real_scores = critic(real, training=True)
+      fake_scores = critic(fake, training=True)
+      loss = losses.critic_loss(self.config.gan_loss, real_scores, fake_scores)
+      gp = tf.constant(0.0)
+      if self.config.gp_weight > 0:
+        gp = losses.gradient_penalty(lambda u: critic(u, training=True), real, fake, epsilon)
+      loss = loss + self.config.gp_weight * gp
+      # Summed over replicas by the optimizer: the gradient of the global-batch mean.
+      scaled_loss = loss / replicas
+    grads = tape.gradient(scaled_loss, critic.trainable_variables)
+    self.critic_optimizers[name].apply_gradients(zip(grads, critic.trainable_variables))
+    return {"d_loss": loss, "w": losses.wasserstein_estimate(real_scores, fake_scores), "gp": gp}
+
+  def _generator_update(self, real_images, real_features, trained):
+    """One G step on the round's last minibatch (cross-replica context)."""
+    per_replica = self.distribute_strategy.run(
+        self._generator_replica_step, args=(real_images, real_features, trained))
+    self._record(self._mean(per_replica))
+    self.generator_steps.assign_add(1)
+    self.round_iterations.assign(0)
+    return tf.constant(True)
+
+  def _generator_replica_step(self, real_images, real_features, trained):
+    c = self.config
+    replicas = self.distribute_strategy.num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      fake_images = self.generator(real_features[c.code_layer], training=True)
+      fake_features = self.encoder(fake_images, training=False)
+      l_x = losses.image_reconstruction_loss(fake_images, real_images)
+      l_h = losses.feature_reconstruction_loss(fake_features, real_features, self.recon_weights)
+      scores, weights = {}, {}
+      if c.beta_gan > 0:  # 3d tracks its critic but G never sees it: skip the forward pass.
+        for k, name in enumerate(self.critic_names):
+          critic_input = fake_images if name == IMAGE else fake_features[name]
+          scores[name] = self.critics[name](critic_input, training=False)
+          # Random selection: only the critic(s) trained last speak to G.
+          weights[name] = self.critic_weights[name] * trained[k]
+      l_gan = losses.adversarial_loss(c.gan_loss, scores, weights)
+      g_loss = losses.generator_loss(l_x, l_h, l_gan, c.beta_x, c.beta_h, c.beta_gan)
+      scaled_loss = g_loss / replicas
+    variables = self.generator.trainable_variables
+    grads = tape.gradient(scaled_loss, variables)
+    self.generator_optimizer.apply_gradients(zip(grads, variables))
+    return {"g_loss": g_loss, "l_x": l_x, "l_h": l_h, "l_gan": l_gan}
+
+  # ---- plumbing -------------------------------------------------------------
+
+  def _replica_slice(self, global_values, local_batch):
+    """This replica's rows of a per-example tensor drawn for the global batch.
+
+    Drawing for the global batch and slicing makes a mirrored run use exactly
+    the randomness of a single-device run with the same global batch.
+    """
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    start = tf.cast(replica, tf.int32) * local_batch
+    return global_values[start:start + local_batch]
+
+  def _mean(self, per_replica: dict) -> dict:
+    strategy = self.distribute_strategy
+    return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+
+  def _record(self, values: dict) -> None:
+    for k, v in values.items():
+      self.latest[k].assign(tf.cast(v, tf.float32))
+
+  def make_train_function(self, force=False):
+    """`train_step` itself is the tf.function: it runs in cross-replica context."""
+    if self.train_function is not None and not force:
+      return self.train_function
+    step = self.train_step if self.run_eagerly else tf.function(self.train_step, jit_compile=False)
+
+    def train_function(iterator):
+      return step(next(iterator))
+
+    self.train_function = train_function
+    return train_function
+
+  def reconstruct(self, real_images) -> tf.Tensor:
+    """G(E(x)) for normalised images."""
+    return self.generator(self.encoder(real_images, training=False)[self.config.code_layer],
+                          training=False)
