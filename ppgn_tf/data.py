@@ -130,22 +130,33 @@ def make_pipeline(split: Split,
   fixed function of `seed` and `start_batch` resumes it exactly where a run
   stopped (needed for preemption-safe, deterministic training).
   """
-  images = tf.data.Dataset.from_tensor_slices((split.images, split.labels.astype(np.int32)))
-
-  def one_epoch(epoch, reshuffle=False):
-    ds = images
-    if shuffle:
-      ds = ds.shuffle(len(split), seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=reshuffle)
-    return ds.batch(batch_size, drop_remainder=drop_remainder)
+  if start_batch and not repeat:
+    raise ValueError("start_batch needs repeat=True (a resumable stream)")
+  if num_batches(len(split), batch_size, drop_remainder) < 1:
+    raise DataSourceError(f"batch size {batch_size} is larger than the {len(split)} images of the split")
+  images = tf.constant(split.images)
+  labels = tf.constant(split.labels.astype(np.int32))
 
   if repeat:
     batches_per_epoch = num_batches(len(split), batch_size, drop_remainder)
+
+    def one_epoch(epoch):
+      # A stateless permutation per epoch: the order depends on (seed, epoch) only.
+      order = tf.range(len(split))
+      if shuffle:
+        order = tf.argsort(tf.random.stateless_uniform([len(split)], seed=tf.stack([tf.constant(seed, tf.int64), epoch])))
+      return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+
     first_epoch = start_batch // batches_per_epoch
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(one_epoch)
     ds = ds.skip(start_batch - first_epoch * batches_per_epoch)
+    ds = ds.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
   else:
-    # Iterated once per Keras epoch: a new (seeded) order each time.
-    ds = one_epoch(tf.constant(0, tf.int64), reshuffle=True).skip(start_batch)
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle:
+      # Iterated once per Keras epoch: a new (seeded) order each time.
+      ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   ds = ds.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -1,0 +1,170 @@
+"""Keras callbacks that turn a PPGN fit() into a run: checkpoints, per-G-step logs, pictures.
+
+Keras counts batches, and a batch is one critic iteration; the thesis plots
+against generator steps, so these callbacks log whenever the G step count moves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ppgn_tf import data as data_lib
+from ppgn_tf import plots
+
+HISTORY_FILE = "history.json"
+
+
+class DivergenceError(RuntimeError):
+  """A loss term became NaN or Inf."""
+
+
+class GeneratorStepLog(keras.callbacks.Callback):
+  """Records every logged quantity once per G step: TensorBoard scalars and history.json.
+
+  Also stops the run with DivergenceError when a loss term is not finite,
+  before the next checkpoint could save the broken state.
+  """
+
+  def __init__(self, workdir: str, summary_dir: str | None, batch_size: int, history: dict | None = None):
+    super().__init__()
+    self.workdir = workdir
+    self.batch_size = batch_size
+    # name -> [[g_step, value], ...]; continued across resumed runs.
+    self.history: dict[str, list] = history or {}
+    self.writer = tf.summary.create_file_writer(summary_dir) if summary_dir else None
+    self._last_g = None
+    self._last_time = None
+    self._last_critic_steps = None
+
+  @staticmethod
+  def load_history(workdir: str) -> dict:
+    path = os.path.join(workdir, HISTORY_FILE)
+    if os.path.isfile(path):
+      with open(path) as f:
+        return json.load(f)
+    return {}
+
+  def on_train_begin(self, logs=None):
+    self._last_g = int(self.model.generator_steps.numpy())
+    self._last_critic_steps = int(self.model.critic_steps.numpy())
+    self._last_time = time.time()
+
+  def on_train_batch_end(self, batch, logs=None):
+    g = int(logs["g_steps"])
+    if g == self._last_g:
+      return
+    values = {k: float(v) for k, v in logs.items() if k != "g_steps"}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+      raise DivergenceError(f"loss term {bad[0]} is {values[bad[0]]} at generator step {g} "
+                            f"(critic step {int(self.model.critic_steps.numpy())})")
+    now = time.time()
+    critic_steps = int(self.model.critic_steps.numpy())
+    images_per_second = (critic_steps - self._last_critic_steps) * self.batch_size / max(now - self._last_time, 1e-9)
+    values["images_per_second"] = images_per_second
+    values["critic_steps"] = float(critic_steps)
+    for k, v in values.items():
+      self.history.setdefault(k, []).append([g, v])
+    if self.writer is not None:
+      with self.writer.as_default(step=g):
+        for k, v in values.items():
+          tf.summary.scalar(_summary_name(k), v)
+    self._last_g, self._last_time, self._last_critic_steps = g, now, critic_steps
+
+  def on_train_end(self, logs=None):
+    if self.writer is not None:
+      self.writer.flush()
+
+  def save(self, workdir: str) -> None:
+    write_json(os.path.join(workdir, HISTORY_FILE), self.history)
+
+
+def _summary_name(key: str) -> str:
+  """Groups TensorBoard scalars: losses/..., wasserstein/..., critics/..., speed/..."""
+  if key.startswith("w_"):
+    return f"wasserstein/{key[2:]}"
+  if key.startswith(("d_loss_", "gp_")):
+    return f"critics/{key}"
+  if key in ("images_per_second",):
+    return f"speed/{key}"
+  if key in ("critic_steps",):
+    return f"counters/{key}"
+  return f"losses/{key}"
+
+
+class PeriodicCheckpoint(keras.callbacks.Callback):
+  """Saves a tf.train.CheckpointManager every `every` critic iterations and at the end.
+
+  CheckpointManager writes each checkpoint under a temporary name and then
+  updates its index, so a crash never leaves a half-written checkpoint behind.
+  """
+
+  def __init__(self, manager: tf.train.CheckpointManager, every: int, before_save=None):
+    super().__init__()
+    self.manager = manager
+    self.every = every
+    self.before_save = before_save
+
+  def _save(self):
+    if self.before_save is not None:
+      self.before_save()
+    self.manager.save(checkpoint_number=int(self.model.critic_steps.numpy()))
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.every and int(self.model.critic_steps.numpy()) % self.every == 0:
+      self._save()
+
+  def on_train_end(self, logs=None):
+    self._save()
+
+
+class StopAtBounds(keras.callbacks.Callback):
+  """Stops fit() when the run reaches its total critic iterations or G steps."""
+
+  def __init__(self, max_critic_steps: int | None, max_generator_steps: int | None):
+    super().__init__()
+    self.max_critic_steps = max_critic_steps
+    self.max_generator_steps = max_generator_steps
+
+  def reached(self, model) -> bool:
+    return ((self.max_critic_steps is not None and int(model.critic_steps.numpy()) >= self.max_critic_steps)
+            or (self.max_generator_steps is not None
+                and int(model.generator_steps.numpy()) >= self.max_generator_steps))
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.reached(self.model):
+      self.model.stop_training = True
+
+
+class ReconstructionGrid(keras.callbacks.Callback):
+  """At each epoch end: a PNG of fixed test images next to G(E(x))."""
+
+  def __init__(self, images: np.ndarray, directory: str):
+    super().__init__()
+    self.images = images  # Normalised, float32.
+    self.directory = directory
+
+  def write(self, path: str, title: str) -> None:
+    recon = self.model.reconstruct(tf.constant(self.images))
+    plots.save_reconstruction_grid(data_lib.denormalize(self.images).numpy(),
+                                   data_lib.denormalize(recon).numpy(), path, title=title)
+
+  def on_epoch_end(self, epoch, logs=None):
+    g = int(self.model.generator_steps.numpy())
+    self.write(os.path.join(self.directory, f"epoch_{epoch + 1:03d}.png"),
+               f"epoch {epoch + 1}, generator step {g}")
+
+
+def write_json(path: str, obj) -> None:
+  """Writes JSON atomically (temp file then rename)."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)

@@ -1,0 +1,237 @@
+"""Pictures for people: image grids, reconstruction pairs, curves, GIFs.
+
+Only numpy, matplotlib (Agg backend) and PIL; no TensorFlow, so plots can be
+drawn from saved arrays without loading a model. Every writer creates the
+parent directory and writes a temporary file beside `path` that then atomically
+replaces it, so a viewer never sees a half-written picture.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+
+import matplotlib
+
+# Set before pyplot is imported: training runs headless and must never try to
+# open a window.
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+SEPARATOR = 0.5  # grey: distinct from MNIST's black background and white ink
+PAIRS_PER_ROW = 8
+RECONSTRUCTION_CAPTION = "left: input x, right: G(E(x))"
+# Screen pixels per image pixel: 28x28 digits are too small to judge at 1:1.
+_SCALE = 3
+_DPI = 100
+
+
+def _as_images(images, what: str = "images") -> np.ndarray:
+  """[N, H, W, 1] or [N, H, W] floats in [0, 1] as a float32 [N, H, W] array."""
+  array = np.asarray(images)
+  if array.ndim == 4 and array.shape[-1] == 1:
+    array = array[..., 0]
+  if array.ndim != 3:
+    raise ValueError(
+        f"{what}: expected shape [N, H, W, 1] or [N, H, W], got {array.shape}")
+  if array.shape[0] == 0:
+    raise ValueError(f"{what}: empty batch")
+  if not (np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
+    # uint8 pixels would all clip to white; make the caller scale them.
+    raise ValueError(
+        f"{what}: expected floats in [0, 1], got dtype {array.dtype} "
+        "(divide uint8 pixels by 255)")
+  array = array.astype(np.float32)
+  if not np.all(np.isfinite(array)):
+    raise ValueError(f"{what}: values are not all finite")
+  # Denormalised network outputs may overshoot slightly; show them saturated.
+  return np.clip(array, 0.0, 1.0)
+
+
+def _columns(n: int, nrow) -> int:
+  if nrow is None:
+    return max(1, math.ceil(math.sqrt(n)))
+  if isinstance(nrow, bool) or not isinstance(nrow, (int, np.integer)) or nrow < 1:
+    raise ValueError(f"nrow must be a positive integer, got {nrow!r}")
+  # A row wider than the batch would only add empty tiles.
+  return min(int(nrow), n)
+
+
+def image_grid(images, nrow: int | None = None) -> np.ndarray:
+  """Tiles images into one 2-D float array, `nrow` images per row.
+
+  `nrow` defaults to ceil(sqrt(N)). Tiles are separated by 1-pixel lines of
+  value 0.5 (no outer border); empty cells of the last row are 0.5 too.
+  """
+  array = _as_images(images)
+  n, height, width = array.shape
+  columns = _columns(n, nrow)
+  rows = math.ceil(n / columns)
+  grid = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1),
+                 SEPARATOR, dtype=np.float32)
+  for i, image in enumerate(array):
+    top = (i // columns) * (height + 1)
+    left = (i % columns) * (width + 1)
+    grid[top:top + height, left:left + width] = image
+  return grid
+
+
+def _atomic_write(path: str, write) -> None:
+  """Calls write(binary file) on a temp file beside `path`, then replaces `path`."""
+  path = os.fspath(path)
+  directory, name = os.path.split(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+  # os.open with 0o666 lets the umask decide permissions (tempfile would not).
+  fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+  try:
+    with os.fdopen(fd, "wb") as out:
+      write(out)
+      out.flush()
+      os.fsync(out.fileno())
+    os.replace(tmp_path, path)
+  except BaseException:
+    try:
+      os.remove(tmp_path)
+    except OSError:
+      pass
+    raise
+
+
+def _save_figure(fig, path: str) -> None:
+  """Writes `fig` as PNG to `path` atomically and always closes it."""
+  try:
+    # format is explicit: the temp file's name does not end in ".png".
+    _atomic_write(path, lambda out: fig.savefig(
+        out, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.1))
+  finally:
+    plt.close(fig)
+
+
+def _grid_figure(grid: np.ndarray):
+  """A figure showing `grid` at _SCALE screen pixels per pixel, without ticks."""
+  height, width = grid.shape
+  fig = plt.figure(figsize=(width * _SCALE / _DPI, height * _SCALE / _DPI), dpi=_DPI)
+  ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+  ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+  ax.set_xticks([])
+  ax.set_yticks([])
+  return fig, ax
+
+
+def save_image_grid(images, path: str, nrow: int | None = None,
+                    row_labels=None, title: str | None = None) -> None:
+  """Writes image_grid(images, nrow) as a grayscale PNG.
+
+  `row_labels` (one str per grid row, e.g. the class of each row of a
+  class-conditional sample grid) are drawn left of the rows.
+  """
+  array = _as_images(images)
+  grid = image_grid(array, nrow)
+  n, height, _ = array.shape
+  rows = math.ceil(n / _columns(n, nrow))
+  if row_labels is not None:
+    row_labels = [str(label) for label in row_labels]
+    if len(row_labels) != rows:
+      raise ValueError(
+          f"row_labels: got {len(row_labels)} labels for a grid of {rows} rows")
+  fig, ax = _grid_figure(grid)
+  try:
+    for r, label in enumerate(row_labels or ()):
+      ax.text(-2, r * (height + 1) + (height - 1) / 2, label,
+              ha="right", va="center", fontsize=9)
+    if title:
+      ax.set_title(title)
+  except BaseException:
+    plt.close(fig)
+    raise
+  _save_figure(fig, path)
+
+
+def save_reconstruction_grid(inputs, reconstructions, path: str,
+                             title: str | None = None) -> None:
+  """Writes inputs and reconstructions as alternating columns, 8 pairs per row."""
+  x = _as_images(inputs, "inputs")
+  y = _as_images(reconstructions, "reconstructions")
+  if x.shape != y.shape:
+    raise ValueError(
+        f"inputs {x.shape} and reconstructions {y.shape} differ in shape")
+  # Interleave so that pair i lands in tiles 2i (input) and 2i+1 (output).
+  pairs = np.stack([x, y], axis=1).reshape((-1,) + x.shape[1:])
+  grid = image_grid(pairs, nrow=2 * PAIRS_PER_ROW)
+  fig, ax = _grid_figure(grid)
+  try:
+    ax.set_xlabel(RECONSTRUCTION_CAPTION)
+    if title:
+      ax.set_title(title)
+  except BaseException:
+    plt.close(fig)
+    raise
+  _save_figure(fig, path)
+
+
+def save_curves(curves, path: str, title: str | None = None,
+                xlabel: str = "generator steps", ylabel: str | None = None) -> None:
+  """Writes a PNG with one line per curve; `curves` maps name -> (steps, values).
+
+  Points whose step or value is NaN (or infinite) are skipped; raises
+  ValueError if no curve has a point left to draw.
+  """
+  lines = []
+  for name, (steps, values) in dict(curves).items():
+    steps = np.asarray(steps, dtype=np.float64).reshape(-1)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if steps.shape != values.shape:
+      raise ValueError(
+          f"curve '{name}': {steps.size} steps but {values.size} values")
+    keep = np.isfinite(steps) & np.isfinite(values)
+    if keep.any():
+      lines.append((str(name), steps[keep], values[keep]))
+  if not lines:
+    raise ValueError("save_curves: nothing to plot (no curve has a finite point)")
+  fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=_DPI)
+  try:
+    for name, steps, values in lines:
+      # Markers keep single-point curves (e.g. after one eval) visible.
+      ax.plot(steps, values, label=name, marker="." if steps.size < 50 else None)
+    ax.set_xlabel(xlabel)
+    if ylabel:
+      ax.set_ylabel(ylabel)
+    if title:
+      ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+  except BaseException:
+    plt.close(fig)
+    raise
+  _save_figure(fig, path)
+
+
+def save_animation(frames, path: str, nrow: int | None = None,
+                   duration_ms: int = 100) -> None:
+  """Writes a looping GIF, one frame per image batch (e.g. states of sampling chains).
+
+  Each frame is image_grid(batch, nrow) upscaled x3 (nearest neighbour). Note
+  that Pillow merges identical consecutive frames into one longer frame.
+  """
+  frames = list(frames)
+  if not frames:
+    raise ValueError("save_animation: no frames")
+  if isinstance(duration_ms, bool) or not isinstance(duration_ms, (int, np.integer)) \
+      or duration_ms < 1:
+    raise ValueError(f"duration_ms must be a positive integer, got {duration_ms!r}")
+  grids = [image_grid(frame, nrow) for frame in frames]
+  if any(g.shape != grids[0].shape for g in grids):
+    raise ValueError("save_animation: frames give grids of different shapes")
+  pictures = []
+  for grid in grids:
+    pixels = np.round(grid * 255.0).astype(np.uint8)
+    pixels = np.repeat(np.repeat(pixels, _SCALE, axis=0), _SCALE, axis=1)
+    pictures.append(Image.fromarray(pixels))  # 2-D uint8 gives mode "L"
+  _atomic_write(path, lambda out: pictures[0].save(
+      out, format="GIF", save_all=True, append_images=pictures[1:],
+      duration=int(duration_ms), loop=0))

@@ -1,0 +1,230 @@
+"""One training run: validate, pre-train or load E, train PPGN with fit(), write results.
+
+Everything a run makes lives under its workdir:
+  encoder/            E (encoder.keras) and metrics.json (unless --encoder_dir)
+  config.json         the PPGN configuration (a rerun must match it)
+  checkpoints/        tf.train.CheckpointManager checkpoints (resume point)
+  tensorboard/        TensorBoard scalars, one point per G step
+  reconstructions/    x next to G(E(x)) at each epoch end
+  history.json        every logged quantity per G step
+  wasserstein.png     Wasserstein estimates vs G steps (the thesis' Fig. 4)
+  losses.png          the terms of L_G vs G steps
+  summary.json        counters, wall time and the final value of every loss term
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from ppgn_tf import callbacks as callbacks_lib
+from ppgn_tf import data as data_lib
+from ppgn_tf import distribute
+from ppgn_tf import encoder as encoder_lib
+from ppgn_tf import plots
+from ppgn_tf.ppgn import PPGN, PPGNConfig
+
+ENCODER_BATCH_SIZE = 64
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """How and how long to run, as opposed to what is trained (PPGNConfig)."""
+  workdir: str
+  dataset: str = "mnist"
+  data_dir: str | None = None
+  encoder_dir: str | None = None
+  encoder_epochs: int = 5
+  encoder_only: bool = False
+  epochs: int = 15
+  max_generator_steps: int | None = None
+  strategy: str = "auto"
+  precision: str = "fp32"
+  checkpoint_every: int = 500
+  keep_checkpoints: int = 3
+  verbose: int = 1
+  deterministic: bool = False
+
+  @property
+  def encoder_path(self) -> str:
+    return self.encoder_dir or os.path.join(self.workdir, "encoder")
+
+  def validate(self) -> None:
+    """Raises ValueError (one line naming the flag) before any heavy work."""
+    if not self.workdir:
+      raise ValueError("--workdir is required")
+    if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
+      raise ValueError(f"--workdir={self.workdir}: exists and is not a directory")
+    if self.encoder_epochs < 1:
+      raise ValueError(f"--encoder_epochs must be >= 1, got {self.encoder_epochs}")
+    if self.epochs < 1:
+      raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+    if self.max_generator_steps is not None and self.max_generator_steps < 1:
+      raise ValueError(f"--max_generator_steps must be >= 1, got {self.max_generator_steps}")
+    if self.checkpoint_every < 0:
+      raise ValueError(f"--checkpoint_every must be >= 0, got {self.checkpoint_every}")
+    if self.keep_checkpoints < 1:
+      raise ValueError(f"--keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+    if self.precision not in PRECISIONS:
+      raise ValueError(f"--precision={self.precision}: choose from {', '.join(PRECISIONS)}")
+    distribute.check_strategy(self.strategy)
+    data_lib.check_source(self.dataset)
+    if self.encoder_dir is not None:
+      encoder_lib.check_encoder_dir(self.encoder_dir)
+
+
+def config_to_json(config: PPGNConfig) -> dict:
+  return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def check_config_matches(workdir: str, config: PPGNConfig) -> None:
+  """A workdir holds one experiment: refuse to resume it with another configuration."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  current = config_to_json(config)
+  for key in sorted(set(saved) | set(current)):
+    if saved.get(key) != current.get(key):
+      raise ValueError(f"--workdir={workdir} holds a run with {key}={saved.get(key)}, "
+                       f"not {current.get(key)}: use a new --workdir or the same flags")
+
+
+def _encoder_datasets(train, test, seed):
+  return (data_lib.make_pipeline(train, ENCODER_BATCH_SIZE, seed=seed),
+          data_lib.make_pipeline(test, 256, seed=seed, shuffle=False, drop_remainder=False))
+
+
+def train(config: PPGNConfig, options: RunOptions) -> dict:
+  """Runs (or resumes) a training run; returns the summary written to summary.json."""
+  start = time.time()
+  config.validate()
+  options.validate()
+  check_config_matches(options.workdir, config)
+  if options.deterministic:
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+  strategy = distribute.make_strategy(options.strategy)
+  chief = distribute.is_chief(strategy)
+  os.makedirs(options.workdir, exist_ok=True)
+
+  train_split, test_split = data_lib.load_arrays(options.dataset, options.data_dir)
+  logging.info("Data %s: %d train, %d test images", options.dataset, len(train_split), len(test_split))
+  encoder = encoder_lib.ensure_encoder(
+      options.encoder_path, lambda: _encoder_datasets(train_split, test_split, config.seed),
+      epochs=options.encoder_epochs, seed=config.seed)
+  if options.encoder_only:
+    metrics = encoder_lib.read_metrics(options.encoder_path)
+    logging.info("--encoder_only: stopping after the encoder (test accuracy %.4f)", metrics["test_accuracy"])
+    return {"encoder": metrics}
+
+  keras.mixed_precision.set_global_policy(PRECISIONS[options.precision])
+  keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    model = PPGN(encoder, config)
+    model.compile()
+  keras.mixed_precision.set_global_policy("float32")
+
+  elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed_seconds")
+  checkpoint = tf.train.Checkpoint(elapsed_seconds=elapsed, **model.checkpoint_items())
+  checkpoint_dir = os.path.join(options.workdir, "checkpoints")
+  if not chief:  # Every worker saves (collectives), only the chief into the workdir.
+    checkpoint_dir = os.path.join(options.workdir, ".worker_tmp", str(strategy.cluster_resolver.task_id))
+  manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=options.keep_checkpoints)
+  restore_from = tf.train.latest_checkpoint(os.path.join(options.workdir, "checkpoints"))
+  if restore_from:
+    try:
+      checkpoint.restore(restore_from).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+      raise ValueError(f"{restore_from}: cannot restore this checkpoint "
+                       f"({type(e).__name__}: {str(e).splitlines()[0]})") from e
+    logging.info("Resumed from %s at generator step %d, critic step %d", restore_from,
+                 int(model.generator_steps.numpy()), int(model.critic_steps.numpy()))
+  if chief:
+    callbacks_lib.write_json(os.path.join(options.workdir, "config.json"), config_to_json(config))
+
+  steps_per_epoch = data_lib.num_batches(len(train_split), config.batch_size)
+  if steps_per_epoch < 1:
+    raise ValueError(f"--batch_size={config.batch_size} is larger than the {len(train_split)} training images")
+  max_critic_steps = options.epochs * steps_per_epoch
+  critic_steps = int(model.critic_steps.numpy())
+  bounds = callbacks_lib.StopAtBounds(max_critic_steps, options.max_generator_steps)
+  history = callbacks_lib.GeneratorStepLog.load_history(options.workdir) if restore_from else {}
+  step_log = callbacks_lib.GeneratorStepLog(
+      options.workdir, os.path.join(options.workdir, "tensorboard", "generator_steps") if chief else None,
+      config.batch_size, history)
+  fixed_test_images = data_lib.normalize(test_split.images[:32]).numpy()
+  recon_grid = callbacks_lib.ReconstructionGrid(fixed_test_images, os.path.join(options.workdir, "reconstructions"))
+  run_start = time.time()
+  base_elapsed = float(elapsed.numpy())
+
+  def before_save():
+    elapsed.assign(base_elapsed + time.time() - run_start)
+
+  callbacks = [
+      step_log,
+      bounds,
+      callbacks_lib.PeriodicCheckpoint(manager, options.checkpoint_every, before_save),
+      keras.callbacks.TensorBoard(os.path.join(options.workdir, "tensorboard"), write_graph=False),
+  ]
+  if chief:
+    callbacks.append(recon_grid)
+
+  if not bounds.reached(model):
+    train_ds = data_lib.make_pipeline(train_split, config.batch_size, seed=config.seed, repeat=True,
+                                      start_batch=critic_steps)
+    logging.info("Training %s for up to %d critic iterations (%d per epoch)%s on %d replica(s)",
+                 "+".join(model.critic_names), max_critic_steps, steps_per_epoch,
+                 f", {options.max_generator_steps} G steps" if options.max_generator_steps else "",
+                 strategy.num_replicas_in_sync)
+    try:
+      model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
+                initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose)
+    finally:
+      if chief:
+        step_log.save(options.workdir)
+  else:
+    logging.info("Nothing to train: the run already reached its bounds")
+  before_save()
+
+  summary = {
+      "generator_steps": int(model.generator_steps.numpy()),
+      "critic_steps": int(model.critic_steps.numpy()),
+      "wall_seconds": float(elapsed.numpy()),
+      "this_invocation_seconds": time.time() - start,
+      "critics": list(model.critic_names),
+      "replicas": strategy.num_replicas_in_sync,
+      "final": {k: float(v.numpy()) for k, v in model.latest.items()},
+      "encoder_test_accuracy": encoder_lib.read_metrics(options.encoder_path).get("test_accuracy"),
+  }
+  if chief:
+    write_run_pictures(model, step_log.history, options.workdir, recon_grid)
+    callbacks_lib.write_json(os.path.join(options.workdir, "summary.json"), summary)
+    logging.info("Summary: %s", json.dumps({k: summary[k] for k in ("generator_steps", "critic_steps", "wall_seconds")}))
+  return summary
+
+
+def write_run_pictures(model: PPGN, history: dict, workdir: str, recon_grid) -> None:
+  """Wasserstein curves (Fig. 4), loss curves and a final reconstruction grid."""
+  def curves(keys):
+    return {k: (np.array(history[k])[:, 0], np.array(history[k])[:, 1]) for k in keys if history.get(k)}
+
+  w = curves([f"w_{n}" for n in model.critic_names])
+  if w:
+    plots.save_curves(w, os.path.join(workdir, "wasserstein.png"),
+                      title="Wasserstein estimate  mean D(real) - mean D(fake)", ylabel="estimate")
+  l = curves(["g_loss", "l_x", "l_h", "l_gan"])
+  if l:
+    plots.save_curves(l, os.path.join(workdir, "losses.png"), title="Generator loss terms", ylabel="loss")
+  recon_grid.set_model(model)
+  recon_grid.write(os.path.join(workdir, "reconstructions", "final.png"),
+                   f"final, generator step {int(model.generator_steps.numpy())}")

@@ -1,0 +1,50 @@
+"""Shared fixtures: a small IDX data set cut from the offline digits and a quickly trained encoder.
+
+Trainer tests need a working encoder, not a good one: it is pre-trained for
+one epoch on 512 digits so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tests run on CPU; keep TensorFlow's start-up chatter out of the output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(scope="session")
+def small_idx_dir(tmp_path_factory) -> str:
+  """512 train / 128 test real digits (class-balanced) as an IDX directory."""
+  from ppgn_tf import data, idx_format
+  train, test = data.load_arrays("mnist_offline")
+  directory = tmp_path_factory.mktemp("small_idx")
+
+  def take(split, per_class):
+    idx = np.concatenate([np.flatnonzero(split.labels == c)[:per_class] for c in range(10)])
+    idx = np.random.default_rng(0).permutation(idx)
+    return split.images[idx, :, :, 0], split.labels[idx].astype(np.uint8)
+
+  for prefix, split, per_class in (("train", train, 52), ("t10k", test, 13)):
+    images, labels = take(split, per_class)
+    idx_format.write_idx(str(directory / f"{prefix}-images-idx3-ubyte"), images[: 512 if prefix == "train" else 128])
+    idx_format.write_idx(str(directory / f"{prefix}-labels-idx1-ubyte.gz"), labels[: 512 if prefix == "train" else 128])
+  return str(directory)
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory, small_idx_dir) -> str:
+  """An encoder pre-trained for one epoch on the small IDX set, saved as train.py saves it."""
+  from ppgn_tf import data, encoder
+  train, test = data.load_arrays(f"idx:{small_idx_dir}")
+  enc, metrics = encoder.pretrain_encoder(
+      data.make_pipeline(train, 64, seed=0),
+      data.make_pipeline(test, 128, seed=0, shuffle=False, drop_remainder=False),
+      epochs=1, verbose=0)
+  directory = str(tmp_path_factory.mktemp("encoder") / "encoder")
+  encoder.save_encoder(enc, metrics, directory)
+  return directory

@@ -1,0 +1,188 @@
+"""Tests for the encoder E, generator G and critics: layer names, shapes, activations."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from ppgn_tf import critics, encoder, generator
+
+DIM = 4
+
+
+def _out_shape(model, layer):
+  return tuple(model.get_layer(layer).output.shape)
+
+
+def _images(n, seed=0):
+  return np.random.default_rng(seed).normal(size=(n, 28, 28, 1)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def enc():
+  keras.utils.set_random_seed(0)
+  return encoder.build_encoder()
+
+
+@pytest.fixture(scope="module")
+def gen():
+  keras.utils.set_random_seed(1)
+  return generator.build_generator((64,), dim=DIM)
+
+
+# --- Encoder ---------------------------------------------------------------
+
+
+def test_encoder_outputs_every_layer_by_name(enc):
+  out = enc(_images(3))
+  assert list(out) == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+  assert sorted(out) == sorted(encoder.LAYER_NAMES)
+  shapes = {k: tuple(v.shape) for k, v in out.items()}
+  assert shapes == {
+      "conv1": (3, 22, 22, 64),
+      "conv2": (3, 16, 16, 128),
+      "conv3": (3, 2, 2, 256),
+      "fc1": (3, 64),
+      "fc2": (3, 10),
+  }
+
+
+def test_encoder_layer_shapes(enc):
+  assert encoder.layer_shapes(enc) == {
+      "conv1": (22, 22, 64),
+      "conv2": (16, 16, 128),
+      "conv3": (2, 2, 256),
+      "fc1": (64,),
+      "fc2": (10,),
+  }
+  assert _out_shape(enc, "pool2") == (None, 8, 8, 128)
+  assert _out_shape(enc, "pool3") == (None, 1, 1, 256)
+
+
+def test_encoder_activations(enc):
+  out = {k: np.asarray(v) for k, v in enc(_images(8, seed=2)).items()}
+  for name in ("conv1", "conv2", "conv3", "fc1"):
+    assert out[name].min() >= 0.0, name  # Taken after ReLU.
+    assert out[name].max() > 0.0, name
+  # fc2 holds logits: not passed through ReLU or softmax.
+  assert out["fc2"].min() < 0.0
+  assert not np.allclose(out["fc2"].sum(axis=1), 1.0)
+  assert enc.get_layer("fc2").activation is keras.activations.linear
+  assert enc.get_layer("fc1").activation is keras.activations.relu
+
+
+def test_check_layer_names():
+  encoder.check_layer_names(["conv1", "fc1", "fc2"], "latent_critics")  # No error.
+  with pytest.raises(ValueError) as info:
+    encoder.check_layer_names(["fc1", "fc3"], "latent_critics")
+  assert "--latent_critics" in str(info.value)
+  assert "fc3" in str(info.value)
+
+
+# --- Generator -------------------------------------------------------------
+
+
+def test_generator_maps_codes_to_images(gen):
+  codes = np.abs(np.random.default_rng(3).normal(size=(3, 64))).astype(np.float32)
+  images = np.asarray(gen(codes))
+  assert images.shape == (3, 28, 28, 1)
+  assert np.isfinite(images).all()
+  # No output activation: normalised pixels take both signs.
+  assert images.min() < 0.0 < images.max()
+
+
+def test_generator_layer_trace(gen):
+  assert _out_shape(gen, "gen_fc1") == (None, 5 * 5 * DIM)
+  assert _out_shape(gen, "reshape") == (None, 5, 5, DIM)
+  assert _out_shape(gen, "deconv2") == (None, 9, 9, 8 * DIM)
+  assert _out_shape(gen, "deconv3") == (None, 13, 13, 4 * DIM)
+  assert _out_shape(gen, "deconv4") == (None, 19, 19, 4 * DIM)
+  assert _out_shape(gen, "deconv5") == (None, 28, 28, 1)
+  for name in ("gen_fc1", "deconv2", "deconv3", "deconv4"):
+    assert gen.get_layer(name).activation is keras.activations.relu, name
+  assert gen.get_layer("deconv5").activation is keras.activations.linear
+  for name in ("deconv2", "deconv3", "deconv4", "deconv5"):
+    layer = gen.get_layer(name)
+    assert layer.strides == (1, 1) and layer.padding == "valid", name
+  assert [gen.get_layer(n).kernel_size for n in ("deconv2", "deconv3", "deconv4", "deconv5")] == \
+      [(5, 5), (5, 5), (7, 7), (10, 10)]
+
+
+def test_generator_flattens_spatial_codes():
+  g = generator.build_generator((2, 2, 256), dim=2)
+  assert np.asarray(g(np.ones((2, 2, 2, 256), np.float32))).shape == (2, 28, 28, 1)
+
+
+# --- Critics ---------------------------------------------------------------
+
+
+def test_image_critic_trace():
+  keras.utils.set_random_seed(4)
+  d = critics.build_image_critic(dim=DIM)
+  scores = np.asarray(d(_images(3)))
+  assert scores.shape == (3,)
+  assert np.isfinite(scores).all()
+  trace = [("conv1", 26, 4 * DIM), ("conv2", 24, 4 * DIM), ("pool2", 12, 4 * DIM),
+           ("conv3", 10, 4 * DIM), ("pool3", 5, 4 * DIM), ("conv4", 3, 8 * DIM),
+           ("pool4", 1, 8 * DIM)]
+  for name, side, width in trace:
+    assert _out_shape(d, name) == (None, side, side, width), name
+  assert _out_shape(d, "disc_fc1") == (None, 1)
+  assert d.get_layer("disc_fc1").activation is keras.activations.linear
+
+
+def test_fc1_latent_critic_is_the_d_fc1_stack():
+  d = critics.build_latent_critic((64,), dim=DIM, name="critic_fc1")
+  assert d.name == "critic_fc1"
+  assert _out_shape(d, "to_square") == (None, 8, 8, 1)
+  trace = [("conv1", 7, 4 * DIM), ("conv2", 6, 4 * DIM), ("pool2", 3, 4 * DIM),
+           ("conv3", 2, 8 * DIM), ("pool3", 1, 8 * DIM)]
+  for name, side, width in trace:
+    assert _out_shape(d, name) == (None, side, side, width), name
+  assert [d.get_layer(n).kernel_size for n in ("conv1", "conv2", "conv3")] == [(2, 2)] * 3
+  codes = np.abs(np.random.default_rng(5).normal(size=(4, 64))).astype(np.float32)
+  scores = np.asarray(d(codes))
+  assert scores.shape == (4,) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv3", "fc2"])
+def test_latent_critic_for_each_encoder_layer(enc, layer):
+  shape = encoder.layer_shapes(enc)[layer]
+  d = critics.build_latent_critic(shape, dim=DIM, name=f"critic_{layer}")
+  assert tuple(d.input.shape) == (None, *shape)
+  codes = np.random.default_rng(6).normal(size=(2, *shape)).astype(np.float32)
+  scores = np.asarray(d(codes))
+  assert scores.shape == (2,)
+  assert np.isfinite(scores).all()
+  # Different codes get different scores (the output depends on the input).
+  assert scores[0] != scores[1]
+
+
+def test_latent_critic_conv_blocks_shrink_feature_maps():
+  d = critics.build_latent_critic((22, 22, 64), dim=DIM)
+  assert _out_shape(d, "pool1") == (None, 10, 10, 4 * DIM)
+  assert _out_shape(d, "pool2") == (None, 4, 4, 8 * DIM)
+  d = critics.build_latent_critic((16, 16, 128), dim=DIM)
+  assert _out_shape(d, "pool1") == (None, 7, 7, 4 * DIM)
+  assert _out_shape(d, "pool2") == (None, 2, 2, 8 * DIM)
+
+
+def test_latent_critic_small_codes_get_an_mlp():
+  for shape in [(2, 2, 256), (10,)]:
+    d = critics.build_latent_critic(shape, dim=DIM)
+    assert _out_shape(d, "fc1") == (None, 4 * DIM)
+    assert _out_shape(d, "fc2") == (None, 8 * DIM)
+    assert _out_shape(d, "disc_fc1") == (None, 1)
+
+
+def test_build_critics_in_given_order(enc):
+  built = critics.build_critics(["image", "fc1", "conv3"], encoder.layer_shapes(enc), DIM)
+  assert list(built) == ["image", "fc1", "conv3"]
+  assert tuple(built["image"].input.shape) == (None, 28, 28, 1)
+  assert tuple(built["fc1"].input.shape) == (None, 64)
+  assert tuple(built["conv3"].input.shape) == (None, 2, 2, 256)
+  assert built["fc1"].name == "critic_fc1" and built["conv3"].name == "critic_conv3"
+  # Each critic has its own weights.
+  assert len({id(v) for c in built.values() for v in c.trainable_variables}) == \
+      sum(len(c.trainable_variables) for c in built.values())

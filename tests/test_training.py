@@ -1,0 +1,184 @@
+"""The PPGN trainer: the schedule as the model runs it, random critic choice, the six
+experiments' flagfiles, resuming, and multi-replica equivalence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ppgn_tf import data, encoder as encoder_lib, ppgn
+from ppgn_tf.critic_schedule import CriticSchedule
+
+from conftest import REPO
+
+EXPERIMENTS = ("vanilla", "fc1_gan_only", "fc1_full", "fc1_no_gan", "combined", "randomized")
+# Tiny width, short rounds: the flagfiles' logic at a cost of seconds.
+TINY = ["--dim=2", "--batch_size=8", "--critic_iters=2", "--critic_iters_long=3",
+        "--long_rounds_until=1", "--verbose=0", "--checkpoint_every=0"]
+
+
+def _model(encoder_dir, **overrides) -> ppgn.PPGN:
+  config = ppgn.PPGNConfig(**{"dim": 2, "batch_size": 4, **overrides})
+  return ppgn.PPGN(encoder_lib.load_encoder(encoder_dir), config)
+
+
+def _batches(small_idx_dir, batch_size, seed=0):
+  train, _ = data.load_arrays(f"idx:{small_idx_dir}")
+  return iter(data.make_pipeline(train, batch_size, seed=seed, repeat=True))
+
+
+def _critic_steps_per_generator_step(model, batches, generator_steps):
+  """Critic iterations before each of the next `generator_steps` G steps, as train_step runs them."""
+  step = tf.function(model.train_step)
+  counts, count = [], 0
+  target = int(model.generator_steps.numpy()) + generator_steps
+  while int(model.generator_steps.numpy()) < target:
+    before = int(model.generator_steps.numpy())
+    step(next(batches))
+    count += 1
+    if int(model.generator_steps.numpy()) != before:
+      counts.append(count)
+      count = 0
+  return counts
+
+
+def test_schedule_first_30_generator_steps(encoder_dir, small_idx_dir):
+  model = _model(encoder_dir, latent_critics=("fc1",), image_critic=False)
+  counts = _critic_steps_per_generator_step(model, _batches(small_idx_dir, 4), 30)
+  assert counts == [100] * 25 + [5] * 5
+  assert int(model.critic_steps.numpy()) == 25 * 100 + 5 * 5
+
+
+def test_schedule_around_generator_step_500(encoder_dir, small_idx_dir):
+  model = _model(encoder_dir, latent_critics=("fc1",), image_critic=False)
+  model.generator_steps.assign(498)
+  counts = _critic_steps_per_generator_step(model, _batches(small_idx_dir, 4), 4)
+  # Rounds before G steps 499, 500, 501, 502: a long round when the count is 500.
+  assert counts == [5, 5, 100, 5]
+
+
+def test_random_selection_trains_one_critic_and_g_uses_it(encoder_dir, small_idx_dir):
+  model = _model(encoder_dir, latent_critics=("fc1",), critic_selection="random",
+                 schedule=CriticSchedule(iterations=1000, long_iterations=1000,
+                                         warmup_generator_steps=1, long_every=10**6))
+  model.generator_steps.assign(1)  # Past the warm-up: short (random) rounds only.
+  step = tf.function(model.train_step)
+  batches = _batches(small_idx_dir, 4)
+  trained_counts = {"image": 0, "fc1": 0}
+  for _ in range(60):
+    before = {n: [w.numpy().copy() for w in c.trainable_weights] for n, c in model.critics.items()}
+    step(next(batches))
+    changed = [n for n, c in model.critics.items()
+               if any(not np.array_equal(a, w.numpy()) for a, w in zip(before[n], c.trainable_weights))]
+    assert len(changed) == 1, changed
+    trained_counts[changed[0]] += 1
+  assert 15 <= trained_counts["image"] <= 45, trained_counts
+
+  # G's adversarial term comes from the critic trained last only.
+  images = next(batches)[0]
+  real = model.encoder(images)
+  fake = model.generator(real["fc1"])
+  term_image = -float(tf.reduce_mean(model.critics["image"](fake)))
+  logs_image = model._generator_replica_step(images, real, tf.constant([1.0, 0.0]))
+  np.testing.assert_allclose(float(logs_image["l_gan"]), term_image, rtol=1e-4, atol=1e-6)
+  fake = model.generator(real["fc1"])  # G moved: recompute.
+  term_fc1 = -float(tf.reduce_mean(model.critics["fc1"](model.encoder(fake)["fc1"])))
+  logs_fc1 = model._generator_replica_step(images, real, tf.constant([0.0, 1.0]))
+  np.testing.assert_allclose(float(logs_fc1["l_gan"]), term_fc1, rtol=1e-4, atol=1e-6)
+
+
+def test_long_rounds_train_every_critic_in_random_mode(encoder_dir, small_idx_dir):
+  model = _model(encoder_dir, latent_critics=("fc1",), critic_selection="random")
+  step = tf.function(model.train_step)
+  batches = _batches(small_idx_dir, 4)
+  before = {n: c.trainable_weights[0].numpy().copy() for n, c in model.critics.items()}
+  for _ in range(3):  # Inside the first (long) round.
+    step(next(batches))
+  for n, c in model.critics.items():
+    assert not np.array_equal(before[n], c.trainable_weights[0].numpy()), n
+
+
+def _parse_and_train(argv):
+  """train.py's flag parsing and training, in this process."""
+  sys.path.insert(0, REPO)
+  import train as train_main
+  from ppgn_tf import train_lib
+  train_main.FLAGS.unparse_flags()
+  train_main.FLAGS(["train.py"] + argv)
+  config, options = train_main.config_from_flags()
+  return config, train_lib.train(config, options)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_flagfile_runs_two_generator_steps(experiment, tmp_path, encoder_dir, small_idx_dir):
+  workdir = tmp_path / experiment
+  config, summary = _parse_and_train([
+      f"--flagfile={REPO}/flags/{experiment}.cfg", f"--workdir={workdir}",
+      f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}",
+      "--max_generator_steps=2", *TINY])
+  assert summary["generator_steps"] == 2
+  assert summary["critic_steps"] == 3 + 2
+  on_disk = json.loads((workdir / "summary.json").read_text())
+  assert on_disk["generator_steps"] == 2
+  assert set(on_disk["final"]) >= {"g_loss", "l_x", "l_h", "l_gan"}
+  assert all(np.isfinite(v) for v in on_disk["final"].values())
+  expected_critics = {"vanilla": ["image"], "combined": ["image", "fc1"], "randomized": ["image", "fc1"]}
+  assert on_disk["critics"] == expected_critics.get(experiment, ["fc1"])
+  for name in ("wasserstein.png", "losses.png", "history.json", "config.json",
+               "reconstructions/final.png", "reconstructions/epoch_001.png"):
+    assert (workdir / name).is_file(), name
+  assert tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  assert any((workdir / "tensorboard" / "generator_steps").iterdir())
+  history = json.loads((workdir / "history.json").read_text())
+  assert [g for g, _ in history["g_loss"]] == [1, 2]
+  if experiment == "fc1_gan_only":
+    assert (config.beta_x, config.beta_h, config.beta_gan) == (0.0, 0.0, 1.0)
+    assert on_disk["final"]["g_loss"] == pytest.approx(on_disk["final"]["l_gan"], rel=1e-5)
+  if experiment == "fc1_no_gan":
+    assert config.beta_gan == 0.0
+    assert on_disk["final"]["l_gan"] == 0.0
+    assert on_disk["final"]["w_fc1"] != 0.0  # D_fc1 is still trained and tracked.
+  if experiment == "randomized":
+    assert config.critic_selection == "random"
+
+
+def test_rerun_continues_from_checkpoint(tmp_path, encoder_dir, small_idx_dir):
+  common = [f"--flagfile={REPO}/flags/combined.cfg", f"--workdir={tmp_path / 'run'}",
+            f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}", *TINY]
+  _, first = _parse_and_train(common + ["--max_generator_steps=2"])
+  _, second = _parse_and_train(common + ["--max_generator_steps=4"])
+  assert first["generator_steps"] == 2 and second["generator_steps"] == 4
+  assert second["critic_steps"] == first["critic_steps"] + 2 * 2
+  history = json.loads((tmp_path / "run" / "history.json").read_text())
+  assert [g for g, _ in history["l_x"]] == [1, 2, 3, 4]
+
+
+def test_rerun_with_other_configuration_is_refused(tmp_path, encoder_dir, small_idx_dir):
+  common = [f"--workdir={tmp_path / 'run'}", f"--dataset=idx:{small_idx_dir}",
+            f"--encoder_dir={encoder_dir}", "--max_generator_steps=1", *TINY]
+  _parse_and_train([f"--flagfile={REPO}/flags/vanilla.cfg", *common])
+  with pytest.raises(ValueError, match="image_critic"):
+    _parse_and_train([f"--flagfile={REPO}/flags/fc1_full.cfg", *common])
+
+
+def test_mirrored_two_replicas_equal_single_device(tmp_path, encoder_dir, small_idx_dir):
+  """Runs in a subprocess: logical CPU devices must be set before TensorFlow starts."""
+  script = os.path.join(REPO, "tests", "mirrored_equivalence.py")
+  out = subprocess.run([sys.executable, script, encoder_dir, small_idx_dir],
+                       capture_output=True, text=True, timeout=600, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": REPO})
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["replicas"] == [1, 2]
+  for key, (single, mirrored) in result["logs"].items():
+    assert mirrored == pytest.approx(single, rel=1e-3, abs=1e-5), key
+  # Weights moved by training, and moved the same way on both.
+  assert result["generator_change"] > 0
+  assert result["generator_mismatch"] < 0.05 * result["generator_change"]
+  assert result["critic_mismatch"] < 0.05 * result["critic_change"]
