@@ -40,6 +40,11 @@ flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N critic iterati
 flags.DEFINE_integer("keep_checkpoints", 3, "How many recent checkpoints to keep.")
 flags.DEFINE_integer("verbose", 1, "Keras progress display: 0 silent, 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism (same seed, same losses).")
+flags.DEFINE_integer("sample_per_class", 10, "At the end, write WORKDIR/samples (grid, GIF) with this many "
+                     "MALA chains per class (0: none).")
+flags.DEFINE_integer("sample_steps", 200, "MALA steps of the end-of-run samples and of the exported "
+                     "serving_default signature (the thesis uses 200).")
+flags.DEFINE_bool("export", False, "At the end, export the sampler SavedModel to WORKDIR/export/N.")
 
 # ---- the model -------------------------------------------------------------
 flags.DEFINE_integer("dim", 64, "Width multiplier DIM of G and the critics (64 in the thesis).")
@@ -101,7 +106,8 @@ def config_from_flags():
       encoder_epochs=FLAGS.encoder_epochs, encoder_only=FLAGS.encoder_only, epochs=FLAGS.epochs,
       max_generator_steps=FLAGS.max_generator_steps, strategy=FLAGS.strategy, precision=FLAGS.precision,
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
-      verbose=FLAGS.verbose, deterministic=FLAGS.deterministic)
+      verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
+      sample_per_class=FLAGS.sample_per_class, sample_steps=FLAGS.sample_steps, export=FLAGS.export)
   config.validate()
   options.validate()
   return config, options

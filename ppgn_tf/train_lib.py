@@ -29,9 +29,12 @@ from ppgn_tf import data as data_lib
 from ppgn_tf import distribute
 from ppgn_tf import encoder as encoder_lib
 from ppgn_tf import plots
+from ppgn_tf.critic_schedule import CriticSchedule
 from ppgn_tf.ppgn import PPGN, PPGNConfig
 
 ENCODER_BATCH_SIZE = 64
+CONFIG_FILE = "config.json"
+OPTIONS_FILE = "options.json"  # The latest invocation's RunOptions (where its encoder lives).
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
@@ -52,6 +55,9 @@ class RunOptions:
   keep_checkpoints: int = 3
   verbose: int = 1
   deterministic: bool = False
+  sample_per_class: int = 10  # Class-conditional samples written at the end (0: none).
+  sample_steps: int = 200  # MALA steps of those samples and of the exported serving_default.
+  export: bool = False  # Export the sampler to WORKDIR/export/N at the end.
 
   @property
   def encoder_path(self) -> str:
@@ -73,6 +79,10 @@ class RunOptions:
       raise ValueError(f"--checkpoint_every must be >= 0, got {self.checkpoint_every}")
     if self.keep_checkpoints < 1:
       raise ValueError(f"--keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+    if self.sample_steps < 0:
+      raise ValueError(f"--sample_steps must be >= 0, got {self.sample_steps}")
+    if self.sample_per_class < 0:
+      raise ValueError(f"--sample_per_class must be >= 0, got {self.sample_per_class}")
     if self.precision not in PRECISIONS:
       raise ValueError(f"--precision={self.precision}: choose from {', '.join(PRECISIONS)}")
     distribute.check_strategy(self.strategy)
@@ -87,7 +97,7 @@ def config_to_json(config: PPGNConfig) -> dict:
 
 def check_config_matches(workdir: str, config: PPGNConfig) -> None:
   """A workdir holds one experiment: refuse to resume it with another configuration."""
-  path = os.path.join(workdir, "config.json")
+  path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
     return
   with open(path) as f:
@@ -150,7 +160,10 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     logging.info("Resumed from %s at generator step %d, critic step %d", restore_from,
                  int(model.generator_steps.numpy()), int(model.critic_steps.numpy()))
   if chief:
-    callbacks_lib.write_json(os.path.join(options.workdir, "config.json"), config_to_json(config))
+    callbacks_lib.write_json(os.path.join(options.workdir, CONFIG_FILE), config_to_json(config))
+    callbacks_lib.write_json(os.path.join(options.workdir, OPTIONS_FILE), {
+        **dataclasses.asdict(options),
+        "encoder_dir": os.path.abspath(options.encoder_dir) if options.encoder_dir else None})
 
   steps_per_epoch = data_lib.num_batches(len(train_split), config.batch_size)
   if steps_per_epoch < 1:
@@ -208,9 +221,71 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   }
   if chief:
     write_run_pictures(model, step_log.history, options.workdir, recon_grid)
+    if options.sample_per_class:
+      summary["samples"] = write_samples(model, options)
+    if options.export:
+      summary["export"] = export_sampler(model, options)
     callbacks_lib.write_json(os.path.join(options.workdir, "summary.json"), summary)
     logging.info("Summary: %s", json.dumps({k: summary[k] for k in ("generator_steps", "critic_steps", "wall_seconds")}))
   return summary
+
+
+def config_from_json(obj: dict) -> PPGNConfig:
+  fields = dict(obj)
+  fields["schedule"] = CriticSchedule(**fields["schedule"])
+  for key in ("latent_critics", "critic_weights", "recon_layers", "recon_weights"):
+    fields[key] = tuple(fields[key])
+  return PPGNConfig(**fields)
+
+
+def load_trained(workdir: str) -> PPGN:
+  """The PPGN of a workdir at its latest checkpoint, for sampling and export.
+
+  Raises ValueError (one line) when the workdir holds no finished checkpoint.
+  """
+  config_path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isdir(workdir):
+    raise ValueError(f"{workdir}: no such workdir")
+  if not os.path.isfile(config_path):
+    raise ValueError(f"{config_path}: missing (not a workdir written by train.py)")
+  with open(config_path) as f:
+    config = config_from_json(json.load(f))
+  encoder_path = os.path.join(workdir, "encoder")
+  options_path = os.path.join(workdir, OPTIONS_FILE)
+  if os.path.isfile(options_path):
+    with open(options_path) as f:
+      encoder_path = json.load(f).get("encoder_dir") or encoder_path
+  latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  if not latest:
+    raise ValueError(f"{workdir}/checkpoints: no checkpoint (train first)")
+  model = PPGN(encoder_lib.load_encoder(encoder_path), config)
+  try:
+    tf.train.Checkpoint(**model.checkpoint_items()).restore(latest).expect_partial().assert_existing_objects_matched()
+  except (tf.errors.OpError, AssertionError, ValueError) as e:
+    raise ValueError(f"{latest}: cannot restore ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+  return model
+
+
+def write_samples(model: PPGN, options: RunOptions) -> dict:
+  """WORKDIR/samples: a class-conditional grid and chains GIF with the thesis' sampler settings."""
+  from ppgn_tf import mala_sampler, sample
+  config = mala_sampler.SamplerConfig(steps=options.sample_steps)
+  logging.info("Sampling %d chains per class (%d MALA steps)", options.sample_per_class, config.steps)
+  images, frames, probs = sample.sample_grid_from_model(
+      model, config, options.sample_per_class, seed=model.config.seed)
+  return sample.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
+                              options.sample_per_class,
+                              f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps")
+
+
+def export_sampler(model: PPGN, options: RunOptions) -> str:
+  """Exports the sampler (thesis settings) to WORKDIR/export/N, TensorFlow Serving's layout."""
+  from ppgn_tf import mala_sampler, serving
+  archive = serving.build_archive(model.generator, model.encoder,
+                                  mala_sampler.SamplerConfig(steps=options.sample_steps), model.config.code_layer)
+  path = serving.write(archive, os.path.join(options.workdir, "export"))
+  logging.info("Exported the sampler to %s", path)
+  return path
 
 
 def write_run_pictures(model: PPGN, history: dict, workdir: str, recon_grid) -> None:

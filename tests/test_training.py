@@ -19,7 +19,7 @@ from conftest import REPO
 
 EXPERIMENTS = ("vanilla", "fc1_gan_only", "fc1_full", "fc1_no_gan", "combined", "randomized")
 # Tiny width, short rounds: the flagfiles' logic at a cost of seconds.
-TINY = ["--dim=2", "--batch_size=8", "--critic_iters=2", "--critic_iters_long=3",
+TINY = ["--dim=2", "--batch_size=8", "--critic_iters=2", "--critic_iters_long=3", "--sample_per_class=0",
         "--long_rounds_until=1", "--verbose=0", "--checkpoint_every=0"]
 
 

@@ -1,0 +1,53 @@
+r"""Exports a trained run's MALA-approx sampler as a standalone SavedModel.
+
+  python export.py --workdir=runs/quickstart --export_dir=exported/ppgn
+
+writes exported/ppgn/N/ (TensorFlow Serving's layout, N one above the highest
+existing version unless --version is given). An existing version is never
+touched. The SavedModel needs TensorFlow only, not this package.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_string("workdir", None, "Workdir of a finished (or checkpointed) training run.")
+flags.DEFINE_string("export_dir", None, "Model base path; the SavedModel goes to EXPORT_DIR/VERSION/.")
+flags.DEFINE_integer("version", None, "Version number (default: one above the highest existing).")
+flags.DEFINE_integer("steps", 200, "MALA steps of the serving_default signature.")
+flags.DEFINE_float("epsilon1", 1e-2, "Weight of the prior term R_h(h) - h.")
+flags.DEFINE_float("epsilon2", 1.0, "Weight of the class-conditioning gradient.")
+flags.DEFINE_float("epsilon3", 1e-15, "Standard deviation of the noise.")
+flags.DEFINE_float("clip_min", None, "Clip codes to at least this value after each step (default: no clip).")
+flags.DEFINE_float("clip_max", None, "Clip codes to at most this value after each step (default: no clip).")
+flags.mark_flags_as_required(["workdir", "export_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from ppgn_tf import mala_sampler, serving, train_lib
+  try:
+    config = mala_sampler.SamplerConfig(steps=FLAGS.steps, epsilon1=FLAGS.epsilon1, epsilon2=FLAGS.epsilon2,
+                                        epsilon3=FLAGS.epsilon3, clip_min=FLAGS.clip_min, clip_max=FLAGS.clip_max)
+    config.validate()
+    version = serving.check_export_dir(FLAGS.export_dir, FLAGS.version)
+    model = train_lib.load_trained(FLAGS.workdir)
+    archive = serving.build_archive(model.generator, model.encoder, config, model.config.code_layer)
+    path = serving.write(archive, FLAGS.export_dir, version)
+  except ValueError as e:
+    print(f"export.py: error: {e}", file=sys.stderr)
+    return 1
+  logging.info("Exported the sampler of %s (generator step %d) to %s", FLAGS.workdir,
+               int(model.generator_steps.numpy()), path)
+  print(path)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

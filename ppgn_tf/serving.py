@@ -1,0 +1,129 @@
+"""The standalone sampler SavedModel (TensorFlow Serving layout), written with keras.export.
+
+Signatures (all graph functions, so the TF1 session loader used by TensorFlow
+Serving's C++ path runs them as well as `tf.saved_model.load`):
+  serving_default  class_id int32 [N], seed int64 [N] -> images, codes, class_probs
+  sample           the same plus steps, epsilon1, epsilon2, epsilon3 (scalars)
+  generate         codes float32 [N, code] -> images
+  encode           images float32 [N, 28, 28, 1] in [0, 1] -> codes, class_probs
+Images leave in pixel space, clipped to [0, 1]. Bad inputs fail with an
+InvalidArgument error naming the input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import keras
+import tensorflow as tf
+
+from ppgn_tf import data as data_lib
+from ppgn_tf import mala_sampler
+from ppgn_tf.encoder import NUM_CLASSES
+
+
+class ExportError(ValueError):
+  """Bad export directory or version; one line."""
+
+
+def _pixels(normalised_images):
+  return tf.clip_by_value(normalised_images * data_lib.STD + data_lib.MEAN, 0.0, 1.0)
+
+
+def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
+                  code_layer: str = "fc1") -> keras.export.ExportArchive:
+  """An ExportArchive holding G, E and the four signatures."""
+  config.validate()
+  code_size = int(generator.input.shape[-1])
+  archive = keras.export.ExportArchive()
+  archive.track(generator)
+  archive.track(encoder)
+
+  def check_rows(class_id, seed):
+    return [
+        tf.debugging.assert_non_negative(class_id, message=f"class_id must be in [0, {NUM_CLASSES})"),
+        tf.debugging.assert_less(class_id, NUM_CLASSES, message=f"class_id must be in [0, {NUM_CLASSES})"),
+        tf.debugging.assert_equal(tf.size(seed), tf.size(class_id),
+                                  message="seed must have one value per class_id"),
+    ]
+
+  def sample(class_id, seed, steps, epsilon1, epsilon2, epsilon3, checks=()):
+    with tf.control_dependencies(list(checks) + check_rows(class_id, seed)):
+      class_id = tf.identity(class_id)
+    h0 = mala_sampler.initial_codes(seed, code_size)
+    out = mala_sampler.run_chains(
+        h0, class_id, seed, generator, encoder, steps=steps, code_layer=code_layer,
+        epsilon1=epsilon1, epsilon2=epsilon2, epsilon3=epsilon3,
+        clip_min=config.clip_min, clip_max=config.clip_max)
+    return {"images": _pixels(out["images"]), "codes": out["codes"], "class_probs": out["class_probs"]}
+
+  def serving_default(class_id, seed):
+    return sample(class_id, seed, config.steps, config.epsilon1, config.epsilon2, config.epsilon3)
+
+  def sample_with_settings(class_id, seed, steps, epsilon1, epsilon2, epsilon3):
+    checks = [
+        tf.debugging.assert_non_negative(steps, message="steps must be >= 0"),
+        tf.debugging.assert_non_negative(epsilon1, message="epsilon1 must be >= 0"),
+        tf.debugging.assert_non_negative(epsilon2, message="epsilon2 must be >= 0"),
+        tf.debugging.assert_non_negative(epsilon3, message="epsilon3 must be >= 0"),
+    ]
+    return sample(class_id, seed, steps, epsilon1, epsilon2, epsilon3, checks)
+
+  def generate(codes):
+    return {"images": _pixels(generator(codes, training=False))}
+
+  def encode(images):
+    check = tf.debugging.assert_all_finite(images, message="images must be finite")
+    with tf.control_dependencies([check]):
+      features = encoder(data_lib.normalize(images), training=False)
+    return {"codes": tf.cast(features[code_layer], tf.float32),
+            "class_probs": tf.nn.softmax(tf.cast(features["fc2"], tf.float32), axis=-1)}
+
+  rows = [tf.TensorSpec([None], tf.int32, name="class_id"), tf.TensorSpec([None], tf.int64, name="seed")]
+  archive.add_endpoint("serving_default", serving_default, input_signature=rows)
+  archive.add_endpoint("sample", sample_with_settings, input_signature=rows + [
+      tf.TensorSpec([], tf.int32, name="steps"), tf.TensorSpec([], tf.float32, name="epsilon1"),
+      tf.TensorSpec([], tf.float32, name="epsilon2"), tf.TensorSpec([], tf.float32, name="epsilon3")])
+  archive.add_endpoint("generate", generate,
+                       input_signature=[tf.TensorSpec([None, code_size], tf.float32, name="codes")])
+  archive.add_endpoint("encode", encode,
+                       input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images")])
+  return archive
+
+
+def existing_versions(export_dir: str) -> list[int]:
+  if not os.path.isdir(export_dir):
+    return []
+  return sorted(int(n) for n in os.listdir(export_dir) if re.fullmatch(r"\d+", n))
+
+
+def check_export_dir(export_dir: str, version: int | None) -> int:
+  """The version to write; raises ExportError before any work when it cannot be written."""
+  if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+    raise ExportError(f"--export_dir={export_dir}: exists and is not a directory")
+  versions = existing_versions(export_dir)
+  if version is None:
+    return (versions[-1] + 1) if versions else 1
+  if version < 1:
+    raise ExportError(f"--version must be >= 1, got {version}")
+  if version in versions:
+    raise ExportError(f"{os.path.join(export_dir, str(version))}: version {version} exists "
+                      "(versions are never overwritten; omit --version for the next one)")
+  return version
+
+
+def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None) -> str:
+  """Writes D/N atomically: into a temporary directory, then renamed into place."""
+  version = check_export_dir(export_dir, version)
+  os.makedirs(export_dir, exist_ok=True)
+  final = os.path.join(export_dir, str(version))
+  tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
+  shutil.rmtree(tmp, ignore_errors=True)
+  try:
+    archive.write_out(tmp, verbose=False)
+    os.rename(tmp, final)  # Atomic on one file system; fails if `final` appeared meanwhile.
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return final

@@ -1,0 +1,228 @@
+"""The MALA-approx sampler (Eq. 8): one step against a numpy hand computation,
+conditioning on classes and hidden units, per-row determinism, kept states,
+settings validation and clipping."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ppgn_tf import encoder as encoder_lib, train_lib
+from ppgn_tf.mala_sampler import MalaSampler, SamplerConfig, initial_codes, mala_step, row_normal
+
+CODE = 4  # Code size of the tiny hand-checked networks.
+
+
+# --- One step on tiny linear networks, by hand ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny():
+  """Linear G (kernel A) and E (fc1 = x B + b1, fc2 = fc1 C + b2), with their weights in float64."""
+  rng = np.random.default_rng(0)
+  w = {"A": rng.normal(0, 0.05, (CODE, 784)), "B": rng.normal(0, 0.1, (784, CODE)),
+       "b1": rng.normal(0, 0.1, CODE), "C": rng.normal(0, 1.0, (CODE, 10)), "b2": rng.normal(0, 0.1, 10)}
+  w = {k: v.astype(np.float32).astype(np.float64) for k, v in w.items()}
+
+  codes = keras.Input((CODE,))
+  dense_g = keras.layers.Dense(784, use_bias=False)
+  generator = keras.Model(codes, keras.layers.Reshape((28, 28, 1))(dense_g(codes)))
+  dense_g.set_weights([w["A"].astype(np.float32)])
+
+  images = keras.Input((28, 28, 1))
+  fc1_layer, fc2_layer = keras.layers.Dense(CODE), keras.layers.Dense(10)
+  fc1 = fc1_layer(keras.layers.Flatten()(images))
+  encoder = keras.Model(images, {"fc1": fc1, "fc2": fc2_layer(fc1)})
+  fc1_layer.set_weights([w["B"].astype(np.float32), w["b1"].astype(np.float32)])
+  fc2_layer.set_weights([w["C"].astype(np.float32), w["b2"].astype(np.float32)])
+  return generator, encoder, w
+
+
+def _hand_parts(h, w):
+  """(R_h(h), fc1, fc2) in float64: Keras' x @ W convention, G(h) flattened is h A."""
+  fc1 = h @ w["A"] @ w["B"] + w["b1"]
+  return fc1, fc1, fc1 @ w["C"] + w["b2"]
+
+
+def _softmax(z):
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def _step(tiny, h, targets, seeds, step, **kw):
+  generator, encoder, _ = tiny
+  h_next, images, objective = mala_step(tf.constant(h, tf.float32), tf.constant(targets, tf.int32),
+                                        tf.constant(seeds, tf.int64), step, generator, encoder, **kw)
+  return h_next.numpy().astype(np.float64), images.numpy(), objective.numpy()
+
+
+def test_mala_step_class_conditioning_matches_hand_computation(tiny):
+  _, _, w = tiny
+  h = np.random.default_rng(1).normal(size=(3, CODE)).astype(np.float32).astype(np.float64)
+  targets = np.array([0, 7, 3])
+  r, _, fc2 = _hand_parts(h, w)
+  p = _softmax(fc2)
+  onehot = np.eye(10)[targets]
+  jacobian = w["A"] @ w["B"] @ w["C"]  # d fc2 / d h, [code, 10]: fc2 = h J + const.
+  grad = (onehot - p) @ jacobian.T  # d log_softmax(fc2)[c] / d h = J (e_c - p), row-wise.
+  expected = h + 0.1 * (r - h) + 0.5 * grad
+  assert np.abs(grad).max() > 1e-2  # The conditioning term is not negligible in this check.
+
+  h_next, images, objective = _step(tiny, h, targets, [5, 6, 7], 0, epsilon1=0.1, epsilon2=0.5, epsilon3=0.0)
+  np.testing.assert_allclose(h_next, expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(images.reshape(3, 784), h @ w["A"], rtol=1e-4, atol=1e-6)
+  log_p = fc2 - np.log(np.exp(fc2).sum(-1, keepdims=True))
+  np.testing.assert_allclose(objective, log_p[np.arange(3), targets], rtol=1e-4, atol=1e-5)
+
+
+def test_mala_step_noise_is_epsilon3_times_row_normal(tiny):
+  h = np.random.default_rng(2).normal(size=(3, CODE))
+  seeds, step = [11, 12, 13], 4
+  base, _, _ = _step(tiny, h, [1, 2, 3], seeds, step, epsilon1=0.1, epsilon2=0.5, epsilon3=0.0)
+  noisy, _, _ = _step(tiny, h, [1, 2, 3], seeds, step, epsilon1=0.1, epsilon2=0.5, epsilon3=0.3)
+  noise = row_normal(tf.constant(seeds, tf.int64), step, [CODE]).numpy()
+  assert np.abs(noise).max() > 0.1
+  np.testing.assert_allclose(noisy - base, 0.3 * noise, atol=1e-5)
+  # Keyed per row by (seed, step): a row's draw ignores the rest of the batch, and steps differ.
+  np.testing.assert_allclose(row_normal(tf.constant([12], tf.int64), step, [CODE]).numpy()[0], noise[1])
+  np.testing.assert_allclose(noise[1], tf.random.stateless_normal([CODE], seed=[12, step]).numpy())
+  assert not np.allclose(row_normal(tf.constant(seeds, tf.int64), step + 1, [CODE]).numpy(), noise)
+  assert not np.allclose(noise[0], noise[1])
+
+
+def test_mala_step_hidden_unit_conditioning_matches_hand_computation(tiny):
+  _, _, w = tiny
+  h = np.random.default_rng(3).normal(size=(4, CODE)).astype(np.float32).astype(np.float64)
+  units = np.array([0, 1, 2, 3])
+  r, fc1, _ = _hand_parts(h, w)
+  grad = (w["A"] @ w["B"])[:, units].T  # d fc1[k] / d h: column k of A B.
+  h_next, _, objective = _step(tiny, h, units, [1, 2, 3, 4], 0, condition_layer="fc1",
+                               epsilon1=0.1, epsilon2=0.5, epsilon3=0.0)
+  np.testing.assert_allclose(objective, fc1[np.arange(4), units], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(h_next, h + 0.1 * (r - h) + 0.5 * grad, rtol=1e-4, atol=1e-5)
+  # Clipping applies to the stepped codes.
+  clipped, _, _ = _step(tiny, h, units, [1, 2, 3, 4], 0, condition_layer="fc1", epsilon1=0.1,
+                        epsilon2=0.5, epsilon3=0.0, clip_min=-0.3, clip_max=0.2)
+  np.testing.assert_allclose(clipped, np.clip(h + 0.1 * (r - h) + 0.5 * grad, -0.3, 0.2), rtol=1e-4, atol=1e-5)
+
+
+# --- The trained networks of the fixtures ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def nets(trained_workdir, encoder_dir):
+  """(G of the tiny trained run, E of the encoder fixture)."""
+  return train_lib.load_trained(trained_workdir).generator, encoder_lib.load_encoder(encoder_dir)
+
+
+def _sample(nets, config, targets, seeds, condition_layer="class", h0=None):
+  sampler = MalaSampler(*nets, config, condition_layer=condition_layer)
+  out = sampler.sample(np.asarray(targets, np.int32), np.asarray(seeds, np.int64), h0)
+  return {k: v.numpy() for k, v in out.items()}
+
+
+# The fixtures' G (2 steps) and E (1 epoch) are barely trained: E's outputs on G's
+# images are nearly flat (d log C_c / dh ~ 3e-3), so conditioning needs a large eps2
+# to show within 30 steps. fc1 is after ReLU and unit 5 of the fixture's fc1 is dead
+# on G's images (no gradient), so hidden units are picked among the live ones.
+BIG_EPSILON2 = 1000.0
+
+
+def test_class_conditioning_raises_requested_class_probability(nets):
+  classes, seeds = np.arange(10), np.arange(10) + 100
+  before = _sample(nets, SamplerConfig(steps=0), classes, seeds)
+  after = _sample(nets, SamplerConfig(steps=30, epsilon2=BIG_EPSILON2), classes, seeds)
+  for out in (before, after):
+    np.testing.assert_allclose(out["objective"], np.log(out["class_probs"][np.arange(10), classes]),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out["class_probs"].sum(1), 1.0, atol=1e-5)
+  rise = after["objective"] - before["objective"]
+  spread = np.log(before["class_probs"]).std(1).mean()  # How far apart the classes start.
+  assert rise.mean() > max(0.01, 4 * spread), (rise, spread)
+  assert np.sum(rise > 0) >= 8, rise
+  # The encoder now calls most samples what they were asked to be, far above chance.
+  assert np.mean(before["class_probs"].argmax(1) == classes) <= 0.3
+  assert np.mean(after["class_probs"].argmax(1) == classes) >= 0.5
+
+
+def test_hidden_unit_conditioning_raises_the_unit(nets):
+  generator, encoder = nets
+  seeds = np.arange(8) + 200
+  h0 = initial_codes(tf.constant(seeds, tf.int64), 64)
+  start = encoder(generator(h0, training=False), training=False)
+  for layer in ("fc1", "conv3"):
+    before = start[layer].numpy().reshape(8, -1)
+    unit = int(before.mean(0).argmax())  # Live at h_0: a dead ReLU unit has no gradient.
+    before = before[:, unit]
+    assert before.mean() > 0
+    after = _sample(nets, SamplerConfig(steps=30, epsilon2=BIG_EPSILON2), np.full(8, unit), seeds,
+                    condition_layer=layer)
+    features = encoder(generator(tf.constant(after["codes"]), training=False), training=False)
+    np.testing.assert_allclose(after["objective"], features[layer].numpy().reshape(8, -1)[:, unit],
+                               rtol=1e-4, atol=1e-5)
+    assert after["objective"].mean() > 3 * before.mean(), (layer, unit, before, after["objective"])
+    assert np.all(after["objective"] > before), (layer, unit, before, after["objective"])
+
+
+def test_rows_depend_only_on_their_own_target_and_seed(nets):
+  config = SamplerConfig(steps=12, epsilon3=0.1)  # Noise large enough to matter.
+  targets, seeds = np.array([0, 3, 3, 5, 8, 9]), np.array([10, 11, 12, 13, 14, 15])
+  base = _sample(nets, config, targets, seeds)["images"]
+  order = np.array([4, 2, 0, 5, 1, 3])
+  shuffled = _sample(nets, config, targets[order], seeds[order])["images"]
+  np.testing.assert_allclose(shuffled, base[order], atol=1e-3)
+  mixed = _sample(nets, config, np.concatenate([[7, 1], targets, [2, 6]]),
+                  np.concatenate([[90, 91], seeds, [92, 93]]))["images"]
+  np.testing.assert_allclose(mixed[2:8], base, atol=1e-3)
+  # Rows do differ: same class, different seed.
+  assert np.abs(base[1] - base[2]).max() > 1e-2
+
+
+def test_keep_every_and_zero_steps(nets):
+  generator, _ = nets
+  targets, seeds = np.array([1, 4, 7]), np.array([3, 4, 5])
+  h0 = initial_codes(tf.constant(seeds, tf.int64), 64).numpy()
+  config = SamplerConfig(steps=6, keep_every=2)
+  out = _sample(nets, config, targets, seeds)
+  assert out["trajectory_codes"].shape == (6 // 2 + 1, 3, 64)
+  np.testing.assert_allclose(out["trajectory_codes"][0], h0)
+  np.testing.assert_allclose(out["trajectory_codes"][-1], out["codes"])
+  two = _sample(nets, dataclasses.replace(config, steps=2, keep_every=0), targets, seeds)
+  assert "trajectory_codes" not in two
+  np.testing.assert_allclose(out["trajectory_codes"][1], two["codes"], atol=1e-5)
+  assert np.abs(out["codes"] - h0).max() > 1e-3
+
+  zero = _sample(nets, SamplerConfig(steps=0, keep_every=3), targets, seeds)
+  assert zero["trajectory_codes"].shape == (1, 3, 64)
+  np.testing.assert_array_equal(zero["codes"], h0)
+  np.testing.assert_allclose(zero["images"], generator(tf.constant(h0), training=False).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, flag", [
+    (dict(steps=-1), "steps"), (dict(epsilon1=-0.1), "epsilon1"), (dict(epsilon2=-1.0), "epsilon2"),
+    (dict(epsilon3=-1e-3), "epsilon3"), (dict(keep_every=-2), "keep_every"),
+    (dict(clip_min=1.0, clip_max=0.5), "clip_min")])
+def test_config_validation_rejects(bad, flag):
+  with pytest.raises(ValueError, match=flag):
+    SamplerConfig(**bad).validate()
+  with pytest.raises(ValueError, match=flag):
+    MalaSampler(None, None, SamplerConfig(**bad))
+
+
+def test_config_validation_accepts_edges():
+  SamplerConfig().validate()
+  SamplerConfig(steps=0, epsilon1=0, epsilon2=0, epsilon3=0, keep_every=0, clip_min=0.5, clip_max=0.5).validate()
+  SamplerConfig(clip_min=-1.0).validate()
+
+
+def test_clipping_keeps_codes_in_range(nets):
+  targets, seeds = np.arange(4), np.arange(4) + 50
+  free = _sample(nets, SamplerConfig(steps=3, keep_every=1), targets, seeds)
+  assert free["trajectory_codes"][1:].min() < -0.5 and free["trajectory_codes"][1:].max() > 0.5
+  clipped = _sample(nets, SamplerConfig(steps=3, keep_every=1, clip_min=-0.5, clip_max=0.5), targets, seeds)
+  states = clipped["trajectory_codes"][1:]
+  assert states.min() >= -0.5 and states.max() <= 0.5
+  assert np.isclose(states, 0.5).any() and np.isclose(states, -0.5).any()
+  np.testing.assert_array_equal(clipped["codes"], states[-1])
