@@ -29,7 +29,10 @@ flags.DEFINE_string("dataset", "mnist", "Data source: mnist or fashion_mnist (tf
 flags.DEFINE_string("data_dir", None, "tfds data directory (passed to tfds.load).")
 flags.DEFINE_integer("seed", 0, "Seed for initialisation, data order, critic choice and penalties.")
 flags.DEFINE_string("encoder_dir", None, "Use the encoder saved here instead of WORKDIR/encoder.")
-flags.DEFINE_integer("encoder_epochs", 5, "Epochs of encoder pre-training (SGD 0.01, momentum 0.5, batch 64).")
+flags.DEFINE_integer("encoder_epochs", 5, "Epochs of encoder pre-training (SGD, batch 64, cross-entropy).")
+flags.DEFINE_enum("encoder_recipe", "auto", ["auto", "thesis", "small_data"],
+                  "Encoder pre-training: thesis (SGD lr 0.01, momentum 0.5), small_data (lr 0.05 cosine-decayed, "
+                  "momentum 0.9), or auto (small_data below 20,000 training images, else thesis).")
 flags.DEFINE_bool("encoder_only", False, "Pre-train (or check) the encoder, then stop.")
 flags.DEFINE_integer("epochs", 15, "Passes over the training data; one critic iteration consumes one batch.")
 flags.DEFINE_integer("max_generator_steps", None, "Stop after this many G steps (whichever bound comes first).")
@@ -103,7 +106,8 @@ def config_from_flags():
       seed=FLAGS.seed)
   options = RunOptions(
       workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, encoder_dir=FLAGS.encoder_dir,
-      encoder_epochs=FLAGS.encoder_epochs, encoder_only=FLAGS.encoder_only, epochs=FLAGS.epochs,
+      encoder_epochs=FLAGS.encoder_epochs, encoder_recipe=FLAGS.encoder_recipe,
+      encoder_only=FLAGS.encoder_only, epochs=FLAGS.epochs,
       max_generator_steps=FLAGS.max_generator_steps, strategy=FLAGS.strategy, precision=FLAGS.precision,
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
       verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,

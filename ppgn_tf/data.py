@@ -123,8 +123,12 @@ def make_pipeline(split: Split,
                   shuffle: bool = True,
                   drop_remainder: bool = True,
                   repeat: bool = False,
-                  start_batch: int = 0) -> tf.data.Dataset:
+                  start_batch: int = 0,
+                  features: dict[str, np.ndarray] | None = None) -> tf.data.Dataset:
   """Batched (normalised images float32, labels int32), reshuffled every epoch.
+
+  With `features` (per-example arrays, e.g. a frozen encoder's outputs) each
+  batch is (images, labels, features) with the features' matching rows.
 
   With `repeat`, epoch e is shuffled with seed (seed, e), so the stream is a
   fixed function of `seed` and `start_batch` resumes it exactly where a run
@@ -136,6 +140,7 @@ def make_pipeline(split: Split,
     raise DataSourceError(f"batch size {batch_size} is larger than the {len(split)} images of the split")
   images = tf.constant(split.images)
   labels = tf.constant(split.labels.astype(np.int32))
+  extra = {k: tf.constant(v) for k, v in (features or {}).items()}
 
   if repeat:
     batches_per_epoch = num_batches(len(split), batch_size, drop_remainder)
@@ -150,14 +155,18 @@ def make_pipeline(split: Split,
     first_epoch = start_batch // batches_per_epoch
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(one_epoch)
     ds = ds.skip(start_batch - first_epoch * batches_per_epoch)
-    ds = ds.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
+    ds = ds.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx),
+                             {k: tf.gather(v, idx) for k, v in extra.items()}))
   else:
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    ds = tf.data.Dataset.from_tensor_slices((images, labels, extra))
     if shuffle:
       # Iterated once per Keras epoch: a new (seeded) order each time.
       ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-  ds = ds.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+  if features:
+    ds = ds.map(lambda x, y, f: (normalize(x), y, f), num_parallel_calls=tf.data.AUTOTUNE)
+  else:
+    ds = ds.map(lambda x, y, f: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -55,9 +55,9 @@ def row_normal(seeds, step, shape) -> tf.Tensor:
       seeds, fn_output_signature=tf.TensorSpec(shape, tf.float32))
 
 
-def initial_codes(seeds, code_size: int) -> tf.Tensor:
-  """h_0 ~ N(0, 1), one row per seed."""
-  return row_normal(seeds, _INIT_STREAM, [code_size])
+def initial_codes(seeds, code_shape) -> tf.Tensor:
+  """h_0 ~ N(0, 1), one row per seed; `code_shape` is one code's shape (e.g. [64] for fc1)."""
+  return row_normal(seeds, _INIT_STREAM, list(code_shape))
 
 
 def conditioning_objective(features: dict, layer: str, targets) -> tf.Tensor:
@@ -138,7 +138,7 @@ class MalaSampler:
     self.config = config
     self.code_layer = code_layer
     self.condition_layer = condition_layer
-    self.code_size = int(generator.input.shape[-1]) if hasattr(generator, "input") else None
+    self.code_shape = [int(d) for d in generator.input.shape[1:]]
     self._run = tf.function(self._run_impl, reduce_retracing=True)
 
   def _run_impl(self, h0, targets, seeds):
@@ -153,7 +153,7 @@ class MalaSampler:
     seeds = tf.convert_to_tensor(seeds, tf.int64)
     targets = tf.convert_to_tensor(targets, tf.int32)
     if h0 is None:
-      h0 = initial_codes(seeds, self.code_size)
+      h0 = initial_codes(seeds, self.code_shape)
     return self._run(tf.convert_to_tensor(h0, tf.float32), targets, seeds)
 
   def codes_of(self, images) -> tf.Tensor:

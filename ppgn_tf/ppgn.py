@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ppgn_tf import critic_schedule as schedule_lib
@@ -164,8 +165,28 @@ class PPGN(keras.Model):
   def call(self, codes, training=False):
     return self.generator(codes, training=training)
 
+  @property
+  def real_feature_layers(self) -> tuple[str, ...]:
+    """Encoder layers of real images the algorithm reads: G's input, L_h's layers, latent critics'."""
+    return tuple(sorted({self.config.code_layer, *self.config.recon_layers, *self.config.latent_critics}))
+
+  def cacheable_layers(self, max_values_per_example: int = 4096) -> tuple[str, ...]:
+    """The layers of `real_feature_layers` small enough to precompute for a whole data set.
+
+    E is frozen, so E(x) of a training image never changes: computing it once
+    instead of in every critic iteration removes one encoder pass per batch.
+    """
+    shapes = encoder_lib.layer_shapes(self.encoder)
+    return tuple(l for l in self.real_feature_layers if np.prod(shapes[l]) <= max_values_per_example)
+
   def train_step(self, data):
+    """One critic iteration, then a G step if the round is complete.
+
+    `data` is (images, labels) or (images, labels, features) where features
+    holds precomputed E^j(x) for some layers (see `cacheable_layers`).
+    """
     real_images = data[0] if isinstance(data, (tuple, list)) else data
+    cached = data[2] if isinstance(data, (tuple, list)) and len(data) > 2 else {}
     strategy = self.distribute_strategy
     long_round = self.schedule.is_long_round(self.generator_steps)
     trained = schedule_lib.select_critics(
@@ -173,7 +194,7 @@ class PPGN(keras.Model):
         self.critic_steps, self.config.seed, self.config.random_p)
 
     # E(x), G(E(x)) and E(G(E(x))) once per batch, shared by every update.
-    real_features, fake_images, fake_features = strategy.run(self._reconstruct, args=(real_images,))
+    real_features, fake_images, fake_features = strategy.run(self._reconstruct, args=(real_images, cached))
 
     for k, name in enumerate(self.critic_names):
       if name == IMAGE:
@@ -196,8 +217,10 @@ class PPGN(keras.Model):
     logs["g_steps"] = self.generator_steps.read_value()
     return logs
 
-  def _reconstruct(self, real_images):
-    real_features = self.encoder(real_images, training=False)
+  def _reconstruct(self, real_images, cached):
+    real_features = dict(cached)
+    if any(l not in cached for l in self.real_feature_layers):
+      real_features = {**self.encoder(real_images, training=False), **cached}
     fake_images = self.generator(real_features[self.config.code_layer], training=False)
     fake_features = {}
     if len(self.critic_names) > (1 if IMAGE in self.critic_names else 0):

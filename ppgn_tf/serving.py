@@ -4,7 +4,7 @@ Signatures (all graph functions, so the TF1 session loader used by TensorFlow
 Serving's C++ path runs them as well as `tf.saved_model.load`):
   serving_default  class_id int32 [N], seed int64 [N] -> images, codes, class_probs
   sample           the same plus steps, epsilon1, epsilon2, epsilon3 (scalars)
-  generate         codes float32 [N, code] -> images
+  generate         codes float32 [N, *code shape] -> images
   encode           images float32 [N, 28, 28, 1] in [0, 1] -> codes, class_probs
 Images leave in pixel space, clipped to [0, 1]. Bad inputs fail with an
 InvalidArgument error naming the input.
@@ -36,7 +36,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
                   code_layer: str = "fc1") -> keras.export.ExportArchive:
   """An ExportArchive holding G, E and the four signatures."""
   config.validate()
-  code_size = int(generator.input.shape[-1])
+  code_shape = [int(d) for d in generator.input.shape[1:]]
   archive = keras.export.ExportArchive()
   archive.track(generator)
   archive.track(encoder)
@@ -52,7 +52,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   def sample(class_id, seed, steps, epsilon1, epsilon2, epsilon3, checks=()):
     with tf.control_dependencies(list(checks) + check_rows(class_id, seed)):
       class_id = tf.identity(class_id)
-    h0 = mala_sampler.initial_codes(seed, code_size)
+    h0 = mala_sampler.initial_codes(seed, code_shape)
     out = mala_sampler.run_chains(
         h0, class_id, seed, generator, encoder, steps=steps, code_layer=code_layer,
         epsilon1=epsilon1, epsilon2=epsilon2, epsilon3=epsilon3,
@@ -87,7 +87,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
       tf.TensorSpec([], tf.int32, name="steps"), tf.TensorSpec([], tf.float32, name="epsilon1"),
       tf.TensorSpec([], tf.float32, name="epsilon2"), tf.TensorSpec([], tf.float32, name="epsilon3")])
   archive.add_endpoint("generate", generate,
-                       input_signature=[tf.TensorSpec([None, code_size], tf.float32, name="codes")])
+                       input_signature=[tf.TensorSpec([None, *code_shape], tf.float32, name="codes")])
   archive.add_endpoint("encode", encode,
                        input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images")])
   return archive
@@ -123,7 +123,9 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
   shutil.rmtree(tmp, ignore_errors=True)
   try:
     archive.write_out(tmp, verbose=False)
-    os.rename(tmp, final)  # Atomic on one file system; fails if `final` appeared meanwhile.
+    if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
+      raise ExportError(f"{final}: version {version} appeared during the export; nothing was replaced")
+    os.rename(tmp, final)  # Atomic on one file system.
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return final

@@ -46,6 +46,7 @@ class RunOptions:
   data_dir: str | None = None
   encoder_dir: str | None = None
   encoder_epochs: int = 5
+  encoder_recipe: str = "auto"
   encoder_only: bool = False
   epochs: int = 15
   max_generator_steps: int | None = None
@@ -71,6 +72,8 @@ class RunOptions:
       raise ValueError(f"--workdir={self.workdir}: exists and is not a directory")
     if self.encoder_epochs < 1:
       raise ValueError(f"--encoder_epochs must be >= 1, got {self.encoder_epochs}")
+    if self.encoder_recipe != "auto" and self.encoder_recipe not in encoder_lib.RECIPES:
+      raise ValueError(f"--encoder_recipe={self.encoder_recipe}: choose auto, {', '.join(encoder_lib.RECIPES)}")
     if self.epochs < 1:
       raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
     if self.max_generator_steps is not None and self.max_generator_steps < 1:
@@ -109,6 +112,30 @@ def check_config_matches(workdir: str, config: PPGNConfig) -> None:
                        f"not {current.get(key)}: use a new --workdir or the same flags")
 
 
+def encode_split(encoder, split: data_lib.Split, layers) -> dict:
+  """E^j(x) of every image of `split` for `layers` (E is frozen: computed once per run)."""
+  if not layers:
+    return {}
+  start = time.time()
+  encode = tf.function(lambda x: {l: encoder(x, training=False)[l] for l in layers})
+  parts = [encode(x) for x, _ in data_lib.make_pipeline(split, 256, seed=0, shuffle=False, drop_remainder=False)]
+  features = {l: np.concatenate([p[l].numpy() for p in parts]) for l in layers}
+  logging.info("Encoded %d training images once (layers %s) in %.1f s", len(split), ",".join(layers),
+               time.time() - start)
+  return features
+
+
+def _class_balanced(labels: np.ndarray, n: int) -> np.ndarray:
+  """Indices of n examples cycling through the classes 0, 1, ..., 9, 0, 1, ... in stored order."""
+  by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+  picked = []
+  while len(picked) < n and any(by_class):
+    for members in by_class:
+      if members and len(picked) < n:
+        picked.append(members.pop(0))
+  return np.array(picked)
+
+
 def _encoder_datasets(train, test, seed):
   return (data_lib.make_pipeline(train, ENCODER_BATCH_SIZE, seed=seed),
           data_lib.make_pipeline(test, 256, seed=seed, shuffle=False, drop_remainder=False))
@@ -131,7 +158,8 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   logging.info("Data %s: %d train, %d test images", options.dataset, len(train_split), len(test_split))
   encoder = encoder_lib.ensure_encoder(
       options.encoder_path, lambda: _encoder_datasets(train_split, test_split, config.seed),
-      epochs=options.encoder_epochs, seed=config.seed)
+      epochs=options.encoder_epochs, recipe=encoder_lib.choose_recipe(options.encoder_recipe, len(train_split)),
+      seed=config.seed)
   if options.encoder_only:
     metrics = encoder_lib.read_metrics(options.encoder_path)
     logging.info("--encoder_only: stopping after the encoder (test accuracy %.4f)", metrics["test_accuracy"])
@@ -175,7 +203,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   step_log = callbacks_lib.GeneratorStepLog(
       options.workdir, os.path.join(options.workdir, "tensorboard", "generator_steps") if chief else None,
       config.batch_size, history)
-  fixed_test_images = data_lib.normalize(test_split.images[:32]).numpy()
+  fixed_test_images = data_lib.normalize(test_split.images[_class_balanced(test_split.labels, 32)]).numpy()
   recon_grid = callbacks_lib.ReconstructionGrid(fixed_test_images, os.path.join(options.workdir, "reconstructions"))
   run_start = time.time()
   base_elapsed = float(elapsed.numpy())
@@ -194,14 +222,16 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
 
   if not bounds.reached(model):
     train_ds = data_lib.make_pipeline(train_split, config.batch_size, seed=config.seed, repeat=True,
-                                      start_batch=critic_steps)
+                                      start_batch=critic_steps,
+                                      features=encode_split(model.encoder, train_split, model.cacheable_layers()))
     logging.info("Training %s for up to %d critic iterations (%d per epoch)%s on %d replica(s)",
                  "+".join(model.critic_names), max_critic_steps, steps_per_epoch,
                  f", {options.max_generator_steps} G steps" if options.max_generator_steps else "",
                  strategy.num_replicas_in_sync)
     try:
       model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
-                initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose)
+                initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose,
+                shuffle=False)  # The pipeline shuffles (seeded, resumable).
     finally:
       if chief:
         step_log.save(options.workdir)

@@ -15,7 +15,7 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 
-from ppgn_tf import data, encoder as encoder_lib, ppgn  # noqa: E402
+from ppgn_tf import data, encoder as encoder_lib, ppgn, train_lib  # noqa: E402
 from ppgn_tf.critic_schedule import CriticSchedule  # noqa: E402
 
 
@@ -27,7 +27,9 @@ def run(strategy, encoder_dir, train):
     model = ppgn.PPGN(encoder_lib.load_encoder(encoder_dir), config)
     model.compile()
   initial = [w.numpy().copy() for w in model.generator.weights + model.critics["fc1"].weights]
-  model.fit(data.make_pipeline(train, 8, seed=0, repeat=True), steps_per_epoch=9, epochs=1, verbose=0)
+  features = train_lib.encode_split(model.encoder, train, model.cacheable_layers())
+  model.fit(data.make_pipeline(train, 8, seed=0, repeat=True, features=features), steps_per_epoch=9,
+            epochs=1, verbose=0)
   return model, initial
 
 

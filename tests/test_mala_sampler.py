@@ -42,9 +42,9 @@ def tiny():
 
 
 def _hand_parts(h, w):
-  """(R_h(h), fc1, fc2) in float64: Keras' x @ W convention, G(h) flattened is h A."""
+  """(fc1, fc2) of E(G(h)) in float64 (Keras' x @ W; G(h) flattened is h A). R_h(h) is fc1."""
   fc1 = h @ w["A"] @ w["B"] + w["b1"]
-  return fc1, fc1, fc1 @ w["C"] + w["b2"]
+  return fc1, fc1 @ w["C"] + w["b2"]
 
 
 def _softmax(z):
@@ -63,7 +63,7 @@ def test_mala_step_class_conditioning_matches_hand_computation(tiny):
   _, _, w = tiny
   h = np.random.default_rng(1).normal(size=(3, CODE)).astype(np.float32).astype(np.float64)
   targets = np.array([0, 7, 3])
-  r, _, fc2 = _hand_parts(h, w)
+  r, fc2 = _hand_parts(h, w)
   p = _softmax(fc2)
   onehot = np.eye(10)[targets]
   jacobian = w["A"] @ w["B"] @ w["C"]  # d fc2 / d h, [code, 10]: fc2 = h J + const.
@@ -97,7 +97,8 @@ def test_mala_step_hidden_unit_conditioning_matches_hand_computation(tiny):
   _, _, w = tiny
   h = np.random.default_rng(3).normal(size=(4, CODE)).astype(np.float32).astype(np.float64)
   units = np.array([0, 1, 2, 3])
-  r, fc1, _ = _hand_parts(h, w)
+  fc1, _ = _hand_parts(h, w)
+  r = fc1
   grad = (w["A"] @ w["B"])[:, units].T  # d fc1[k] / d h: column k of A B.
   h_next, _, objective = _step(tiny, h, units, [1, 2, 3, 4], 0, condition_layer="fc1",
                                epsilon1=0.1, epsilon2=0.5, epsilon3=0.0)
@@ -150,7 +151,7 @@ def test_class_conditioning_raises_requested_class_probability(nets):
 def test_hidden_unit_conditioning_raises_the_unit(nets):
   generator, encoder = nets
   seeds = np.arange(8) + 200
-  h0 = initial_codes(tf.constant(seeds, tf.int64), 64)
+  h0 = initial_codes(tf.constant(seeds, tf.int64), [64])
   start = encoder(generator(h0, training=False), training=False)
   for layer in ("fc1", "conv3"):
     before = start[layer].numpy().reshape(8, -1)
@@ -183,7 +184,7 @@ def test_rows_depend_only_on_their_own_target_and_seed(nets):
 def test_keep_every_and_zero_steps(nets):
   generator, _ = nets
   targets, seeds = np.array([1, 4, 7]), np.array([3, 4, 5])
-  h0 = initial_codes(tf.constant(seeds, tf.int64), 64).numpy()
+  h0 = initial_codes(tf.constant(seeds, tf.int64), [64]).numpy()
   config = SamplerConfig(steps=6, keep_every=2)
   out = _sample(nets, config, targets, seeds)
   assert out["trajectory_codes"].shape == (6 // 2 + 1, 3, 64)
@@ -226,3 +227,11 @@ def test_clipping_keeps_codes_in_range(nets):
   assert states.min() >= -0.5 and states.max() <= 0.5
   assert np.isclose(states, 0.5).any() and np.isclose(states, -0.5).any()
   np.testing.assert_array_equal(clipped["codes"], states[-1])
+
+
+def test_default_h0_for_a_spatial_code_layer():
+  from ppgn_tf.generator import build_generator
+  generator = build_generator(encoder_lib.layer_shapes(encoder_lib.build_encoder())["conv3"], dim=2)
+  sampler = MalaSampler(generator, encoder_lib.build_encoder(), SamplerConfig(steps=1), code_layer="conv3")
+  out = sampler.sample(np.array([1, 2], np.int32), np.array([1, 2], np.int64))
+  assert out["codes"].shape == (2, 2, 2, 256)

@@ -144,7 +144,7 @@ def test_signatures_match_the_library_sampler(model, loaded):
   same = _serve(loaded.signatures["sample"], class_id, seed, steps=tf.constant(STEPS), **settings)
   np.testing.assert_allclose(same["images"], served["images"], atol=1e-5)
   zero = _serve(loaded.signatures["sample"], class_id, seed, steps=tf.constant(0), **settings)
-  h0 = initial_codes(tf.constant(seed), 64)
+  h0 = initial_codes(tf.constant(seed), [64])
   np.testing.assert_allclose(zero["codes"], h0.numpy(), atol=1e-6)
   np.testing.assert_allclose(zero["images"], data.denormalize(model.generator(h0, training=False)).numpy(),
                              atol=1e-5)
@@ -328,3 +328,15 @@ def test_sample_cli_needs_exactly_one_source(which, trained_workdir, exported, t
   assert out.returncode != 0
   assert _program_lines(out.stderr) == ["sample: error: give exactly one of --workdir and --saved_model"]
   assert not output_dir.exists()
+
+
+def test_export_with_a_spatial_code_layer(tmp_path):
+  from ppgn_tf import encoder as encoder_lib
+  from ppgn_tf.generator import build_generator
+  encoder = encoder_lib.build_encoder()
+  generator = build_generator(encoder_lib.layer_shapes(encoder)["conv3"], dim=2)
+  path = serving.write(serving.build_archive(generator, encoder, SamplerConfig(steps=1), "conv3"),
+                       str(tmp_path / "m"))
+  out = tf.saved_model.load(path).signatures["serving_default"](class_id=tf.constant([1], tf.int32),
+                                                                seed=tf.constant([1], tf.int64))
+  assert out["codes"].shape == (1, 2, 2, 256)

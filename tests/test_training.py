@@ -15,7 +15,7 @@ import tensorflow as tf
 from ppgn_tf import data, encoder as encoder_lib, ppgn
 from ppgn_tf.critic_schedule import CriticSchedule
 
-from conftest import REPO
+from conftest import REPO, build_tiny_encoder
 
 EXPERIMENTS = ("vanilla", "fc1_gan_only", "fc1_full", "fc1_no_gan", "combined", "randomized")
 # Tiny width, short rounds: the flagfiles' logic at a cost of seconds.
@@ -23,9 +23,11 @@ TINY = ["--dim=2", "--batch_size=8", "--critic_iters=2", "--critic_iters_long=3"
         "--long_rounds_until=1", "--verbose=0", "--checkpoint_every=0"]
 
 
-def _model(encoder_dir, **overrides) -> ppgn.PPGN:
+def _model(encoder_dir=None, **overrides) -> ppgn.PPGN:
+  """A tiny PPGN; with no encoder_dir, on a tiny encoder (for tests of counting, not of quality)."""
   config = ppgn.PPGNConfig(**{"dim": 2, "batch_size": 4, **overrides})
-  return ppgn.PPGN(encoder_lib.load_encoder(encoder_dir), config)
+  encoder = encoder_lib.load_encoder(encoder_dir) if encoder_dir else build_tiny_encoder()
+  return ppgn.PPGN(encoder, config)
 
 
 def _batches(small_idx_dir, batch_size, seed=0):
@@ -48,23 +50,23 @@ def _critic_steps_per_generator_step(model, batches, generator_steps):
   return counts
 
 
-def test_schedule_first_30_generator_steps(encoder_dir, small_idx_dir):
-  model = _model(encoder_dir, latent_critics=("fc1",), image_critic=False)
+def test_schedule_first_30_generator_steps(small_idx_dir):
+  model = _model(latent_critics=("fc1",), image_critic=False)
   counts = _critic_steps_per_generator_step(model, _batches(small_idx_dir, 4), 30)
   assert counts == [100] * 25 + [5] * 5
   assert int(model.critic_steps.numpy()) == 25 * 100 + 5 * 5
 
 
-def test_schedule_around_generator_step_500(encoder_dir, small_idx_dir):
-  model = _model(encoder_dir, latent_critics=("fc1",), image_critic=False)
+def test_schedule_around_generator_step_500(small_idx_dir):
+  model = _model(latent_critics=("fc1",), image_critic=False)
   model.generator_steps.assign(498)
   counts = _critic_steps_per_generator_step(model, _batches(small_idx_dir, 4), 4)
   # Rounds before G steps 499, 500, 501, 502: a long round when the count is 500.
   assert counts == [5, 5, 100, 5]
 
 
-def test_random_selection_trains_one_critic_and_g_uses_it(encoder_dir, small_idx_dir):
-  model = _model(encoder_dir, latent_critics=("fc1",), critic_selection="random",
+def test_random_selection_trains_one_critic_and_g_uses_it(small_idx_dir):
+  model = _model(latent_critics=("fc1",), critic_selection="random",
                  schedule=CriticSchedule(iterations=1000, long_iterations=1000,
                                          warmup_generator_steps=1, long_every=10**6))
   model.generator_steps.assign(1)  # Past the warm-up: short (random) rounds only.
@@ -93,8 +95,8 @@ def test_random_selection_trains_one_critic_and_g_uses_it(encoder_dir, small_idx
   np.testing.assert_allclose(float(logs_fc1["l_gan"]), term_fc1, rtol=1e-4, atol=1e-6)
 
 
-def test_long_rounds_train_every_critic_in_random_mode(encoder_dir, small_idx_dir):
-  model = _model(encoder_dir, latent_critics=("fc1",), critic_selection="random")
+def test_long_rounds_train_every_critic_in_random_mode(small_idx_dir):
+  model = _model(latent_critics=("fc1",), critic_selection="random")
   step = tf.function(model.train_step)
   batches = _batches(small_idx_dir, 4)
   before = {n: c.trainable_weights[0].numpy().copy() for n, c in model.critics.items()}

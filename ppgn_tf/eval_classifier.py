@@ -1,0 +1,82 @@
+"""An evaluation classifier independent of E: another architecture, trained separately.
+
+It judges samples (is this the requested digit?) without sharing E's blind
+spots: the sampler climbs E's own class probability, so E's verdict on its
+samples is biased upward. Trained once per dataset and cached on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from ppgn_tf import data as data_lib
+
+MODEL_FILE = "eval_classifier.keras"
+METRICS_FILE = "metrics.json"
+
+
+def build_eval_classifier() -> keras.Model:
+  """3x3 'same' convolutions, batch norm, dropout: deliberately unlike E (7x7 'valid', none of those)."""
+  images = keras.Input((28, 28, 1), name="images")
+  x = images
+  for filters in (32, 64):
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+  x = keras.layers.Flatten()(x)
+  x = keras.layers.Dropout(0.3)(x)
+  features = keras.layers.Dense(128, activation="relu", name="features")(x)
+  logits = keras.layers.Dense(10, name="logits")(keras.layers.Dropout(0.3)(features))
+  return keras.Model(images, {"features": features, "logits": logits}, name="eval_classifier")
+
+
+def train_eval_classifier(train: data_lib.Split, test: data_lib.Split, *, epochs: int = 8, seed: int = 1,
+                          verbose: int = 0) -> tuple[keras.Model, dict]:
+  """Adam with small random shifts; returns the model and its held-out accuracy."""
+  keras.utils.set_random_seed(seed)
+  model = build_eval_classifier()
+  images = keras.Input((28, 28, 1))
+  shifted = keras.layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant",
+                                           fill_value=-data_lib.MEAN / data_lib.STD, seed=seed)(images)
+  trainer = keras.Model(images, model(shifted)["logits"])
+  trainer.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+  start = time.time()
+  trainer.fit(data_lib.make_pipeline(train, 64, seed=seed), epochs=epochs, verbose=verbose)
+  accuracy = float(np.mean(predict(model, data_lib.normalize(test.images).numpy()).argmax(1) == test.labels))
+  return model, {"test_accuracy": accuracy, "train_seconds": time.time() - start, "epochs": epochs}
+
+
+def predict(model: keras.Model, normalised_images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+  """Class probabilities for normalised images."""
+  out = [keras.ops.softmax(model(normalised_images[i:i + batch_size], training=False)["logits"]).numpy()
+         for i in range(0, len(normalised_images), batch_size)]
+  return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
+
+
+def features(model: keras.Model, normalised_images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+  out = [model(normalised_images[i:i + batch_size], training=False)["features"].numpy()
+         for i in range(0, len(normalised_images), batch_size)]
+  return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+
+
+def ensure_eval_classifier(directory: str, dataset: str, data_dir: str | None = None) -> tuple[keras.Model, dict]:
+  """Loads the classifier cached in `directory`, training it on `dataset` first if absent."""
+  path = os.path.join(directory, MODEL_FILE)
+  if os.path.isfile(path):
+    with open(os.path.join(directory, METRICS_FILE)) as f:
+      return keras.models.load_model(path, compile=False), json.load(f)
+  train, test = data_lib.load_arrays(dataset, data_dir)
+  model, metrics = train_eval_classifier(train, test)
+  metrics["dataset"] = dataset
+  os.makedirs(directory, exist_ok=True)
+  model.save(path)
+  with open(os.path.join(directory, METRICS_FILE), "w") as f:
+    json.dump(metrics, f, indent=2)
+  return model, metrics
