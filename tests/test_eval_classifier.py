@@ -1,0 +1,30 @@
+"""The independent evaluation classifier: architecture unlike E, trains, caches itself."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ppgn_tf import data, eval_classifier
+
+
+def test_architecture_differs_from_encoder():
+  model = eval_classifier.build_eval_classifier()
+  names = [l.__class__.__name__ for l in model.layers]
+  assert "BatchNormalization" in names and "Dropout" in names
+  kernels = {l.kernel_size for l in model.layers if hasattr(l, "kernel_size")}
+  assert kernels == {(3, 3)}  # E uses 7x7 'valid' convolutions.
+  out = model(np.zeros((2, 28, 28, 1), np.float32))
+  assert out["logits"].shape == (2, 10) and out["features"].shape == (2, 128)
+
+
+def test_trains_above_chance_and_is_cached(tmp_path, small_idx_dir):
+  directory = str(tmp_path / "clf")
+  model, metrics = eval_classifier.ensure_eval_classifier(directory, f"idx:{small_idx_dir}")
+  assert metrics["test_accuracy"] > 0.6  # 512 digits, 8 epochs: well above chance (0.1).
+  again, metrics_again = eval_classifier.ensure_eval_classifier(directory, "nosuch-dataset-not-read")
+  assert metrics_again == metrics  # Loaded from disk, not retrained.
+  _, test = data.load_arrays(f"idx:{small_idx_dir}")
+  x = data.normalize(test.images[:5]).numpy()
+  probs = eval_classifier.predict(again, x)
+  np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(probs, eval_classifier.predict(model, x), atol=1e-5)
