@@ -118,7 +118,7 @@ def pretrain_encoder(train_ds: tf.data.Dataset,
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
       metrics=["accuracy"])
   start = time.time()
-  history = classifier.fit(train_ds, epochs=epochs, verbose=verbose)
+  history = classifier.fit(train_ds, epochs=epochs, verbose=verbose, shuffle=False)  # The pipeline shuffles.
   train_seconds = time.time() - start
   test_loss, test_accuracy = classifier.evaluate(test_ds, verbose=0)
   metrics = {

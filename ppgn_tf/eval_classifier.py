@@ -48,7 +48,7 @@ def train_eval_classifier(train: data_lib.Split, test: data_lib.Split, *, epochs
   trainer.compile(keras.optimizers.Adam(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
   start = time.time()
-  trainer.fit(data_lib.make_pipeline(train, 64, seed=seed), epochs=epochs, verbose=verbose)
+  trainer.fit(data_lib.make_pipeline(train, 64, seed=seed), epochs=epochs, verbose=verbose, shuffle=False)
   accuracy = float(np.mean(predict(model, data_lib.normalize(test.images).numpy()).argmax(1) == test.labels))
   return model, {"test_accuracy": accuracy, "train_seconds": time.time() - start, "epochs": epochs}
 
