@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from ppgn_tf import data as data_lib
 from ppgn_tf import plots
+from ppgn_tf.files import write_json
 
 HISTORY_FILE = "history.json"
 
@@ -57,14 +58,16 @@ class GeneratorStepLog(keras.callbacks.Callback):
     self._last_time = time.time()
 
   def on_train_batch_end(self, batch, logs=None):
-    g = int(logs["g_steps"])
-    if g == self._last_g:
-      return
+    # Checked every critic iteration, before any later callback can checkpoint a broken state.
     values = {k: float(v) for k, v in logs.items() if k != "g_steps"}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
+    g = int(logs["g_steps"])
     if bad:
       raise DivergenceError(f"loss term {bad[0]} is {values[bad[0]]} at generator step {g} "
-                            f"(critic step {int(self.model.critic_steps.numpy())})")
+                            f"(critic step {int(self.model.critic_steps.numpy())}); the last checkpoint "
+                            "holds the last good state")
+    if g == self._last_g:
+      return
     now = time.time()
     critic_steps = int(self.model.critic_steps.numpy())
     images_per_second = (critic_steps - self._last_critic_steps) * self.batch_size / max(now - self._last_time, 1e-9)
@@ -113,6 +116,16 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
     self.before_save = before_save
 
   def _save(self):
+    # Logged losses come from the forward pass before an update, so a step can
+    # log finite values yet leave non-finite weights: check what would be saved.
+    broken = [v.path for v in self.model.generator.weights + [w for c in self.model.critics.values()
+                                                               for w in c.weights]
+              if not np.all(np.isfinite(v.numpy()))]
+    if broken:
+      raise DivergenceError(f"weights {broken[0]} became NaN or Inf at generator step "
+                            f"{int(self.model.generator_steps.numpy())} (critic step "
+                            f"{int(self.model.critic_steps.numpy())}); not checkpointed, the last "
+                            "checkpoint holds the last good state")
     if self.before_save is not None:
       self.before_save()
     self.manager.save(checkpoint_number=int(self.model.critic_steps.numpy()))
@@ -160,11 +173,3 @@ class ReconstructionGrid(keras.callbacks.Callback):
     g = int(self.model.generator_steps.numpy())
     self.write(os.path.join(self.directory, f"epoch_{epoch + 1:03d}.png"),
                f"epoch {epoch + 1}, generator step {g}")
-
-
-def write_json(path: str, obj) -> None:
-  """Writes JSON atomically (temp file then rename)."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import secrets
 import struct
 import zlib
 from typing import NamedTuple
 
 import numpy as np
+
+from ppgn_tf import files
 
 # Type code -> big-endian dtype of the data as stored on disk.
 _DTYPE_BY_CODE: dict[int, np.dtype] = {
@@ -188,29 +189,17 @@ def write_idx(path: str, array: np.ndarray) -> None:
   replaces `path`, so readers never see a half-written file.
   """
   payload = _encode(path, np.asarray(array))
-  directory, name = os.path.split(os.path.abspath(path))
-  tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
-  # os.open with mode 0o666 lets the umask decide the final permissions, unlike
-  # tempfile, which would leave the result readable only by its owner.
-  fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-  try:
-    with os.fdopen(fd, "wb") as out:
-      if _is_gzip_path(path):
-        # Fixed mtime and inner name keep the output byte-reproducible.
-        with gzip.GzipFile(filename=name[:-len(".gz")], mode="wb",
-                           fileobj=out, mtime=0) as zipped:
-          zipped.write(payload)
-      else:
-        out.write(payload)
-      out.flush()
-      os.fsync(out.fileno())
-    os.replace(tmp_path, path)
-  except BaseException:
-    try:
-      os.remove(tmp_path)
-    except OSError:
-      pass
-    raise
+  name = os.path.basename(path)
+
+  def write(out):
+    if _is_gzip_path(path):
+      # Fixed mtime and inner name keep the output byte-reproducible.
+      with gzip.GzipFile(filename=name[:-len(".gz")], mode="wb", fileobj=out, mtime=0) as zipped:
+        zipped.write(payload)
+    else:
+      out.write(payload)
+
+  files.atomic_write(path, write)
 
 
 def find_idx_file(directory: str, stem: str) -> str:

@@ -19,6 +19,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from ppgn_tf import data as data_lib
+
 CLASS = "class"  # Condition on log C_c: the log-softmax of fc2.
 _INIT_STREAM = -1  # Step index of the stream that draws h_0.
 
@@ -97,8 +99,8 @@ def run_chains(h0, targets, seeds, generator, encoder, *, steps, code_layer: str
                clip_min=None, clip_max=None, keep_every: int = 0):
   """Runs `steps` MALA steps from h0 (graph-friendly: a tf.while_loop).
 
-  Returns a dict: codes h_T, images G(h_T) in the normalised space, the
-  objective at h_T's predecessor chain end, and with `keep_every` > 0
+  Returns a dict: codes h_T, images G(h_T) as pixels in [0, 1], class_probs
+  C(G(h_T)), the objective at h_T, and with `keep_every` > 0
   `trajectory_codes` [K, N, ...] holding h_0 and every keep_every-th state.
   """
   steps = tf.convert_to_tensor(steps, tf.int32)
@@ -119,7 +121,8 @@ def run_chains(h0, targets, seeds, generator, encoder, *, steps, code_layer: str
                              shape_invariants=(tf.TensorShape([]), h0.shape, None))
   images = generator(h, training=False)
   features = encoder(images, training=False)
-  out = {"codes": h, "images": images,
+  # Images leave the sampler as pixels in [0, 1].
+  out = {"codes": h, "images": data_lib.denormalize(images),
          "class_probs": tf.nn.softmax(tf.cast(features["fc2"], tf.float32), axis=-1),
          "objective": conditioning_objective(features, condition_layer, targets)}
   if keep_every:

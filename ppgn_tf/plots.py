@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 
 import matplotlib
 
@@ -21,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from ppgn_tf import files  # noqa: E402
 
 SEPARATOR = 0.5  # grey: distinct from MNIST's black background and white ink
 PAIRS_PER_ROW = 8
@@ -80,33 +81,11 @@ def image_grid(images, nrow: int | None = None) -> np.ndarray:
   return grid
 
 
-def _atomic_write(path: str, write) -> None:
-  """Calls write(binary file) on a temp file beside `path`, then replaces `path`."""
-  path = os.fspath(path)
-  directory, name = os.path.split(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
-  # os.open with 0o666 lets the umask decide permissions (tempfile would not).
-  fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-  try:
-    with os.fdopen(fd, "wb") as out:
-      write(out)
-      out.flush()
-      os.fsync(out.fileno())
-    os.replace(tmp_path, path)
-  except BaseException:
-    try:
-      os.remove(tmp_path)
-    except OSError:
-      pass
-    raise
-
-
 def _save_figure(fig, path: str) -> None:
   """Writes `fig` as PNG to `path` atomically and always closes it."""
   try:
     # format is explicit: the temp file's name does not end in ".png".
-    _atomic_write(path, lambda out: fig.savefig(
+    files.atomic_write(path, lambda out: fig.savefig(
         out, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.1))
   finally:
     plt.close(fig)
@@ -232,6 +211,6 @@ def save_animation(frames, path: str, nrow: int | None = None,
     pixels = np.round(grid * 255.0).astype(np.uint8)
     pixels = np.repeat(np.repeat(pixels, _SCALE, axis=0), _SCALE, axis=1)
     pictures.append(Image.fromarray(pixels))  # 2-D uint8 gives mode "L"
-  _atomic_write(path, lambda out: pictures[0].save(
+  files.atomic_write(path, lambda out: pictures[0].save(
       out, format="GIF", save_all=True, append_images=pictures[1:],
       duration=int(duration_ms), loop=0))

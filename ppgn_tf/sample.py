@@ -37,7 +37,7 @@ def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_fra
   classes = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
   seeds = seed * 100_000 + np.arange(len(classes), dtype=np.int64)
   out = sampler.sample(classes, seeds)
-  images = data_lib.denormalize(out["images"]).numpy()
+  images = out["images"].numpy()
   frames = []
   if keep_every:
     for codes in out["trajectory_codes"].numpy():

@@ -28,10 +28,6 @@ class ExportError(ValueError):
   """Bad export directory or version; one line."""
 
 
-def _pixels(normalised_images):
-  return tf.clip_by_value(normalised_images * data_lib.STD + data_lib.MEAN, 0.0, 1.0)
-
-
 def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
                   code_layer: str = "fc1") -> keras.export.ExportArchive:
   """An ExportArchive holding G, E and the four signatures."""
@@ -57,7 +53,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
         h0, class_id, seed, generator, encoder, steps=steps, code_layer=code_layer,
         epsilon1=epsilon1, epsilon2=epsilon2, epsilon3=epsilon3,
         clip_min=config.clip_min, clip_max=config.clip_max)
-    return {"images": _pixels(out["images"]), "codes": out["codes"], "class_probs": out["class_probs"]}
+    return {"images": out["images"], "codes": out["codes"], "class_probs": out["class_probs"]}
 
   def serving_default(class_id, seed):
     return sample(class_id, seed, config.steps, config.epsilon1, config.epsilon2, config.epsilon3)
@@ -72,7 +68,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
     return sample(class_id, seed, steps, epsilon1, epsilon2, epsilon3, checks)
 
   def generate(codes):
-    return {"images": _pixels(generator(codes, training=False))}
+    return {"images": data_lib.denormalize(generator(codes, training=False))}
 
   def encode(images):
     check = tf.debugging.assert_all_finite(images, message="images must be finite")

@@ -29,6 +29,7 @@ from ppgn_tf import data as data_lib
 from ppgn_tf import distribute
 from ppgn_tf import encoder as encoder_lib
 from ppgn_tf import plots
+from ppgn_tf.files import write_json
 from ppgn_tf.critic_schedule import CriticSchedule
 from ppgn_tf.ppgn import PPGN, PPGNConfig
 
@@ -188,8 +189,8 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     logging.info("Resumed from %s at generator step %d, critic step %d", restore_from,
                  int(model.generator_steps.numpy()), int(model.critic_steps.numpy()))
   if chief:
-    callbacks_lib.write_json(os.path.join(options.workdir, CONFIG_FILE), config_to_json(config))
-    callbacks_lib.write_json(os.path.join(options.workdir, OPTIONS_FILE), {
+    write_json(os.path.join(options.workdir, CONFIG_FILE), config_to_json(config))
+    write_json(os.path.join(options.workdir, OPTIONS_FILE), {
         **dataclasses.asdict(options),
         "encoder_dir": os.path.abspath(options.encoder_dir) if options.encoder_dir else None})
 
@@ -255,7 +256,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       summary["samples"] = write_samples(model, options)
     if options.export:
       summary["export"] = export_sampler(model, options)
-    callbacks_lib.write_json(os.path.join(options.workdir, "summary.json"), summary)
+    write_json(os.path.join(options.workdir, "summary.json"), summary)
     logging.info("Summary: %s", json.dumps({k: summary[k] for k in ("generator_steps", "critic_steps", "wall_seconds")}))
   return summary
 

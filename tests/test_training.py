@@ -184,3 +184,29 @@ def test_mirrored_two_replicas_equal_single_device(tmp_path, encoder_dir, small_
   assert result["generator_change"] > 0
   assert result["generator_mismatch"] < 0.05 * result["generator_change"]
   assert result["critic_mismatch"] < 0.05 * result["critic_change"]
+
+
+def test_log_gan_loss_trains(tmp_path, encoder_dir, small_idx_dir):
+  _, summary = _parse_and_train([
+      f"--flagfile={REPO}/flags/combined.cfg", f"--workdir={tmp_path / 'log'}", "--gan_loss=log",
+      f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}", "--max_generator_steps=1", *TINY])
+  final = summary["final"]
+  assert summary["generator_steps"] == 1
+  # Non-saturating terms: -log D(fake) > 0 for each critic; critic losses are sums of two softplus terms.
+  assert final["l_gan"] > 0
+  assert final["d_loss_image"] > 0 and final["d_loss_fc1"] > 0
+
+
+def test_divergence_stops_with_the_term_and_keeps_a_good_checkpoint(tmp_path, encoder_dir, small_idx_dir):
+  from ppgn_tf.callbacks import DivergenceError
+  from ppgn_tf import train_lib
+  workdir = tmp_path / "nan"
+  argv = [f"--flagfile={REPO}/flags/vanilla.cfg", f"--workdir={workdir}", f"--dataset=idx:{small_idx_dir}",
+          f"--encoder_dir={encoder_dir}", "--max_generator_steps=50", "--learning_rate=1e30",
+          *[a for a in TINY if not a.startswith("--checkpoint_every")], "--checkpoint_every=1"]
+  with pytest.raises(DivergenceError, match=r"(loss term \w+ is (nan|inf|-inf)|weights \S+ became NaN or Inf) "
+                                            r"at generator step \d+"):
+    _parse_and_train(argv)
+  model = train_lib.load_trained(str(workdir))  # The latest checkpoint restores...
+  for w in model.generator.weights + model.critics["image"].weights:
+    assert np.all(np.isfinite(w.numpy())), w.path  # ...and holds no NaN or Inf.
