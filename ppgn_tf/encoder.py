@@ -192,7 +192,3 @@ def ensure_encoder(directory: str, make_datasets, *, epochs: int, recipe: Recipe
                metrics["test_accuracy"], metrics["train_seconds"], directory)
   return load_encoder(directory)
 
-
-def class_log_probs(encoder_outputs: dict) -> tf.Tensor:
-  """log C(x) = log softmax(fc2)."""
-  return tf.nn.log_softmax(encoder_outputs["fc2"], axis=-1)

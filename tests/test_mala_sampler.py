@@ -236,3 +236,16 @@ def test_default_h0_for_a_spatial_code_layer():
   sampler = MalaSampler(generator, encoder_lib.build_encoder(), SamplerConfig(steps=1), code_layer="conv3")
   out = sampler.sample(np.array([1, 2], np.int32), np.array([1, 2], np.int64))
   assert out["codes"].shape == (2, 2, 2, 256)
+
+
+def test_chains_can_start_from_the_codes_of_given_images(nets, small_idx_dir):
+  generator, encoder = nets
+  sampler = MalaSampler(generator, encoder, SamplerConfig(steps=0))
+  _, test = data.load_arrays(f"idx:{small_idx_dir}")
+  images = data.normalize(test.images[:3])
+  h0 = sampler.codes_of(images)
+  np.testing.assert_allclose(h0.numpy(), encoder(images)["fc1"].numpy(), atol=1e-6)
+  out = sampler.sample(np.array([1, 2, 3], np.int32), np.array([0, 1, 2], np.int64), h0)
+  # Zero steps from the images' codes: the chains' images are G(E(x)), the reconstructions.
+  np.testing.assert_allclose(out["codes"].numpy(), h0.numpy(), atol=1e-6)
+  np.testing.assert_allclose(out["images"].numpy(), data.denormalize(generator(h0)).numpy(), atol=1e-5)
