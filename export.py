@@ -15,15 +15,12 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from ppgn_tf import sample
+
 flags.DEFINE_string("workdir", None, "Workdir of a finished (or checkpointed) training run.")
 flags.DEFINE_string("export_dir", None, "Model base path; the SavedModel goes to EXPORT_DIR/VERSION/.")
 flags.DEFINE_integer("version", None, "Version number (default: one above the highest existing).")
-flags.DEFINE_integer("steps", 200, "MALA steps of the serving_default signature.")
-flags.DEFINE_float("epsilon1", 1e-2, "Weight of the prior term R_h(h) - h.")
-flags.DEFINE_float("epsilon2", 1.0, "Weight of the class-conditioning gradient.")
-flags.DEFINE_float("epsilon3", 1e-15, "Standard deviation of the noise.")
-flags.DEFINE_float("clip_min", None, "Clip codes to at least this value after each step (default: no clip).")
-flags.DEFINE_float("clip_max", None, "Clip codes to at most this value after each step (default: no clip).")
+sample.define_sampler_flags("MALA steps of the serving_default signature.")
 flags.mark_flags_as_required(["workdir", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -31,11 +28,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from ppgn_tf import mala_sampler, serving, train_lib
+  from ppgn_tf import serving, train_lib
   try:
-    config = mala_sampler.SamplerConfig(steps=FLAGS.steps, epsilon1=FLAGS.epsilon1, epsilon2=FLAGS.epsilon2,
-                                        epsilon3=FLAGS.epsilon3, clip_min=FLAGS.clip_min, clip_max=FLAGS.clip_max)
-    config.validate()
+    config = sample.sampler_config_from_flags()
     version = serving.check_export_dir(FLAGS.export_dir, FLAGS.version)
     model = train_lib.load_trained(FLAGS.workdir)
     archive = serving.build_archive(model.generator, model.encoder, config, model.config.code_layer)

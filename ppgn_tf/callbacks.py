@@ -33,9 +33,8 @@ class GeneratorStepLog(keras.callbacks.Callback):
   before the next checkpoint could save the broken state.
   """
 
-  def __init__(self, workdir: str, summary_dir: str | None, batch_size: int, history: dict | None = None):
+  def __init__(self, summary_dir: str | None, batch_size: int, history: dict | None = None):
     super().__init__()
-    self.workdir = workdir
     self.batch_size = batch_size
     # name -> [[g_step, value], ...]; continued across resumed runs.
     self.history: dict[str, list] = history or {}

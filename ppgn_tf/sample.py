@@ -10,6 +10,7 @@ the `sample` signature runs, so only TensorFlow is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -29,7 +30,6 @@ def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_fra
   import tensorflow as tf
   from ppgn_tf import data as data_lib
   from ppgn_tf import mala_sampler
-  import dataclasses
   keep_every = max(config.steps // gif_frames, 1) if gif_frames and config.steps else 0
   sampler = mala_sampler.MalaSampler(model.generator, model.encoder,
                                      dataclasses.replace(config, keep_every=keep_every),
@@ -104,6 +104,27 @@ def write_outputs(images, frames, probs, output_dir: str, per_class: int, title:
 FLAGS = flags.FLAGS
 
 
+def define_sampler_flags(steps_help: str, clip_note: str = "") -> None:
+  """Eq. 8's settings as flags, shared by this program and export.py."""
+  flags.DEFINE_integer("steps", 200, steps_help)
+  flags.DEFINE_float("epsilon1", 1e-2, "Weight of the prior term R_h(h) - h.")
+  flags.DEFINE_float("epsilon2", 1.0, "Weight of the class-conditioning gradient.")
+  flags.DEFINE_float("epsilon3", 1e-15, "Standard deviation of the noise.")
+  flags.DEFINE_float("clip_min", None, f"Clip codes to at least this value after each step{clip_note} "
+                     "(default: no clip).")
+  flags.DEFINE_float("clip_max", None, f"Clip codes to at most this value after each step{clip_note} "
+                     "(default: no clip).")
+
+
+def sampler_config_from_flags():
+  """A validated SamplerConfig from the flags of `define_sampler_flags` (raises ValueError)."""
+  from ppgn_tf import mala_sampler
+  config = mala_sampler.SamplerConfig(steps=FLAGS.steps, epsilon1=FLAGS.epsilon1, epsilon2=FLAGS.epsilon2,
+                                      epsilon3=FLAGS.epsilon3, clip_min=FLAGS.clip_min, clip_max=FLAGS.clip_max)
+  config.validate()
+  return config
+
+
 def define_flags() -> None:
   """The command line's flags; defined only when run as a program, so importing this
   module from train.py adds no flags there."""
@@ -113,12 +134,7 @@ def define_flags() -> None:
                       "(default: WORKDIR/samples, or SAVED_MODEL/../samples).")
   flags.DEFINE_integer("per_class", 10, "Chains per class (columns of the grid).")
   flags.DEFINE_integer("seed", 0, "Seed of the chains (h_0 and noise).")
-  flags.DEFINE_integer("steps", 200, "MALA steps.")
-  flags.DEFINE_float("epsilon1", 1e-2, "Weight of the prior term R_h(h) - h.")
-  flags.DEFINE_float("epsilon2", 1.0, "Weight of the class-conditioning gradient.")
-  flags.DEFINE_float("epsilon3", 1e-15, "Standard deviation of the noise.")
-  flags.DEFINE_float("clip_min", None, "Clip codes to at least this value (workdir only).")
-  flags.DEFINE_float("clip_max", None, "Clip codes to at most this value (workdir only).")
+  define_sampler_flags("MALA steps.", clip_note=" (workdir only)")
   flags.DEFINE_integer("gif_frames", 10, "Frames of chains.gif (0: no GIF).")
 
 
@@ -132,10 +148,7 @@ def main(argv):
       raise ValueError(f"--per_class must be >= 1, got {FLAGS.per_class}")
     if FLAGS.gif_frames < 0:
       raise ValueError(f"--gif_frames must be >= 0, got {FLAGS.gif_frames}")
-    from ppgn_tf import mala_sampler
-    config = mala_sampler.SamplerConfig(steps=FLAGS.steps, epsilon1=FLAGS.epsilon1, epsilon2=FLAGS.epsilon2,
-                                        epsilon3=FLAGS.epsilon3, clip_min=FLAGS.clip_min, clip_max=FLAGS.clip_max)
-    config.validate()
+    config = sampler_config_from_flags()
     if FLAGS.workdir:
       from ppgn_tf import train_lib
       model = train_lib.load_trained(FLAGS.workdir)

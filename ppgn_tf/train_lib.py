@@ -202,7 +202,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   bounds = callbacks_lib.StopAtBounds(max_critic_steps, options.max_generator_steps)
   history = callbacks_lib.GeneratorStepLog.load_history(options.workdir) if restore_from else {}
   step_log = callbacks_lib.GeneratorStepLog(
-      options.workdir, os.path.join(options.workdir, "tensorboard", "generator_steps") if chief else None,
+      os.path.join(options.workdir, "tensorboard", "generator_steps") if chief else None,
       config.batch_size, history)
   fixed_test_images = data_lib.normalize(test_split.images[_class_balanced(test_split.labels, 32)]).numpy()
   recon_grid = callbacks_lib.ReconstructionGrid(fixed_test_images, os.path.join(options.workdir, "reconstructions"))
