@@ -11,6 +11,8 @@ after --flagfile override it.
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 
 from absl import app
@@ -111,7 +113,8 @@ def config_from_flags():
       max_generator_steps=FLAGS.max_generator_steps, strategy=FLAGS.strategy, precision=FLAGS.precision,
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
       verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
-      sample_per_class=FLAGS.sample_per_class, sample_steps=FLAGS.sample_steps, export=FLAGS.export)
+      sample_per_class=FLAGS.sample_per_class, sample_steps=FLAGS.sample_steps, export=FLAGS.export,
+      command=shlex.join(["python", *sys.argv]))
   config.validate()
   options.validate()
   return config, options
@@ -121,6 +124,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from ppgn_tf import train_lib
+  # TensorFlow logs an INFO line for every checkpoint it writes; they would drown the run's progress.
+  logging.get_absl_logger().addFilter(
+      lambda record: not record.pathname.endswith(os.path.join("checkpoint", "functional_saver.py")))
   try:
     config, options = config_from_flags()
   except ValueError as e:

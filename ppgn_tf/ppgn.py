@@ -306,6 +306,13 @@ class PPGN(keras.Model):
     for k, v in values.items():
       self.latest[k].assign(tf.cast(v, tf.float32))
 
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    """Nothing to build: __init__ builds every network and optimizer.
+
+    Keras' version pulls a batch and all-reduces it eagerly to build the model,
+    which MultiWorkerMirroredStrategy cannot do (eager collectives on nested data).
+    """
+
   def make_train_function(self, force=False):
     """`train_step` itself is the tf.function: it runs in cross-replica context."""
     if self.train_function is not None and not force:

@@ -60,6 +60,7 @@ class RunOptions:
   sample_per_class: int = 10  # Class-conditional samples written at the end (0: none).
   sample_steps: int = 200  # MALA steps of those samples and of the exported serving_default.
   export: bool = False  # Export the sampler to WORKDIR/export/N at the end.
+  command: str | None = None  # The command line, recorded in options.json for reports.
 
   @property
   def encoder_path(self) -> str:
@@ -113,6 +114,37 @@ def check_config_matches(workdir: str, config: PPGNConfig) -> None:
                        f"not {current.get(key)}: use a new --workdir or the same flags")
 
 
+def check_checkpoints(directory: str) -> str | None:
+  """The latest checkpoint in `directory`, after reading every tensor of it; None for a new run.
+
+  Runs before any heavy work. A run never starts over on top of checkpoints it
+  cannot use: that would overwrite them. Raises ValueError (one line).
+  """
+  if not os.path.isdir(directory):
+    return None
+  try:
+    state = tf.train.get_checkpoint_state(directory)
+  except Exception as e:  # A damaged text index raises protobuf or OS errors.
+    raise ValueError(f"{directory}/checkpoint: unreadable index ({type(e).__name__})") from e
+  if state is None or not state.model_checkpoint_path:
+    if any(n.startswith("ckpt-") for n in os.listdir(directory)):
+      raise ValueError(f"{directory}: holds checkpoint files but no 'checkpoint' index; restore the index "
+                       "or move the directory away")
+    return None
+  prefix = state.model_checkpoint_path
+  if not os.path.isabs(prefix):
+    prefix = os.path.join(directory, prefix)
+  if not tf.io.gfile.exists(prefix + ".index"):
+    raise ValueError(f"{prefix}: named by {directory}/checkpoint but its files are missing")
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)  # Reads the data and checks its checksum.
+  except (tf.errors.OpError, ValueError) as e:
+    raise ValueError(f"{prefix}: corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+  return prefix
+
+
 def encode_split(encoder, split: data_lib.Split, layers) -> dict:
   """E^j(x) of every image of `split` for `layers` (E is frozen: computed once per run)."""
   if not layers:
@@ -153,6 +185,10 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     tf.config.experimental.enable_op_determinism()
   strategy = distribute.make_strategy(options.strategy)
   chief = distribute.is_chief(strategy)
+  # Damaged inputs fail here, before data loading or encoder pre-training.
+  restore_from = check_checkpoints(os.path.join(options.workdir, "checkpoints"))
+  if os.path.isfile(os.path.join(options.encoder_path, encoder_lib.ENCODER_FILE)):
+    encoder_lib.load_encoder(options.encoder_path)
   os.makedirs(options.workdir, exist_ok=True)
 
   train_split, test_split = data_lib.load_arrays(options.dataset, options.data_dir)
@@ -179,7 +215,6 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   if not chief:  # Every worker saves (collectives), only the chief into the workdir.
     checkpoint_dir = os.path.join(options.workdir, ".worker_tmp", str(strategy.cluster_resolver.task_id))
   manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=options.keep_checkpoints)
-  restore_from = tf.train.latest_checkpoint(os.path.join(options.workdir, "checkpoints"))
   if restore_from:
     try:
       checkpoint.restore(restore_from).assert_existing_objects_matched()
@@ -200,7 +235,11 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   max_critic_steps = options.epochs * steps_per_epoch
   critic_steps = int(model.critic_steps.numpy())
   bounds = callbacks_lib.StopAtBounds(max_critic_steps, options.max_generator_steps)
-  history = callbacks_lib.GeneratorStepLog.load_history(options.workdir) if restore_from else {}
+  history = {}
+  if restore_from:  # history.json may run ahead of the checkpoint (a kill after its last save).
+    restored = int(model.generator_steps.numpy())
+    history = {k: [p for p in v if p[0] <= restored]
+               for k, v in callbacks_lib.GeneratorStepLog.load_history(options.workdir).items()}
   step_log = callbacks_lib.GeneratorStepLog(
       os.path.join(options.workdir, "tensorboard", "generator_steps") if chief else None,
       config.batch_size, history)
@@ -211,14 +250,16 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
 
   def before_save():
     elapsed.assign(base_elapsed + time.time() - run_start)
+    if chief:  # The history up to the checkpoint survives a kill.
+      step_log.save(options.workdir)
 
   callbacks = [
       step_log,
       bounds,
       callbacks_lib.PeriodicCheckpoint(manager, options.checkpoint_every, before_save),
-      keras.callbacks.TensorBoard(os.path.join(options.workdir, "tensorboard"), write_graph=False),
   ]
   if chief:
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(options.workdir, "tensorboard"), write_graph=False))
     callbacks.append(recon_grid)
 
   if not bounds.reached(model):
@@ -286,7 +327,7 @@ def load_trained(workdir: str) -> PPGN:
   if os.path.isfile(options_path):
     with open(options_path) as f:
       encoder_path = json.load(f).get("encoder_dir") or encoder_path
-  latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  latest = check_checkpoints(os.path.join(workdir, "checkpoints"))
   if not latest:
     raise ValueError(f"{workdir}/checkpoints: no checkpoint (train first)")
   model = PPGN(encoder_lib.load_encoder(encoder_path), config)
