@@ -1,0 +1,327 @@
+r"""Quantitative evaluation of a sampler by a classifier independent of E.
+
+  python -m ppgn_tf.evaluate --workdir=runs/quickstart
+  python -m ppgn_tf.evaluate --saved_model=runs/quickstart/export --per_class=50
+  python -m ppgn_tf.evaluate --workdir=runs/a --eval_classifier_dir=runs/eval_classifier  # shared, trained once
+
+The sampler climbs E's class probability, so E's verdict on its own samples is
+biased upward; a separately trained classifier of another architecture judges
+them instead. Writes EVALUATION.json (metrics, real-image baselines, a per-class
+table) and EVALUATION_samples.png, and prints the tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+from ppgn_tf import files
+from ppgn_tf import metrics
+from ppgn_tf import sample as sample_lib
+
+NUM_CLASSES = 10
+EVAL_CLASSIFIER_DIR = "eval_classifier"
+EVALUATION_FILE = "evaluation.json"
+REAL_DIVERSITY_PER_CLASS = 500  # Mean pairwise distance does not depend on the count; this bounds the cost.
+GRID_COLUMNS = 10  # Samples per class in EVALUATION_samples.png.
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What to evaluate and where things go, resolved and checked before any heavy work."""
+  workdir: str | None
+  saved_model: str | None  # A version directory.
+  dataset: str
+  data_dir: str | None
+  eval_classifier_dir: str
+  output: str
+
+
+def _find_options(saved_model: str) -> dict:
+  """options.json of the workdir an export lives in (WORKDIR/export/N), if there is one."""
+  path = os.path.abspath(saved_model)
+  for _ in range(3):
+    path = os.path.dirname(path)
+    if os.path.isfile(os.path.join(path, "options.json")):
+      with open(os.path.join(path, "options.json")) as f:
+        return json.load(f)
+  return {}
+
+
+def make_plan(workdir: str | None = None, saved_model: str | None = None, dataset: str | None = None,
+              data_dir: str | None = None, eval_classifier_dir: str | None = None,
+              output: str | None = None) -> Plan:
+  """Checks the source and fills in defaults; raises ValueError with one line."""
+  if (workdir is None) == (saved_model is None):
+    raise ValueError("give exactly one of --workdir and --saved_model")
+  if workdir is not None:
+    if not os.path.isdir(workdir):
+      raise ValueError(f"{workdir}: no such workdir")
+    options_path = os.path.join(workdir, "options.json")
+    if not os.path.isfile(options_path):
+      raise ValueError(f"{options_path}: missing (not a workdir written by train.py)")
+    with open(options_path) as f:
+      options = json.load(f)
+    home = workdir
+  else:
+    saved_model = sample_lib.newest_version(saved_model)
+    options = _find_options(saved_model)
+    home = os.path.dirname(os.path.abspath(saved_model))  # The export base path, as sample.py.
+  dataset = dataset or options.get("dataset")
+  if not dataset:
+    raise ValueError(f"{saved_model}: cannot tell its data set (no options.json above it); give --dataset")
+  data_dir = data_dir if data_dir is not None else options.get("data_dir")
+  return Plan(workdir=workdir, saved_model=saved_model, dataset=dataset, data_dir=data_dir,
+              eval_classifier_dir=eval_classifier_dir or os.path.join(home, EVAL_CLASSIFIER_DIR),
+              output=output or os.path.join(home, EVALUATION_FILE))
+
+
+def _same_dataset(a: str, b: str) -> bool:
+  def canonical(name):
+    return "idx:" + os.path.realpath(name[4:]) if name.startswith("idx:") else name
+  return canonical(a) == canonical(b)
+
+
+def load_eval_classifier(directory: str, dataset: str, data_dir: str | None):
+  """The cached classifier (trained now if absent); refuses one trained on another data set."""
+  from ppgn_tf import eval_classifier
+  metrics_path = os.path.join(directory, eval_classifier.METRICS_FILE)
+  if os.path.isfile(metrics_path):
+    with open(metrics_path) as f:
+      cached = json.load(f).get("dataset")
+    if cached and not _same_dataset(cached, dataset):
+      raise ValueError(f"{directory}: holds an evaluation classifier trained on {cached}, not {dataset}")
+  else:
+    logging.info("Training the evaluation classifier on %s into %s", dataset, directory)
+  model, clf_metrics = eval_classifier.ensure_eval_classifier(directory, dataset, data_dir)
+  logging.info("Evaluation classifier: held-out accuracy %.4f", clf_metrics["test_accuracy"])
+  return model, clf_metrics
+
+
+class _Source:
+  """A sampler and G(E(x)), from a workdir (library sampler) or a SavedModel (its signatures)."""
+
+  def __init__(self, plan: Plan, config):
+    import tensorflow as tf
+    from ppgn_tf import data as data_lib
+    self._tf = tf
+    self.info = {}
+    if plan.workdir is not None:
+      from ppgn_tf import mala_sampler, train_lib
+      model = train_lib.load_trained(plan.workdir)
+      sampler = mala_sampler.MalaSampler(model.generator, model.encoder, config, code_layer=model.config.code_layer)
+      self.info = {"workdir": os.path.abspath(plan.workdir), "generator_steps": int(model.generator_steps.numpy())}
+
+      def run(classes, seeds):
+        out = sampler.sample(classes, seeds)
+        return out["images"].numpy(), out["class_probs"].numpy()
+
+      def reconstruct(images01):
+        return data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
+    else:
+      if config.clip_min is not None or config.clip_max is not None:
+        raise ValueError("--clip_min/--clip_max apply to --workdir only (the SavedModel has its own)")
+      loaded = tf.saved_model.load(plan.saved_model)
+      signatures = loaded.signatures
+      self.info = {"saved_model": os.path.abspath(plan.saved_model)}
+
+      def run(classes, seeds):
+        out = signatures["sample"](
+            class_id=tf.constant(classes, tf.int32), seed=tf.constant(seeds, tf.int64),
+            steps=tf.constant(config.steps, tf.int32), epsilon1=tf.constant(config.epsilon1, tf.float32),
+            epsilon2=tf.constant(config.epsilon2, tf.float32), epsilon3=tf.constant(config.epsilon3, tf.float32))
+        return out["images"].numpy(), out["class_probs"].numpy()
+
+      def reconstruct(images01):
+        codes = signatures["encode"](images=tf.constant(images01, tf.float32))["codes"]
+        return signatures["generate"](codes=codes)["images"].numpy()
+
+    self.sample = run
+    self.reconstruct = reconstruct
+
+
+def _sample_all(source: _Source, per_class: int, seed: int, batch: int):
+  """All chains, `batch` per sampler call, logging progress: (images, E's probs, requested classes)."""
+  requested = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
+  seeds = seed * 100_000 + np.arange(len(requested), dtype=np.int64)  # As sample.py: same chains.
+  images, probs = [], []
+  start = time.time()
+  for lo in range(0, len(requested), batch):
+    x, p = source.sample(requested[lo:lo + batch], seeds[lo:lo + batch])
+    images.append(x)
+    probs.append(p)
+    done, elapsed = min(lo + batch, len(requested)), time.time() - start
+    logging.info("Sampled %d/%d chains (%.0f%%), %.0f s, about %.0f s left", done, len(requested),
+                 100 * done / len(requested), elapsed, elapsed * (len(requested) - done) / done)
+  return np.concatenate(images), np.concatenate(probs), requested
+
+
+def _reconstruction_mse(source: _Source, images_uint8: np.ndarray, batch: int = 256) -> float:
+  """Mean squared error of G(E(x)) against x, pixels in [0, 1]."""
+  total = 0.0
+  for lo in range(0, len(images_uint8), batch):
+    x = images_uint8[lo:lo + batch].astype(np.float32) / 255.0
+    total += float(np.sum((source.reconstruct(x) - x) ** 2))
+  return total / images_uint8.size
+
+
+def evaluate(plan: Plan, sampler_config, per_class: int = 100, *, seed: int = 0, batch: int = 200,
+             recon_images: int = 0, command: str | None = None) -> dict:
+  """Samples per_class chains per class, judges them with the evaluation classifier, writes plan.output
+  (JSON) and its _samples.png grid; returns the JSON's contents."""
+  from ppgn_tf import data as data_lib
+  from ppgn_tf import eval_classifier
+  if per_class < 2:
+    raise ValueError(f"--per_class must be >= 2 (diversity and covariances need pairs), got {per_class}")
+  if batch < 1:
+    raise ValueError(f"--batch must be >= 1, got {batch}")
+  sampler_config.validate()
+  start = time.time()
+  _, test = data_lib.load_arrays(plan.dataset, plan.data_dir)
+  classifier, clf_metrics = load_eval_classifier(plan.eval_classifier_dir, plan.dataset, plan.data_dir)
+  source = _Source(plan, sampler_config)
+
+  samples, encoder_probs, requested = _sample_all(source, per_class, seed, batch)
+  bad = int(np.sum(~np.isfinite(samples.reshape(len(samples), -1)).all(1)))
+  if bad:
+    raise ValueError(f"{bad} of {len(samples)} samples are not finite (the chains diverged; try a smaller "
+                     "--epsilon2 or --clip_min/--clip_max)")
+  probs = eval_classifier.predict(classifier, data_lib.normalize(samples).numpy())
+  sample_feats = eval_classifier.features(classifier, data_lib.normalize(samples).numpy())
+  real_feats = eval_classifier.features(classifier, data_lib.normalize(test.images).numpy())
+  # The floor: the same distance between real images, as many as the samples (at most half the test set).
+  order = np.random.default_rng(seed).permutation(len(test))
+  m = min(len(samples), len(test) // 2)
+  real_floor = metrics.frechet_distance(real_feats[order[:m]], real_feats[order[m:]])
+
+  real_pixels = test.images.astype(np.float32) / 255.0
+  keep = np.concatenate([np.flatnonzero(test.labels == c)[:REAL_DIVERSITY_PER_CLASS] for c in range(NUM_CLASSES)])
+  table = metrics.per_class_table(requested, probs, samples, real_pixels[keep], test.labels[keep])
+
+  recon = test.images[:recon_images] if recon_images > 0 else test.images
+  logging.info("Reconstructing %d test images", len(recon))
+  mse = _reconstruction_mse(source, recon)
+
+  def mean_of(key):
+    values = [row[key] for row in table if row.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+  grid_path = os.path.splitext(plan.output)[0] + "_samples.png"
+  columns = min(per_class, GRID_COLUMNS)
+  grid = samples.reshape(NUM_CLASSES, per_class, 28, 28, 1)[:, :columns].reshape(-1, 28, 28, 1)
+  from ppgn_tf import plots
+  os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
+  plots.save_image_grid(grid, grid_path, nrow=columns, row_labels=[str(c) for c in range(NUM_CLASSES)],
+                        title=f"evaluation samples, {sampler_config.steps} MALA steps")
+
+  result = {
+      "source": source.info,
+      "dataset": plan.dataset,
+      "per_class": per_class,
+      "num_samples": int(len(samples)),
+      "seed": seed,
+      "sampler": {k: v for k, v in dataclasses.asdict(sampler_config).items() if k != "keep_every"},
+      "eval_classifier": {"dir": os.path.abspath(plan.eval_classifier_dir), **clf_metrics},
+      "accuracy": metrics.conditional_accuracy(probs, requested),
+      "mean_requested_probability": metrics.mean_requested_probability(probs, requested),
+      "encoder_accuracy": metrics.conditional_accuracy(encoder_probs, requested),  # Biased upward; for contrast.
+      "frechet_distance": metrics.frechet_distance(sample_feats, real_feats),
+      "frechet_real_floor": real_floor,
+      "frechet_real_floor_size": m,
+      "diversity": mean_of("diversity"),  # Mean over classes of the mean pairwise L2 distance, pixels in [0, 1].
+      "real_diversity": mean_of("real_diversity"),
+      "reconstruction_mse": mse,
+      "reconstruction_images": int(len(recon)),
+      "per_class_table": table,
+      "samples_png": os.path.basename(grid_path),
+      "seconds": time.time() - start,
+      "command": command,
+  }
+  files.write_json(plan.output, result)
+  return result
+
+
+def _num(value, digits: int = 3) -> str:
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_tables(result: dict) -> str:
+  """The summary and the per-class table as plain text."""
+  lines = [
+      f"{'metric':<34}{'samples':>10}{'real':>10}",
+      f"{'accuracy (evaluation classifier)':<34}{_num(result['accuracy']):>10}"
+      f"{_num(result['eval_classifier']['test_accuracy']):>10}",
+      f"{'mean p(requested class)':<34}{_num(result['mean_requested_probability']):>10}",
+      f"{'accuracy (E, biased)':<34}{_num(result['encoder_accuracy']):>10}",
+      f"{'Frechet distance (features)':<34}{_num(result['frechet_distance'], 2):>10}"
+      f"{_num(result['frechet_real_floor'], 2):>10}",
+      f"{'diversity (pixels, within class)':<34}{_num(result['diversity']):>10}{_num(result['real_diversity']):>10}",
+      f"{'reconstruction MSE G(E(x))':<34}{_num(result['reconstruction_mse'], 4):>10}",
+      "",
+      f"{'class':>5}{'n':>6}{'accuracy':>10}{'mean p':>10}{'diversity':>11}{'real div.':>11}",
+  ]
+  for row in result["per_class_table"]:
+    lines.append(f"{row['class']:>5}{row['samples']:>6}{_num(row['accuracy']):>10}"
+                 f"{_num(row['mean_requested_probability']):>10}{_num(row['diversity']):>11}"
+                 f"{_num(row.get('real_diversity')):>11}")
+  return "\n".join(lines)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command line's flags; defined only when run as a program."""
+  flags.DEFINE_string("workdir", None, "A training run's workdir (its latest checkpoint, library sampler).")
+  flags.DEFINE_string("saved_model", None, "An exported SavedModel: version directory or model base path.")
+  flags.DEFINE_integer("per_class", 100, "Chains per class.")
+  sample_lib.define_sampler_flags("MALA steps per chain.", clip_note=" (workdir only)")
+  flags.DEFINE_string("dataset", None, "Data set of the real test images and of the evaluation classifier "
+                      "(default: the workdir's, from options.json; needed for a SavedModel outside a workdir).")
+  flags.DEFINE_string("data_dir", None, "tfds data directory (default: the workdir's).")
+  flags.DEFINE_string("eval_classifier_dir", None, "Where the evaluation classifier is cached (trained there if "
+                      "absent; default WORKDIR/eval_classifier or next to the SavedModel). Share one per data set.")
+  flags.DEFINE_string("output", None, "The JSON written (default WORKDIR/evaluation.json or next to the SavedModel).")
+  flags.DEFINE_integer("batch", 200, "Chains per sampler call (progress is logged after each).")
+  flags.DEFINE_integer("seed", 0, "Seed of the chains (the same chains as ppgn_tf.sample's).")
+  flags.DEFINE_integer("recon_images", 0, "Test images for the reconstruction error (0: all).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    if FLAGS.per_class < 2:
+      raise ValueError(f"--per_class must be >= 2 (diversity and covariances need pairs), got {FLAGS.per_class}")
+    if FLAGS.batch < 1:
+      raise ValueError(f"--batch must be >= 1, got {FLAGS.batch}")
+    if FLAGS.recon_images < 0:
+      raise ValueError(f"--recon_images must be >= 0, got {FLAGS.recon_images}")
+    plan = make_plan(FLAGS.workdir, FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir,
+                     FLAGS.eval_classifier_dir, FLAGS.output)
+    from ppgn_tf import data as data_lib
+    data_lib.check_source(plan.dataset)
+    config = sample_lib.sampler_config_from_flags()
+    result = evaluate(plan, config, FLAGS.per_class, seed=FLAGS.seed, batch=FLAGS.batch,
+                      recon_images=FLAGS.recon_images,
+                      command=shlex.join(["python", "-m", "ppgn_tf.evaluate", *sys.argv[1:]]))
+  except ValueError as e:
+    print(f"evaluate: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+    return 1
+  print(format_tables(result))
+  print(plan.output)
+  return 0
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,99 @@
+"""Sample-quality metrics as pure numpy functions, so they can be tested without any network.
+
+The evaluation classifier (ppgn_tf/eval_classifier.py) supplies the inputs:
+class probabilities and 128-d features of samples and of real images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NUM_CLASSES = 10
+
+
+def _rows(x, what: str, min_rows: int = 1) -> np.ndarray:
+  """x as float64 [N, D] (images flattened); at least `min_rows` rows."""
+  x = np.asarray(x, np.float64)
+  x = x.reshape(len(x), -1) if x.ndim != 2 else x
+  if len(x) < min_rows:
+    raise ValueError(f"{what}: need at least {min_rows} rows, got {len(x)}")
+  return x
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+  """Square root of a symmetric PSD matrix (eigh; round-off negatives clipped to 0)."""
+  values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+  return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+  """Fréchet distance between Gaussians fitted to two feature sets (the FID formula).
+
+  |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)). C_a C_b is not symmetric, but it has the
+  eigenvalues of the symmetric PSD S C_b S with S = C_a^(1/2), so tr (C_a C_b)^(1/2) is the sum of
+  square roots of eigh's eigenvalues: numpy only, no scipy.linalg.sqrtm.
+  """
+  a = _rows(feats_a, "frechet_distance feats_a", 2)
+  b = _rows(feats_b, "frechet_distance feats_b", 2)
+  if a.shape[1] != b.shape[1]:
+    raise ValueError(f"frechet_distance: feature sizes differ ({a.shape[1]} vs {b.shape[1]})")
+  cov_a, cov_b = np.cov(a, rowvar=False).reshape(a.shape[1], -1), np.cov(b, rowvar=False).reshape(b.shape[1], -1)
+  root_a = _psd_sqrt(cov_a)
+  cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+  trace_sqrt = float(np.sum(np.sqrt(np.clip(cross, 0, None))))
+  mean_term = float(np.sum((a.mean(0) - b.mean(0)) ** 2))
+  return max(mean_term + float(np.trace(cov_a) + np.trace(cov_b)) - 2 * trace_sqrt, 0.0)
+
+
+def _check_requested(probs, requested) -> tuple[np.ndarray, np.ndarray]:
+  probs = np.asarray(probs, np.float64)
+  requested = np.asarray(requested, np.int64).reshape(-1)
+  if probs.ndim != 2 or len(probs) != len(requested):
+    raise ValueError(f"expected probs [N, classes] for {len(requested)} requested classes, got {probs.shape}")
+  if len(requested) == 0:
+    raise ValueError("no samples")
+  return probs, requested
+
+
+def conditional_accuracy(probs, requested) -> float:
+  """Share of samples the evaluator labels as the class they were conditioned on."""
+  probs, requested = _check_requested(probs, requested)
+  return float(np.mean(probs.argmax(1) == requested))
+
+
+def mean_requested_probability(probs, requested) -> float:
+  """Mean evaluator probability of the requested class: how convincingly, not just whether."""
+  probs, requested = _check_requested(probs, requested)
+  return float(np.mean(probs[np.arange(len(requested)), requested]))
+
+
+def mean_pairwise_distance(x) -> float:
+  """Mean Euclidean distance over all pairs of rows (images are flattened): 0 for a collapsed set."""
+  x = _rows(x, "mean_pairwise_distance", 2)
+  squared = np.sum(x ** 2, 1)
+  d2 = squared[:, None] + squared[None, :] - 2 * x @ x.T
+  upper = np.triu_indices(len(x), k=1)
+  return float(np.mean(np.sqrt(np.clip(d2[upper], 0, None))))
+
+
+def per_class_table(requested, probs, samples, real_images=None, real_labels=None,
+                    num_classes: int = NUM_CLASSES) -> list[dict]:
+  """One row per class: accuracy, mean requested probability, sample diversity and, given real
+  images with labels, the real images' diversity. Classes with fewer than 2 items get None."""
+  probs, requested = _check_requested(probs, requested)
+  samples = _rows(samples, "per_class_table samples")
+  table = []
+  for c in range(num_classes):
+    mine = requested == c
+    row = {"class": c, "samples": int(mine.sum()), "accuracy": None, "mean_requested_probability": None,
+           "diversity": None}
+    if mine.any():
+      row["accuracy"] = conditional_accuracy(probs[mine], requested[mine])
+      row["mean_requested_probability"] = mean_requested_probability(probs[mine], requested[mine])
+    if mine.sum() >= 2:
+      row["diversity"] = mean_pairwise_distance(samples[mine])
+    if real_images is not None:
+      real = np.asarray(real_images)[np.asarray(real_labels).reshape(-1) == c]
+      row["real_diversity"] = mean_pairwise_distance(real) if len(real) >= 2 else None
+    table.append(row)
+  return table

@@ -1,0 +1,95 @@
+"""The sample-quality metrics against values known in closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ppgn_tf import metrics
+
+
+def _with_moments(n: int, mean, cov, seed: int = 0) -> np.ndarray:
+  """n points whose sample mean and (ddof=1) covariance are exactly `mean` and `cov`."""
+  x = np.random.default_rng(seed).normal(size=(n, len(mean)))
+  x -= x.mean(0)
+  x = x @ np.linalg.inv(np.linalg.cholesky(np.cov(x, rowvar=False))).T  # Whitened: covariance I.
+  return x @ np.linalg.cholesky(cov).T + mean
+
+
+def test_frechet_of_a_set_with_itself_is_zero():
+  x = np.random.default_rng(1).normal(size=(200, 16)) * 3 + 5
+  assert metrics.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
+  assert metrics.frechet_distance(x, x + 2.0) == pytest.approx(16 * 4.0, rel=1e-9)  # Mean term only.
+
+
+def test_frechet_of_diagonal_gaussians_matches_closed_form():
+  mu_a, mu_b = np.array([0.0, 1, 2, 3, 4]), np.array([1.0, 1, 0, 3, -1])
+  var_a, var_b = np.array([1.0, 4, 9, 0.25, 2]), np.array([4.0, 1, 9, 1, 0.5])
+  a = _with_moments(500, mu_a, np.diag(var_a), seed=2)
+  b = _with_moments(700, mu_b, np.diag(var_b), seed=3)
+  expected = np.sum((mu_a - mu_b) ** 2) + np.sum((np.sqrt(var_a) - np.sqrt(var_b)) ** 2)
+  assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+  assert metrics.frechet_distance(b, a) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_of_non_commuting_gaussians_matches_closed_form():
+  """2x2: tr sqrt(M) = sqrt(tr M + 2 sqrt(det M)) for the PSD-similar M = C_a C_b."""
+  cov_a, cov_b = np.array([[2.0, 0.9], [0.9, 1.0]]), np.array([[1.0, -0.5], [-0.5, 3.0]])
+  mu_a, mu_b = np.array([0.5, -1.0]), np.array([2.0, 1.0])
+  a, b = _with_moments(300, mu_a, cov_a, seed=4), _with_moments(300, mu_b, cov_b, seed=5)
+  trace_sqrt = np.sqrt(np.trace(cov_a @ cov_b) + 2 * np.sqrt(np.linalg.det(cov_a) * np.linalg.det(cov_b)))
+  expected = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt
+  assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_of_samples_approaches_the_population_value():
+  rng = np.random.default_rng(6)
+  a, b = rng.normal(0, 1, (20000, 3)), rng.normal(1, 2, (20000, 3))
+  assert metrics.frechet_distance(a, b) == pytest.approx(3 * 1 + 3 * (2 - 1) ** 2, rel=0.05)
+
+
+def test_frechet_rejects_bad_shapes():
+  with pytest.raises(ValueError, match="at least 2 rows"):
+    metrics.frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+  with pytest.raises(ValueError, match="feature sizes differ"):
+    metrics.frechet_distance(np.zeros((4, 3)), np.zeros((4, 2)))
+
+
+def test_accuracy_of_a_perfect_and_of_a_constant_sampler():
+  requested = np.repeat(np.arange(10), 7)
+  perfect = np.eye(10)[requested]
+  assert metrics.conditional_accuracy(perfect, requested) == 1.0
+  assert metrics.mean_requested_probability(perfect, requested) == 1.0
+  constant = np.tile(np.eye(10)[3], (len(requested), 1))  # Always a 3, whatever was asked.
+  assert metrics.conditional_accuracy(constant, requested) == pytest.approx(0.1)
+  assert metrics.mean_requested_probability(constant, requested) == pytest.approx(0.1)
+  uniform = np.full((len(requested), 10), 0.1)
+  assert metrics.mean_requested_probability(uniform, requested) == pytest.approx(0.1)
+  with pytest.raises(ValueError):
+    metrics.conditional_accuracy(perfect[:5], requested)
+
+
+def test_diversity_of_identical_samples_is_zero_and_of_known_points_exact():
+  same = np.tile(np.random.default_rng(7).uniform(size=(1, 28, 28, 1)), (6, 1, 1, 1))
+  assert metrics.mean_pairwise_distance(same) == pytest.approx(0.0, abs=1e-6)
+  assert metrics.mean_pairwise_distance([[0.0, 0.0], [3.0, 4.0]]) == pytest.approx(5.0)
+  # Distances 5, 1, sqrt(4 + 16): their mean.
+  points = [[0.0, 0.0], [3.0, 4.0], [2.0, 4.0]]
+  assert metrics.mean_pairwise_distance(points) == pytest.approx((5 + 1 + np.sqrt(20)) / 3)
+  with pytest.raises(ValueError):
+    metrics.mean_pairwise_distance(np.zeros((1, 4)))
+
+
+def test_per_class_table():
+  requested = np.repeat(np.arange(10), 2)
+  probs = np.eye(10)[requested]
+  probs[1] = np.eye(10)[5]  # One of the two zeros is judged a 5.
+  samples = np.zeros((20, 2))
+  samples[1] = [3.0, 4.0]
+  real = np.array([[0.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+  table = metrics.per_class_table(requested, probs, samples, real, np.array([0, 0, 1]))
+  assert [row["class"] for row in table] == list(range(10))
+  assert table[0]["accuracy"] == 0.5 and table[0]["diversity"] == pytest.approx(5.0)
+  assert table[0]["real_diversity"] == pytest.approx(2.0)
+  assert table[1]["real_diversity"] is None  # One real image: no pair.
+  assert all(row["accuracy"] == 1.0 and row["diversity"] == 0.0 for row in table[1:])
