@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -197,16 +198,20 @@ def test_log_gan_loss_trains(tmp_path, encoder_dir, small_idx_dir):
   assert final["d_loss_image"] > 0 and final["d_loss_fc1"] > 0
 
 
-def test_divergence_stops_with_the_term_and_keeps_a_good_checkpoint(tmp_path, encoder_dir, small_idx_dir):
-  from ppgn_tf.callbacks import DivergenceError
+def test_divergence_stops_with_the_term_and_keeps_a_good_checkpoint(tmp_path, encoder_dir, small_idx_dir, capsys):
   from ppgn_tf import train_lib
+  import train as train_main
   workdir = tmp_path / "nan"
   argv = [f"--flagfile={REPO}/flags/vanilla.cfg", f"--workdir={workdir}", f"--dataset=idx:{small_idx_dir}",
           f"--encoder_dir={encoder_dir}", "--max_generator_steps=50", "--learning_rate=1e30",
           *[a for a in TINY if not a.startswith("--checkpoint_every")], "--checkpoint_every=1"]
-  with pytest.raises(DivergenceError, match=r"(loss term \w+ is (nan|inf|-inf)|weights \S+ became NaN or Inf) "
-                                            r"at generator step \d+"):
-    _parse_and_train(argv)
+  train_main.FLAGS.unparse_flags()
+  train_main.FLAGS(["train.py"] + argv)
+  assert train_main.main(["train.py"]) == 1  # train.py's exit status.
+  errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("train.py: error:")]
+  assert len(errors) == 1, errors
+  assert re.search(r"(loss term \w+ is (nan|inf|-inf)|weights \S+ became NaN or Inf) at generator step \d+",
+                   errors[0]), errors[0]
   model = train_lib.load_trained(str(workdir))  # The latest checkpoint restores...
   for w in model.generator.weights + model.critics["image"].weights:
     assert np.all(np.isfinite(w.numpy())), w.path  # ...and holds no NaN or Inf.

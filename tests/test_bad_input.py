@@ -1,0 +1,164 @@
+"""Bad input, everywhere: one clear line naming the problem, a non-zero exit before heavy work,
+and nothing already in the workdir lost or changed.
+
+train.py runs in this process (fast); export.py, ppgn_tf.sample and ppgn_tf.evaluate run as
+subprocesses, all at once, because each needs its own flags and a TensorFlow start-up.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+# train.py flags that rebuild the configuration of conftest's trained_workdir (so it is a rerun, not a mismatch).
+SAME_CONFIG = ["--dim=2", "--batch_size=8", "--latent_critics=fc1", "--critic_iters=2", "--critic_iters_long=3",
+               "--long_rounds_until=1", "--long_round_every=1000", "--verbose=0", "--sample_per_class=0",
+               "--max_generator_steps=4"]
+
+
+def _snapshot(directory) -> dict:
+  """Relative path -> sha256 of every file under `directory`."""
+  result = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        result[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+  return result
+
+
+def _error_lines(stderr: str, program: str) -> list[str]:
+  return [l for l in stderr.splitlines() if l.startswith(f"{program}: error:")]
+
+
+def _corrupt_checkpoint_data(workdir):
+  for path in glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*.data-*")):
+    size = os.path.getsize(path)
+    with open(path, "wb") as f:
+      f.write(b"\x5a" * size)  # Same size, wrong bytes: only the checksums can tell.
+
+
+def _delete_checkpoint_files(workdir):
+  for path in glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*")):
+    os.remove(path)
+
+
+def _delete_checkpoint_index(workdir):
+  os.remove(os.path.join(workdir, "checkpoints", "checkpoint"))
+
+
+@pytest.fixture
+def finished(tmp_path, trained_workdir) -> str:
+  """A private copy of a finished tiny run."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(trained_workdir, workdir)
+  return workdir
+
+
+def _train_main(argv):
+  import train as train_main
+  train_main.FLAGS.unparse_flags()
+  train_main.FLAGS(["train.py", *argv])
+  return train_main.main(["train.py"])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_corrupt_checkpoint_data, "corrupt checkpoint"),
+    (_delete_checkpoint_files, "named by"),
+    (_delete_checkpoint_index, "holds checkpoint files but no 'checkpoint' index"),
+])
+def test_train_refuses_a_damaged_checkpoint_and_keeps_it(finished, small_idx_dir, encoder_dir, capsys, damage,
+                                                         message):
+  damage(finished)
+  before = _snapshot(finished)
+  code = _train_main([f"--workdir={finished}", f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}",
+                      *SAME_CONFIG])
+  assert code != 0
+  errors = _error_lines(capsys.readouterr().err, "train.py")
+  assert len(errors) == 1 and message in errors[0], errors
+  assert _snapshot(finished) == before  # Not restarted from scratch on top of it, nothing rewritten.
+
+
+def test_train_refuses_a_corrupt_encoder_in_the_workdir(tmp_path, small_idx_dir, capsys):
+  workdir = tmp_path / "run"
+  (workdir / "encoder").mkdir(parents=True)
+  (workdir / "encoder" / "encoder.keras").write_bytes(b"truncated")
+  before = _snapshot(workdir)
+  # Only E is broken: the run would otherwise pre-train nothing and go straight to loading data.
+  code = _train_main([f"--workdir={workdir}", f"--dataset=idx:{small_idx_dir}", *SAME_CONFIG])
+  assert code != 0
+  errors = _error_lines(capsys.readouterr().err, "train.py")
+  assert len(errors) == 1 and "encoder.keras: cannot be loaded" in errors[0], errors
+  assert _snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sample_steps=-1"], "--sample_steps must be >= 0"),
+    (["--checkpoint_every=-5"], "--checkpoint_every must be >= 0"),
+    (["--encoder_epochs=0"], "--encoder_epochs must be >= 1"),
+    (["--critic_iters_long=0"], "--critic_iters_long must be >= 1"),
+])
+def test_train_refuses_out_of_range_values(finished, small_idx_dir, encoder_dir, capsys, args, message):
+  before = _snapshot(finished)
+  code = _train_main([f"--workdir={finished}", f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}",
+                      *SAME_CONFIG, *args])
+  assert code != 0
+  errors = _error_lines(capsys.readouterr().err, "train.py")
+  assert len(errors) == 1 and message in errors[0], errors
+  assert _snapshot(finished) == before
+
+
+def test_programs_refuse_bad_input_with_one_line(tmp_path, trained_workdir):
+  """export.py, ppgn_tf.sample and ppgn_tf.evaluate, each on its own bad input."""
+  corrupt = str(tmp_path / "corrupt")
+  shutil.copytree(trained_workdir, corrupt)
+  _corrupt_checkpoint_data(corrupt)
+  untrained = str(tmp_path / "untrained")
+  shutil.copytree(trained_workdir, untrained)
+  shutil.rmtree(os.path.join(untrained, "checkpoints"))
+  a_file = tmp_path / "a_file"
+  a_file.write_text("keep me")
+  empty = tmp_path / "empty_model_dir"
+  (empty / "1").mkdir(parents=True)  # A version directory without saved_model.pb.
+  out_dir = tmp_path / "out"
+
+  cases = [  # program, arguments, the text its one error line must hold
+      ("export.py", [f"--workdir={corrupt}", f"--export_dir={out_dir}"], "corrupt checkpoint"),
+      ("export.py", [f"--workdir={untrained}", f"--export_dir={out_dir}"], "no checkpoint"),
+      ("export.py", [f"--workdir={trained_workdir}", f"--export_dir={a_file}"], "exists and is not a directory"),
+      ("export.py", [f"--workdir={trained_workdir}", f"--export_dir={out_dir}", "--steps=-5"],
+       "--steps must be >= 0"),
+      ("sample", [f"--saved_model={empty}", f"--output_dir={out_dir}"], "no SavedModel here"),
+      ("sample", [f"--workdir={corrupt}", f"--output_dir={out_dir}"], "corrupt checkpoint"),
+      ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--epsilon3=-1"],
+       "--epsilon3 must be >= 0"),
+      ("evaluate", [f"--saved_model={empty}", "--dataset=mnist_offline", f"--output={out_dir}/e.json"],
+       "no SavedModel here"),
+      ("evaluate", [f"--workdir={trained_workdir}", "--epsilon1=-0.5", f"--output={out_dir}/e.json"],
+       "--epsilon1 must be >= 0"),
+  ]
+  before = {w: _snapshot(w) for w in (corrupt, untrained, trained_workdir)}
+  env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  processes = []
+  for program, args, _ in cases:
+    command = [sys.executable, program] if program.endswith(".py") else [sys.executable, "-m", f"ppgn_tf.{program}"]
+    processes.append(subprocess.Popen([*command, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+  failures = []
+  for (program, args, message), process in zip(cases, processes):
+    _, err = process.communicate(timeout=300)
+    errors = _error_lines(err, program)
+    if process.returncode == 0 or len(errors) != 1 or message not in errors[0]:
+      failures.append(f"{program} {args}: exit {process.returncode}, {errors or err[-500:]}")
+  assert not failures, "\n".join(failures)
+  assert a_file.read_text() == "keep me"
+  assert not out_dir.exists()  # Nothing written anywhere.
+  assert {w: _snapshot(w) for w in before} == before
