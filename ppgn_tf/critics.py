@@ -10,8 +10,24 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 
 IMAGE = "image"  # The name under which the image critic D is listed.
+
+
+@tf.custom_gradient
+def relu(x):
+  """ReLU whose derivative treats the mask x > 0 as a constant (it is, almost everywhere).
+
+  The same values and gradients as ReLU. Why: the gradient penalty differentiates
+  the critic's input gradient, and TensorFlow's second derivative of ReLU is a
+  tensor of zeros that it then back-propagates through the whole forward pass
+  (one weight and one input gradient of zeros per layer). Here that path has no
+  gradient at all, so it is pruned: about a fifth of a critic update.
+  """
+  def grad(dy):
+    return dy * tf.cast(tf.stop_gradient(x) > 0, dy.dtype)
+  return tf.nn.relu(x), grad
 
 
 def _conv_critic(inputs, x, plan, name: str) -> keras.Model:
@@ -23,7 +39,7 @@ def _conv_critic(inputs, x, plan, name: str) -> keras.Model:
     else:
       conv += 1
       filters, kernel = step
-      x = keras.layers.Conv2D(filters, kernel, activation="relu", name=f"conv{conv}")(x)
+      x = keras.layers.Conv2D(filters, kernel, activation=relu, name=f"conv{conv}")(x)
   x = keras.layers.Flatten(name="flatten")(x)
   score = keras.layers.Dense(1, name="disc_fc1", dtype="float32")(x)
   score = keras.layers.Reshape((), name="score")(score)
@@ -65,8 +81,8 @@ def build_latent_critic(code_shape: tuple[int, ...], dim: int = 64, name: str = 
       width = 8 * dim
     return _conv_critic(codes, codes, plan, name)
   x = keras.layers.Flatten(name="flatten")(codes)
-  x = keras.layers.Dense(4 * dim, activation="relu", name="fc1")(x)
-  x = keras.layers.Dense(8 * dim, activation="relu", name="fc2")(x)
+  x = keras.layers.Dense(4 * dim, activation=relu, name="fc1")(x)
+  x = keras.layers.Dense(8 * dim, activation=relu, name="fc2")(x)
   score = keras.layers.Dense(1, name="disc_fc1", dtype="float32")(x)
   score = keras.layers.Reshape((), name="score")(score)
   return keras.Model(codes, score, name=name)

@@ -15,6 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tests run on CPU; keep TensorFlow's start-up chatter out of the output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+import ppgn_tf  # noqa: E402,F401  Sets TensorFlow's oneDNN default before any test module imports TensorFlow.
 
 
 @pytest.fixture(scope="session")
