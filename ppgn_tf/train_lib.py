@@ -131,9 +131,7 @@ def check_checkpoints(directory: str) -> str | None:
       raise ValueError(f"{directory}: holds checkpoint files but no 'checkpoint' index; restore the index "
                        "or move the directory away")
     return None
-  prefix = state.model_checkpoint_path
-  if not os.path.isabs(prefix):
-    prefix = os.path.join(directory, prefix)
+  prefix = state.model_checkpoint_path  # Already joined to `directory` when the index holds a relative path.
   if not tf.io.gfile.exists(prefix + ".index"):
     raise ValueError(f"{prefix}: named by {directory}/checkpoint but its files are missing")
   try:

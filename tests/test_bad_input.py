@@ -87,6 +87,15 @@ def test_train_refuses_a_damaged_checkpoint_and_keeps_it(finished, small_idx_dir
   assert _snapshot(finished) == before  # Not restarted from scratch on top of it, nothing rewritten.
 
 
+def test_a_relative_workdir_finds_its_checkpoint(trained_workdir, monkeypatch):
+  from ppgn_tf import train_lib
+  monkeypatch.chdir(os.path.dirname(trained_workdir))
+  relative = os.path.join(os.path.basename(trained_workdir), "checkpoints")
+  latest = train_lib.check_checkpoints(relative)
+  assert latest and os.path.isfile(latest + ".index"), latest
+  assert train_lib.load_trained(os.path.basename(trained_workdir)).generator_steps.numpy() == 2
+
+
 def test_train_refuses_a_corrupt_encoder_in_the_workdir(tmp_path, small_idx_dir, capsys):
   workdir = tmp_path / "run"
   (workdir / "encoder").mkdir(parents=True)
