@@ -57,7 +57,23 @@ CONFIGS = {
     "tiny": BenchConfig(dim=2, batch_size=8, tiny_encoder=True, repeats=2, sampler_steps=2,
                         sampler_batch=8, train_images=64),
 }
-EXPERIMENTS = {"vanilla": (), "combined": ("fc1",)}  # Latent critics besides the image critic D.
+# The experiments by what sets the cost of a step: which critics there are and how they are chosen.
+EXPERIMENTS = {
+    "vanilla": {"image_critic": True, "latent_critics": ()},  # 3a
+    "fc1": {"image_critic": False, "latent_critics": ("fc1",)},  # 3b, 3c, 3d: D_fc1 alone
+    "combined": {"image_critic": True, "latent_critics": ("fc1",)},  # 3e
+    "randomized": {"image_critic": True, "latent_critics": ("fc1",), "critic_selection": "random"},  # 3f
+    "three_critics": {"image_critic": True, "latent_critics": ("fc1", "conv3")},  # more than two critics
+}
+
+
+def critic_shares(model) -> dict | None:
+  """Expected share of iterations each critic is trained in (None: all, every iteration)."""
+  c = model.config
+  if c.critic_selection != "random":
+    return None
+  names = model.critic_names
+  return {n: c.random_p if k == 0 else (1 - c.random_p) / (len(names) - 1) for k, n in enumerate(names)}
 
 
 def cpu_flags() -> set[str]:
@@ -129,12 +145,11 @@ def _train_split(n: int, seed: int = 0):
   return data_lib.Split(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n))
 
 
-def build_model(encoder, bench: BenchConfig, latent_critics, precision: str):
+def build_model(encoder, bench: BenchConfig, experiment: dict, precision: str):
   """A PPGN with the paper's losses at the bench scale and a constant 5-iteration round."""
   import keras
   from ppgn_tf import critic_schedule, ppgn
-  config = ppgn.PPGNConfig(dim=bench.dim, batch_size=bench.batch_size, image_critic=True,
-                           latent_critics=tuple(latent_critics),
+  config = ppgn.PPGNConfig(dim=bench.dim, batch_size=bench.batch_size, **experiment,
                            schedule=critic_schedule.CriticSchedule(CRITIC_ITERATIONS, CRITIC_ITERATIONS, 1, 10**9))
   keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
   try:
@@ -241,10 +256,11 @@ def run(config_name: str, precision: str = "fp32", experiments=("vanilla", "comb
     model = build_model(encoder, bench, EXPERIMENTS[name], precision)
     net = flops.NetworkFlops.of(model.generator, model.encoder, model.critics)
     timing = time_training(model, split, bench, profile_dir=os.path.join(profile_dir, name) if profile_dir else None)
+    shares = critic_shares(model)
     useful = {
-        "critic_iteration_flop": flops.critic_iteration(net, bench.batch_size),
+        "critic_iteration_flop": flops.critic_iteration(net, bench.batch_size, shares=shares),
         "generator_step_flop": flops.generator_step(net, bench.batch_size),
-        "g_iteration_flop": flops.generator_iteration(net, bench.batch_size, CRITIC_ITERATIONS),
+        "g_iteration_flop": flops.generator_iteration(net, bench.batch_size, CRITIC_ITERATIONS, shares=shares),
     }
     achieved = useful["g_iteration_flop"] / timing["g_iteration_s"]
     results["experiments"][name] = {
@@ -315,16 +331,16 @@ def format_table(results: dict) -> str:
            f"peak fp32 {peak / 1e9:.0f} GFLOP/s (3x3 conv), load {results['load_start']['load_1m']:.2f} -> "
            f"{results['load_end']['load_1m']:.2f}, peak RSS {results['peak_rss_mb']:.0f} MB",
            "",
-           f"{'experiment':<10} {'critic it s':>11} {'G step s':>9} {'G iter s':>9} {'img/s':>7} "
+           f"{'experiment':<13} {'critic it s':>11} {'G step s':>9} {'G iter s':>9} {'img/s':>7} "
            f"{'TFLOP/G it':>10} {'GFLOP/s':>8} {'of peak':>8}"]
   for name, e in results["experiments"].items():
-    lines.append(f"{name:<10} {e['critic_iteration_s']:>11.3f} {e['generator_step_s']:>9.3f} "
+    lines.append(f"{name:<13} {e['critic_iteration_s']:>11.3f} {e['generator_step_s']:>9.3f} "
                  f"{e['g_iteration_s']:>9.3f} {e['images_per_s']:>7.1f} {e['g_iteration_flop'] / 1e12:>10.3f} "
                  f"{e['g_iteration_flops_per_s'] / 1e9:>8.1f} {e['g_iteration_flop_fraction']:>8.1%}")
-  lines += ["", f"{'sampler':<10} {'batch':>5} {'s/sample (200 steps)':>21} {'GFLOP/sample':>13} {'GFLOP/s':>8} "
+  lines += ["", f"{'sampler':<13} {'batch':>5} {'s/sample (200 steps)':>21} {'GFLOP/sample':>13} {'GFLOP/s':>8} "
             f"{'of peak':>8}"]
   for key, s in results["sampler"].items():
-    lines.append(f"{key:<10} {s['batch']:>5} {s['s_per_sample']:>21.3f} {s['flop_per_sample'] / 1e9:>13.1f} "
+    lines.append(f"{key:<13} {s['batch']:>5} {s['s_per_sample']:>21.3f} {s['flop_per_sample'] / 1e9:>13.1f} "
                  f"{s['flop_per_sample'] / s['s_per_sample'] / 1e9:>8.1f} {s['flop_fraction']:>8.1%}")
   if "thesis_pytorch" in results:
     ref = results["thesis_pytorch"]
@@ -367,8 +383,8 @@ def define_flags() -> None:
   flags.DEFINE_string("output", None, "Write the results as JSON here.")
   flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "fp32, or mixed bfloat16 (G and critics; E stays "
                     "fp32 as in train.py).")
-  flags.DEFINE_list("experiments", ["vanilla", "combined"], "Which of vanilla, combined; the first gives the "
-                    "headline keys.")
+  flags.DEFINE_list("experiments", ["vanilla", "combined"], f"Which of {', '.join(EXPERIMENTS)}; the first "
+                    "gives the headline keys.")
   flags.DEFINE_integer("repeats", None, "Timed rounds (default: the config's).")
   flags.DEFINE_integer("sampler_steps", None, "MALA steps actually run, scaled to 200 (default: the config's).")
   flags.DEFINE_integer("sampler_batch", None, "Chains of the batched sampler (default: the config's).")

@@ -98,10 +98,17 @@ def _has_latent(critics: Mapping[str, int]) -> bool:
   return any(n != IMAGE for n in critics)
 
 
-def critic_iteration(net: NetworkFlops, batch: int, gradient_penalty: bool = True) -> int:
-  """One critic iteration on `batch` examples, every critic trained."""
+def critic_iteration(net: NetworkFlops, batch: int, gradient_penalty: bool = True,
+                     shares: Mapping[str, float] | None = None) -> float:
+  """One critic iteration on `batch` examples.
+
+  `shares`: the expected fraction of iterations in which each critic is trained
+  (random selection trains one per iteration); by default every critic, every time.
+  """
+  shares = shares or {}
   per_example = net.generator + (net.encoder if _has_latent(net.critics) else 0)
-  per_example += sum((2 * TRAIN + (GP if gradient_penalty else 0)) * f for f in net.critics.values())
+  per_example += sum(shares.get(n, 1.0) * (2 * TRAIN + (GP if gradient_penalty else 0)) * f
+                     for n, f in net.critics.items())
   return batch * per_example
 
 
@@ -114,10 +121,11 @@ def generator_step(net: NetworkFlops, batch: int, adversarial: bool = True) -> i
 
 
 def generator_iteration(net: NetworkFlops, batch: int, critic_iterations: int = 5,
-                        gradient_penalty: bool = True, adversarial: bool = True) -> int:
+                        gradient_penalty: bool = True, adversarial: bool = True,
+                        shares: Mapping[str, float] | None = None) -> float:
   """A steady-state round: `critic_iterations` critic iterations and one G step sharing G(E(x))."""
   shared = net.generator + (net.encoder if _has_latent(net.critics) else 0)
-  return (critic_iterations * critic_iteration(net, batch, gradient_penalty)
+  return (critic_iterations * critic_iteration(net, batch, gradient_penalty, shares)
           + generator_step(net, batch, adversarial) - batch * shared)
 
 

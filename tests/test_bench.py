@@ -54,14 +54,18 @@ def test_paper_generator_forward_flops():
 
 def test_tiny_benchmark_writes_every_key(tmp_path):
   output = tmp_path / "bench.json"
-  result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", f"--output={output}"],
+  result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", f"--output={output}",
+                           "--experiments=randomized,fc1"],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "G iter s" in result.stdout and "batched" in result.stdout
   results = json.loads(output.read_text())
   for key in KEYS:
     assert isinstance(results[key], float) and math.isfinite(results[key]) and results[key] > 0, key
-  assert set(results["experiments"]) == {"vanilla", "combined"}
+  assert set(results["experiments"]) == {"randomized", "fc1"} and results["headline_experiment"] == "randomized"
+  randomized, fc1_only = results["experiments"]["randomized"], results["experiments"]["fc1"]
+  # Random selection trains D or D_fc1 (p = 0.5): its useful work lies between D_fc1 alone and both.
+  assert fc1_only["critic_iteration_flop"] < randomized["critic_iteration_flop"]
   assert results["load_start"]["load_1m"] >= 0
 
 
@@ -76,3 +80,10 @@ def test_bad_flags_exit_with_one_line(args, message):
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith("bench: error: ")
   assert message in result.stderr
+
+
+def test_random_selection_counts_each_critic_by_its_share():
+  net = flops.NetworkFlops(generator=100, encoder=10, critics={"image": 7, "fc1": 3})
+  # Every critic: G(E(x)) and E(G(E(x))) once, then 10 F per critic (2 x train 3F + penalty 4F).
+  assert flops.critic_iteration(net, 2) == 2 * (110 + 10 * 7 + 10 * 3)
+  assert flops.critic_iteration(net, 2, shares={"image": 0.5, "fc1": 0.5}) == 2 * (110 + 5 * 7 + 5 * 3)
