@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 
 import keras
@@ -126,12 +127,16 @@ def check_checkpoints(directory: str) -> str | None:
     state = tf.train.get_checkpoint_state(directory)
   except Exception as e:  # A damaged text index raises protobuf or OS errors.
     raise ValueError(f"{directory}/checkpoint: unreadable index ({type(e).__name__})") from e
-  if state is None or not state.model_checkpoint_path:
-    if any(n.startswith("ckpt-") for n in os.listdir(directory)):
-      raise ValueError(f"{directory}: holds checkpoint files but no 'checkpoint' index; restore the index "
-                       "or move the directory away")
-    return None
-  prefix = state.model_checkpoint_path  # Already joined to `directory` when the index holds a relative path.
+  if state is not None and state.model_checkpoint_path:
+    prefix = state.model_checkpoint_path  # Already joined to `directory` when the index holds a relative path.
+  else:
+    # No index: a kill between a first checkpoint's last file and the index, or a deleted index. A
+    # checkpoint whose .index exists is complete (TensorFlow writes it last); take the newest.
+    steps = [int(m.group(1)) for m in (re.fullmatch(r"ckpt-(\d+)\.index", n) for n in os.listdir(directory)) if m]
+    if not steps:
+      return None  # At most a half-written first save (ckpt-N_temp): start afresh.
+    prefix = os.path.join(directory, f"ckpt-{max(steps)}")
+    logging.warning("%s: no 'checkpoint' index; resuming from the newest complete checkpoint %s", directory, prefix)
   if not tf.io.gfile.exists(prefix + ".index"):
     raise ValueError(f"{prefix}: named by {directory}/checkpoint but its files are missing")
   try:

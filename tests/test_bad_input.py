@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -73,7 +74,6 @@ def _train_main(argv):
 @pytest.mark.parametrize("damage, message", [
     (_corrupt_checkpoint_data, "corrupt checkpoint"),
     (_delete_checkpoint_files, "named by"),
-    (_delete_checkpoint_index, "holds checkpoint files but no 'checkpoint' index"),
 ])
 def test_train_refuses_a_damaged_checkpoint_and_keeps_it(finished, small_idx_dir, encoder_dir, capsys, damage,
                                                          message):
@@ -85,6 +85,21 @@ def test_train_refuses_a_damaged_checkpoint_and_keeps_it(finished, small_idx_dir
   errors = _error_lines(capsys.readouterr().err, "train.py")
   assert len(errors) == 1 and message in errors[0], errors
   assert _snapshot(finished) == before  # Not restarted from scratch on top of it, nothing rewritten.
+
+
+def test_a_lost_index_resumes_from_the_newest_complete_checkpoint(finished, small_idx_dir, encoder_dir):
+  """A kill between a first checkpoint's files and its index (or a deleted index) loses nothing; a
+  half-written first save (ckpt-N_temp) is ignored."""
+  from ppgn_tf import train_lib
+  _delete_checkpoint_index(finished)
+  os.makedirs(os.path.join(finished, "checkpoints", "ckpt-99_temp"))
+  newest = train_lib.check_checkpoints(os.path.join(finished, "checkpoints"))
+  assert newest and newest.endswith("ckpt-5"), newest  # conftest's run: 5 critic iterations.
+  assert _train_main([f"--workdir={finished}", f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}",
+                      *SAME_CONFIG]) == 0
+  with open(os.path.join(finished, "summary.json")) as f:
+    summary = json.load(f)
+  assert summary["generator_steps"] == 4 and summary["critic_steps"] == 5 + 2 * 2  # Continued, not restarted.
 
 
 def test_a_relative_workdir_finds_its_checkpoint(trained_workdir, monkeypatch):
