@@ -124,19 +124,6 @@ def measure_peak_flops(dtype: str = "float32", repeats: int = 5) -> float:
   return flop / min(times)
 
 
-def _tiny_encoder():
-  """E's layer names and code size with 2 channels per conv (the tests' tiny encoder)."""
-  import keras
-  images = keras.Input((28, 28, 1))
-  conv1 = keras.layers.Conv2D(2, 7, activation="relu", name="conv1")(images)
-  conv2 = keras.layers.Conv2D(2, 7, activation="relu", name="conv2")(conv1)
-  conv3 = keras.layers.Conv2D(2, 7, activation="relu", name="conv3")(keras.layers.MaxPooling2D(2)(conv2))
-  x = keras.layers.Flatten()(keras.layers.MaxPooling2D(2)(conv3))
-  fc1 = keras.layers.Dense(64, activation="relu", name="fc1")(x)
-  fc2 = keras.layers.Dense(10, name="fc2", dtype="float32")(fc1)
-  return keras.Model(images, {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc1": fc1, "fc2": fc2})
-
-
 def _train_split(n: int, seed: int = 0):
   """`n` random digit-like images: speed does not depend on pixel values, and no data set is needed."""
   import numpy as np
@@ -246,7 +233,7 @@ def run(config_name: str, precision: str = "fp32", experiments=("vanilla", "comb
   results["peak_bf16_flops"] = measure_peak_flops("bfloat16") if has_native_bf16() else None
 
   keras.utils.set_random_seed(0)
-  encoder = _tiny_encoder() if bench.tiny_encoder else encoder_lib.build_encoder()
+  encoder = encoder_lib.build_tiny_encoder() if bench.tiny_encoder else encoder_lib.build_encoder()
   encoder.trainable = False
   split = _train_split(bench.train_images)
   results["experiments"] = {}

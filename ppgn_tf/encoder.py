@@ -49,6 +49,21 @@ def build_encoder(name: str = "encoder") -> keras.Model:
   return keras.Model(images, outputs, name=name)
 
 
+def build_tiny_encoder() -> keras.Model:
+  """E's layer names and code size with 2 channels per conv: for tests and the benchmark's self-test
+  (counters and plumbing, not quality)."""
+  images = keras.Input((28, 28, 1))
+  conv1 = keras.layers.Conv2D(2, 7, activation="relu", name="conv1")(images)
+  conv2 = keras.layers.Conv2D(2, 7, activation="relu", name="conv2")(conv1)
+  conv3 = keras.layers.Conv2D(2, 7, activation="relu", name="conv3")(keras.layers.MaxPooling2D(2)(conv2))
+  x = keras.layers.Flatten()(keras.layers.MaxPooling2D(2)(conv3))
+  fc1 = keras.layers.Dense(64, activation="relu", name="fc1")(x)
+  fc2 = keras.layers.Dense(10, name="fc2", dtype="float32")(fc1)
+  model = keras.Model(images, {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc1": fc1, "fc2": fc2})
+  model.trainable = False
+  return model
+
+
 def layer_shapes(encoder: keras.Model) -> dict[str, tuple[int, ...]]:
   """Per-example output shape of every named layer of E."""
   return {name: tuple(t.shape[1:]) for name, t in encoder.output.items()}

@@ -62,18 +62,3 @@ def trained_workdir(tmp_path_factory, small_idx_dir, encoder_dir) -> str:
                                  max_generator_steps=2, verbose=0, checkpoint_every=0, sample_per_class=0)
   train_lib.train(config, options)
   return workdir
-
-
-def build_tiny_encoder():
-  """E's layer names and code size with 2 channels per conv: for tests about counters, not quality."""
-  import keras
-  images = keras.Input((28, 28, 1))
-  conv1 = keras.layers.Conv2D(2, 7, activation="relu", name="conv1")(images)
-  conv2 = keras.layers.Conv2D(2, 7, activation="relu", name="conv2")(conv1)
-  conv3 = keras.layers.Conv2D(2, 7, activation="relu", name="conv3")(keras.layers.MaxPooling2D(2)(conv2))
-  x = keras.layers.Flatten()(keras.layers.MaxPooling2D(2)(conv3))
-  fc1 = keras.layers.Dense(64, activation="relu", name="fc1")(x)
-  fc2 = keras.layers.Dense(10, name="fc2")(fc1)
-  model = keras.Model(images, {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc1": fc1, "fc2": fc2})
-  model.trainable = False
-  return model

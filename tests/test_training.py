@@ -16,7 +16,7 @@ import tensorflow as tf
 from ppgn_tf import data, encoder as encoder_lib, ppgn
 from ppgn_tf.critic_schedule import CriticSchedule
 
-from conftest import REPO, build_tiny_encoder
+from conftest import REPO
 
 EXPERIMENTS = ("vanilla", "fc1_gan_only", "fc1_full", "fc1_no_gan", "combined", "randomized")
 # Tiny width, short rounds: the flagfiles' logic at a cost of seconds.
@@ -27,7 +27,7 @@ TINY = ["--dim=2", "--batch_size=8", "--critic_iters=2", "--critic_iters_long=3"
 def _model(encoder_dir=None, **overrides) -> ppgn.PPGN:
   """A tiny PPGN; with no encoder_dir, on a tiny encoder (for tests of counting, not of quality)."""
   config = ppgn.PPGNConfig(**{"dim": 2, "batch_size": 4, **overrides})
-  encoder = encoder_lib.load_encoder(encoder_dir) if encoder_dir else build_tiny_encoder()
+  encoder = encoder_lib.load_encoder(encoder_dir) if encoder_dir else encoder_lib.build_tiny_encoder()
   return ppgn.PPGN(encoder, config)
 
 
