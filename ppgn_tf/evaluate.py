@@ -7,7 +7,9 @@ r"""Quantitative evaluation of a sampler by a classifier independent of E.
 The sampler climbs E's class probability, so E's verdict on its own samples is
 biased upward; a separately trained classifier of another architecture judges
 them instead. Writes EVALUATION.json (metrics, real-image baselines, a per-class
-table) and EVALUATION_samples.png, and prints the tables.
+table, and G's ceiling: the same metrics of G(E(x)) for the real test images,
+the best a sampler can reach with this G) and EVALUATION_samples.png, and
+prints the tables.
 """
 
 from __future__ import annotations
@@ -165,13 +167,25 @@ def _sample_all(source: _Source, per_class: int, seed: int, batch: int):
   return np.concatenate(images), np.concatenate(probs), requested
 
 
-def _reconstruction_mse(source: _Source, images_uint8: np.ndarray, batch: int = 256) -> float:
+def _reconstruct_all(source: _Source, images_uint8: np.ndarray, batch: int = 256) -> np.ndarray:
+  """G(E(x)) of every image, pixels in [0, 1], `batch` per call."""
+  out = [source.reconstruct(images_uint8[lo:lo + batch].astype(np.float32) / 255.0)
+         for lo in range(0, len(images_uint8), batch)]
+  return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _reconstruction_mse(reconstructions: np.ndarray, images_uint8: np.ndarray) -> float:
   """Mean squared error of G(E(x)) against x, pixels in [0, 1]."""
-  total = 0.0
-  for lo in range(0, len(images_uint8), batch):
-    x = images_uint8[lo:lo + batch].astype(np.float32) / 255.0
-    total += float(np.sum((source.reconstruct(x) - x) ** 2))
-  return total / images_uint8.size
+  x = images_uint8.astype(np.float32) / 255.0  # As G(E(x)) was given them.
+  return float(np.mean((reconstructions.astype(np.float64) - x) ** 2))
+
+
+def _judge(classifier, images01: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The evaluation classifier's class probabilities and features of images with pixels in [0, 1]."""
+  from ppgn_tf import data as data_lib
+  from ppgn_tf import eval_classifier
+  normalised = data_lib.normalize(images01).numpy()
+  return eval_classifier.predict(classifier, normalised), eval_classifier.features(classifier, normalised)
 
 
 def evaluate(plan: Plan, sampler_config, per_class: int = 100, *, seed: int = 0, batch: int = 200,
@@ -184,6 +198,8 @@ def evaluate(plan: Plan, sampler_config, per_class: int = 100, *, seed: int = 0,
     raise ValueError(f"--per_class must be >= 2 (diversity and covariances need pairs), got {per_class}")
   if batch < 1:
     raise ValueError(f"--batch must be >= 1, got {batch}")
+  if recon_images < 0 or recon_images == 1:
+    raise ValueError(f"--recon_images must be 0 (all) or >= 2 (Frechet distances need pairs), got {recon_images}")
   sampler_config.validate()
   start = time.time()
   _, test = data_lib.load_arrays(plan.dataset, plan.data_dir)
@@ -195,8 +211,7 @@ def evaluate(plan: Plan, sampler_config, per_class: int = 100, *, seed: int = 0,
   if bad:
     raise ValueError(f"{bad} of {len(samples)} samples are not finite (the chains diverged; try a smaller "
                      "--epsilon2 or --clip_min/--clip_max)")
-  probs = eval_classifier.predict(classifier, data_lib.normalize(samples).numpy())
-  sample_feats = eval_classifier.features(classifier, data_lib.normalize(samples).numpy())
+  probs, sample_feats = _judge(classifier, samples)
   real_feats = eval_classifier.features(classifier, data_lib.normalize(test.images).numpy())
   # The floor: the same distance between real images, as many as the samples (at most half the test set).
   order = np.random.default_rng(seed).permutation(len(test))
@@ -205,15 +220,21 @@ def evaluate(plan: Plan, sampler_config, per_class: int = 100, *, seed: int = 0,
 
   real_pixels = test.images.astype(np.float32) / 255.0
   keep = np.concatenate([np.flatnonzero(test.labels == c)[:REAL_DIVERSITY_PER_CLASS] for c in range(NUM_CLASSES)])
-  table = metrics.per_class_table(requested, probs, samples, real_pixels[keep], test.labels[keep])
+  judged = metrics.image_set_metrics(samples, requested, probs, sample_feats, real_feats,
+                                     real_pixels[keep], test.labels[keep])
 
-  recon = test.images[:recon_images] if recon_images > 0 else test.images
-  logging.info("Reconstructing %d test images", len(recon))
-  mse = _reconstruction_mse(source, recon)
-
-  def mean_of(key):
-    values = [row[key] for row in table if row.get(key) is not None]
-    return float(np.mean(values)) if values else None
+  # G's ceiling: its reconstructions of the test images, judged against their true labels exactly as the
+  # samples are against the requested ones. Computed once, for the MSE too.
+  originals = test.images[:recon_images] if recon_images > 0 else test.images
+  logging.info("Reconstructing %d test images", len(originals))
+  reconstructions = _reconstruct_all(source, originals)
+  bad = int(np.sum(~np.isfinite(reconstructions.reshape(len(reconstructions), -1)).all(1)))
+  if bad:
+    raise ValueError(f"G(E(x)) is not finite for {bad} of {len(reconstructions)} test images")
+  mse = _reconstruction_mse(reconstructions, originals)
+  recon_probs, recon_feats = _judge(classifier, reconstructions)
+  recon_judged = metrics.image_set_metrics(reconstructions, test.labels[:len(originals)], recon_probs,
+                                           recon_feats, real_feats)
 
   grid_path = os.path.splitext(plan.output)[0] + "_samples.png"
   columns = min(per_class, GRID_COLUMNS)
@@ -231,17 +252,26 @@ def evaluate(plan: Plan, sampler_config, per_class: int = 100, *, seed: int = 0,
       "seed": seed,
       "sampler": {k: v for k, v in dataclasses.asdict(sampler_config).items() if k != "keep_every"},
       "eval_classifier": {"dir": os.path.abspath(plan.eval_classifier_dir), **clf_metrics},
-      "accuracy": metrics.conditional_accuracy(probs, requested),
-      "mean_requested_probability": metrics.mean_requested_probability(probs, requested),
+      "accuracy": judged["accuracy"],
+      "mean_requested_probability": judged["mean_requested_probability"],
       "encoder_accuracy": metrics.conditional_accuracy(encoder_probs, requested),  # Biased upward; for contrast.
-      "frechet_distance": metrics.frechet_distance(sample_feats, real_feats),
+      "frechet_distance": judged["frechet_distance"],
       "frechet_real_floor": real_floor,
       "frechet_real_floor_size": m,
-      "diversity": mean_of("diversity"),  # Mean over classes of the mean pairwise L2 distance, pixels in [0, 1].
-      "real_diversity": mean_of("real_diversity"),
+      "diversity": judged["diversity"],  # Mean over classes of the mean pairwise L2 distance, pixels in [0, 1].
+      "real_diversity": judged["real_diversity"],
       "reconstruction_mse": mse,
-      "reconstruction_images": int(len(recon)),
-      "per_class_table": table,
+      "reconstruction_images": int(len(originals)),
+      # The same metrics of G(E(x)) against the true labels (mean_requested_probability: mean p(true class);
+      # per-class "samples": reconstructions of that class): the best a sampler can reach with this G.
+      "reconstructions": {"images": int(len(originals)), **recon_judged},
+      # The samples' figures as ratios of the ceiling's and of real images' (FD: the floor): near 1, the sampler
+      # gets all that G (or the data) allows.
+      "diversity_vs_reconstructions": metrics.ratio(judged["diversity"], recon_judged["diversity"]),
+      "frechet_vs_reconstructions": metrics.ratio(judged["frechet_distance"], recon_judged["frechet_distance"]),
+      "frechet_vs_floor": metrics.ratio(judged["frechet_distance"], real_floor),
+      "diversity_vs_real": metrics.ratio(judged["diversity"], judged["real_diversity"]),
+      "per_class_table": judged["per_class_table"],
       "samples_png": os.path.basename(grid_path),
       "seconds": time.time() - start,
       "command": command,
@@ -255,24 +285,35 @@ def _num(value, digits: int = 3) -> str:
 
 
 def format_tables(result: dict) -> str:
-  """The summary and the per-class table as plain text."""
+  """The summary and the per-class table as plain text; G(E(x)), G's ceiling, beside the samples."""
+  recon = result.get("reconstructions") or {}  # Absent from results written before it was measured.
+  recon_rows = {row["class"]: row for row in recon.get("per_class_table", [])}
+
+  def line(name, samples="", ceiling="", real=""):
+    return f"{name:<34}{samples:>10}{ceiling:>10}{real:>10}".rstrip()
+
   lines = [
-      f"{'metric':<34}{'samples':>10}{'real':>10}",
-      f"{'accuracy (evaluation classifier)':<34}{_num(result['accuracy']):>10}"
-      f"{_num(result['eval_classifier']['test_accuracy']):>10}",
-      f"{'mean p(requested class)':<34}{_num(result['mean_requested_probability']):>10}",
-      f"{'accuracy (E, biased)':<34}{_num(result['encoder_accuracy']):>10}",
-      f"{'Frechet distance (features)':<34}{_num(result['frechet_distance'], 2):>10}"
-      f"{_num(result['frechet_real_floor'], 2):>10}",
-      f"{'diversity (pixels, within class)':<34}{_num(result['diversity']):>10}{_num(result['real_diversity']):>10}",
-      f"{'reconstruction MSE G(E(x))':<34}{_num(result['reconstruction_mse'], 4):>10}",
+      line("metric", "samples", "G(E(x))", "real"),
+      line("accuracy (evaluation classifier)", _num(result["accuracy"]), _num(recon.get("accuracy")),
+           _num(result["eval_classifier"]["test_accuracy"])),
+      line("mean p(requested / true class)", _num(result["mean_requested_probability"]),
+           _num(recon.get("mean_requested_probability"))),
+      line("accuracy (E, biased)", _num(result["encoder_accuracy"])),
+      line("Frechet distance (features)", _num(result["frechet_distance"], 2), _num(recon.get("frechet_distance"), 2),
+           _num(result["frechet_real_floor"], 2)),
+      line("diversity (pixels, within class)", _num(result["diversity"]), _num(recon.get("diversity")),
+           _num(result["real_diversity"])),
+      line("reconstruction MSE G(E(x))", "", _num(result["reconstruction_mse"], 4)),
       "",
-      f"{'class':>5}{'n':>6}{'accuracy':>10}{'mean p':>10}{'diversity':>11}{'real div.':>11}",
+      f"{'class':>5}{'n':>6}{'accuracy':>10}{'mean p':>10}{'diversity':>11}{'real div.':>11}"
+      f"{'G(E(x)) acc.':>14}{'G(E(x)) div.':>14}",
   ]
   for row in result["per_class_table"]:
+    recon_row = recon_rows.get(row["class"], {})
     lines.append(f"{row['class']:>5}{row['samples']:>6}{_num(row['accuracy']):>10}"
                  f"{_num(row['mean_requested_probability']):>10}{_num(row['diversity']):>11}"
-                 f"{_num(row.get('real_diversity')):>11}")
+                 f"{_num(row.get('real_diversity')):>11}{_num(recon_row.get('accuracy')):>14}"
+                 f"{_num(recon_row.get('diversity')):>14}")
   return "\n".join(lines)
 
 

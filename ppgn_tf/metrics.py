@@ -97,3 +97,38 @@ def per_class_table(requested, probs, samples, real_images=None, real_labels=Non
       row["real_diversity"] = mean_pairwise_distance(real) if len(real) >= 2 else None
     table.append(row)
   return table
+
+
+def _mean_of_rows(table: list[dict], key: str) -> float | None:
+  """Mean of a per-class column over the classes that have a value (None if none has)."""
+  values = [row[key] for row in table if row.get(key) is not None]
+  return float(np.mean(values)) if values else None
+
+
+def image_set_metrics(images, labels, probs, feats, real_feats, real_images=None, real_labels=None,
+                      num_classes: int = NUM_CLASSES) -> dict:
+  """What the evaluation classifier makes of a set of images, one way for samples and for G(E(x)).
+
+  `labels`: the class each image should show (requested of samples, true of reconstructions);
+  `probs`, `feats`: the classifier's on the images; `real_feats`: the real images' features the
+  Fréchet distance is measured against. Diversity is the mean over classes of the within-class mean
+  pairwise distance; given real images with labels, their diversity too ("real_diversity").
+  """
+  table = per_class_table(labels, probs, images, real_images, real_labels, num_classes)
+  result = {
+      "accuracy": conditional_accuracy(probs, labels),
+      "mean_requested_probability": mean_requested_probability(probs, labels),
+      "frechet_distance": frechet_distance(feats, real_feats),
+      "diversity": _mean_of_rows(table, "diversity"),
+      "per_class_table": table,
+  }
+  if real_images is not None:
+    result["real_diversity"] = _mean_of_rows(table, "real_diversity")
+  return result
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+  """numerator / denominator, None when either is missing or the denominator is 0 (JSON has no inf)."""
+  if numerator is None or denominator is None or denominator == 0:
+    return None
+  return float(numerator / denominator)

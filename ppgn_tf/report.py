@@ -121,17 +121,22 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
             "of samples labelled as the requested class; mean p: its mean probability of that class; FD: Fréchet "
             "distance of its features, samples vs real test images (floor: real vs real, as many images); "
             "diversity: mean pairwise L2 distance within a class, pixels in [0, 1] (real test images in "
-            "brackets); recon MSE: G(E(x)) vs x on test images, pixels in [0, 1].", "",
-            "| run | critics | accuracy | mean p | FD (floor) | diversity (real) | recon MSE | G steps "
-            "| critic steps | wall time |",
-            "|" + " --- |" * 10]
+            "brackets); recon MSE: G(E(x)) vs x on test images, pixels in [0, 1]; G(E(x)) columns: the same "
+            "metrics of those reconstructions, judged against the true labels: G's ceiling, the best a sampler "
+            "can reach with this G (\"-\": not measured by the evaluation).", "",
+            "| run | critics | accuracy | mean p | FD (floor) | diversity (real) | recon MSE | G(E(x)) accuracy "
+            "| G(E(x)) FD | G(E(x)) diversity | G steps | critic steps | wall time |",
+            "|" + " --- |" * 13]
   for r in runs:
     e, s = r["evaluation"], r["summary"]
+    recon = e.get("reconstructions") or {}  # Absent from evaluations written before it was measured.
     lines.append(
         f"| {r['name']} | {', '.join(s.get('critics', []))} | {_num(e['accuracy'])} "
         f"| {_num(e['mean_requested_probability'])} "
         f"| {_num(e['frechet_distance'], 2)} ({_num(e['frechet_real_floor'], 2)}) "
         f"| {_num(e['diversity'])} ({_num(e['real_diversity'])}) | {_num(e['reconstruction_mse'], 4)} "
+        f"| {_num(recon.get('accuracy'))} | {_num(recon.get('frechet_distance'), 2)} "
+        f"| {_num(recon.get('diversity'))} "
         f"| {s.get('generator_steps', '-')} | {s.get('critic_steps', '-')} | {format_seconds(s.get('wall_seconds'))} |")
   settings = sorted({(e["per_class"], e["sampler"]["steps"], e["dataset"], e["eval_classifier"]["test_accuracy"])
                      for e in (r["evaluation"] for r in runs)}, key=str)
@@ -142,11 +147,18 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   if len(settings) > 1:
     lines.append("**The runs were evaluated with different settings: compare with care.**")
 
-  lines += ["", "### Accuracy per class", "", "| run | " + " | ".join(str(c) for c in range(10)) + " |",
-            "|" + " --- |" * 11]
+  lines += ["", "### Accuracy per class", "",
+            "Samples by requested class; below each run, where measured, G(E(x)) of the test images by true class.",
+            "", "| run | " + " | ".join(str(c) for c in range(10)) + " |", "|" + " --- |" * 11]
+
+  def accuracy_row(name, table):
+    return f"| {name} | " + " | ".join(_num(row["accuracy"], 2) for row in table) + " |"
+
   for r in runs:
-    lines.append(f"| {r['name']} | " + " | ".join(_num(row["accuracy"], 2)
-                                                  for row in r["evaluation"]["per_class_table"]) + " |")
+    lines.append(accuracy_row(r["name"], r["evaluation"]["per_class_table"]))
+    recon_table = (r["evaluation"].get("reconstructions") or {}).get("per_class_table")
+    if recon_table:  # Absent from evaluations written before it was measured.
+      lines.append(accuracy_row(f"{r['name']} G(E(x))", recon_table))
   lines += ["", "## Samples (Fig. 3)", "",
             "One row per class: each run's `samples/samples.png` (written at the end of training), or, for a run "
             "without one, the grid `ppgn_tf.evaluate` wrote (marked \"evaluation grid\").", ""]

@@ -18,6 +18,11 @@ from conftest import REPO
 KEYS = {"accuracy", "mean_requested_probability", "encoder_accuracy", "frechet_distance", "frechet_real_floor",
         "diversity", "real_diversity", "reconstruction_mse", "per_class_table", "eval_classifier", "source",
         "num_samples", "samples_png", "dataset", "sampler", "command"}
+# G's ceiling, added later: evaluations written before lack these.
+CEILING_KEYS = {"reconstructions", "diversity_vs_reconstructions", "frechet_vs_reconstructions", "frechet_vs_floor",
+                "diversity_vs_real"}
+RECONSTRUCTION_KEYS = {"images", "accuracy", "mean_requested_probability", "frechet_distance", "diversity",
+                       "per_class_table"}
 
 
 def _run(args):
@@ -67,6 +72,89 @@ def test_evaluate_workdir_writes_metrics_in_range(evaluated_run, small_idx_dir, 
   assert os.path.isfile(os.path.join(workdir, result["samples_png"]))
   text = evaluate.format_tables(result)
   assert "Frechet distance" in text and len(text.splitlines()) == 9 + 10
+  assert text.splitlines()[0].split() == ["metric", "samples", "G(E(x))", "real"]
+
+
+def test_evaluate_workdir_measures_the_reconstructions(evaluated_run):
+  """G's ceiling on the tiny run: G(E(x)) of all 128 test images, judged against their true labels."""
+  _, result = evaluated_run
+  assert CEILING_KEYS <= set(result)
+  recon = result["reconstructions"]
+  assert set(recon) == RECONSTRUCTION_KEYS and recon["images"] == result["reconstruction_images"] == 128
+  assert 0.0 <= recon["accuracy"] <= 1.0 and 0.0 <= recon["mean_requested_probability"] <= 1.0
+  # Two G steps reconstruct no digit: farther from real images than real images are from each other.
+  assert np.isfinite(recon["frechet_distance"]) and recon["frechet_distance"] > result["frechet_real_floor"]
+  assert recon["diversity"] > 0
+  table = recon["per_class_table"]
+  assert [row["class"] for row in table] == list(range(10)) and sum(row["samples"] for row in table) == 128
+  assert "real_diversity" not in table[0]  # The real images' are the samples' table's.
+  weighted = sum(row["accuracy"] * row["samples"] for row in table) / 128  # Classes differ in size.
+  assert weighted == pytest.approx(recon["accuracy"])
+  assert result["diversity_vs_reconstructions"] == pytest.approx(result["diversity"] / recon["diversity"])
+  assert result["frechet_vs_reconstructions"] == pytest.approx(result["frechet_distance"] / recon["frechet_distance"])
+  assert result["frechet_vs_floor"] == pytest.approx(result["frechet_distance"] / result["frechet_real_floor"])
+  assert result["frechet_vs_floor"] > 1
+  assert result["diversity_vs_real"] == pytest.approx(result["diversity"] / result["real_diversity"])
+  text = evaluate.format_tables(result)
+  assert f"{recon['frechet_distance']:.2f}" in text.splitlines()[4]  # The Frechet line's G(E(x)) column.
+
+
+def _stand_in_source(reconstruct, calls: list):
+  """A _Source whose G(E(x)) is `reconstruct` (counting the images it is given) and whose samples are noise."""
+
+  class StandIn:
+    def __init__(self, plan, config):
+      self.info = {"stand_in": True}
+
+    def sample(self, classes, seeds):
+      rng = np.random.default_rng(int(seeds[0]))
+      images = rng.uniform(size=(len(classes), 28, 28, 1)).astype(np.float32)
+      return images, np.full((len(classes), 10), 0.1, np.float32)
+
+    def reconstruct(self, images01):
+      calls.append(len(images01))
+      return reconstruct(images01)
+
+  return StandIn
+
+
+@pytest.mark.parametrize("kind,recon_images", [("identity", 0), ("gray", 64)])
+def test_reconstruction_metrics_are_those_of_the_reconstructions(kind, recon_images, evaluated_run, monkeypatch,
+                                                                 tmp_path, shared_classifier_dir):
+  """With G(E(x)) = x, the ceiling is the real test images' own figures; with a constant gray G(E(x)), none of
+  them (diversity 0, accuracy that of one label for all): the figures come from the reconstructions, once."""
+  from ppgn_tf import data, eval_classifier
+  workdir, result = evaluated_run
+  calls = []
+  reconstruct = (lambda x: x) if kind == "identity" else (lambda x: np.full_like(x, 0.5))
+  monkeypatch.setattr(evaluate, "_Source", _stand_in_source(reconstruct, calls))
+  plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir,
+                            output=str(tmp_path / "stand_in.json"))
+  got = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2), per_class=2, batch=20,
+                          recon_images=recon_images)
+  recon = got["reconstructions"]
+  _, test = data.load_arrays(got["dataset"])
+  n = recon_images or len(test)
+  labels = test.labels[:n]
+  assert sum(calls) == n == recon["images"]  # Reconstructed once, for the MSE and the metrics both.
+  assert [row["samples"] for row in recon["per_class_table"]] == np.bincount(labels, minlength=10).tolist()
+  if kind == "identity":
+    assert got["reconstruction_mse"] == 0.0
+    assert recon["accuracy"] == pytest.approx(got["eval_classifier"]["test_accuracy"])
+    assert recon["frechet_distance"] == pytest.approx(0.0, abs=1e-3)  # The real features against themselves.
+    assert recon["diversity"] == pytest.approx(got["real_diversity"])  # All 13 per class, as the real figure.
+    assert got["frechet_vs_reconstructions"] is None or got["frechet_vs_reconstructions"] > 1e3
+    classifier, _ = evaluate.load_eval_classifier(shared_classifier_dir, got["dataset"], None)
+    right = eval_classifier.predict(classifier, data.normalize(test.images).numpy()).argmax(1) == test.labels
+    assert [row["accuracy"] for row in recon["per_class_table"]] == pytest.approx(
+        [np.mean(right[test.labels == c]) for c in range(10)])
+  else:
+    assert got["reconstruction_mse"] == pytest.approx(np.mean((test.images[:n] / 255.0 - 0.5) ** 2), rel=1e-6)
+    classifier, _ = evaluate.load_eval_classifier(shared_classifier_dir, got["dataset"], None)
+    gray_label = eval_classifier.predict(classifier, data.normalize(np.full((1, 28, 28, 1), 0.5)).numpy()).argmax()
+    assert recon["accuracy"] == pytest.approx(np.mean(labels == gray_label))
+    assert recon["diversity"] == 0.0 and got["diversity_vs_reconstructions"] is None
+    assert recon["frechet_distance"] > got["frechet_real_floor"]
 
 
 def test_batching_does_not_change_the_samples(evaluated_run, tmp_path, shared_classifier_dir):
@@ -76,7 +164,8 @@ def test_batching_does_not_change_the_samples(evaluated_run, tmp_path, shared_cl
   again = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2), per_class=2, batch=20, recon_images=16)
   for key in ("accuracy", "mean_requested_probability", "frechet_distance", "diversity"):
     assert again[key] == pytest.approx(result[key], rel=1e-4, abs=1e-6), key
-  assert again["reconstruction_images"] == 16
+  assert again["reconstruction_images"] == again["reconstructions"]["images"] == 16
+  assert sum(row["samples"] for row in again["reconstructions"]["per_class_table"]) == 16
 
 
 def test_saved_model_gives_the_workdir_figures(evaluated_run, shared_classifier_dir):
@@ -94,6 +183,7 @@ def test_saved_model_gives_the_workdir_figures(evaluated_run, shared_classifier_
   assert from_export["reconstruction_mse"] == pytest.approx(result["reconstruction_mse"], rel=1e-4)
   for key in ("accuracy", "frechet_distance", "diversity"):
     assert from_export[key] == pytest.approx(result[key], rel=1e-3, abs=1e-5), key
+    assert from_export["reconstructions"][key] == pytest.approx(result["reconstructions"][key], rel=1e-3, abs=1e-5), key
 
 
 def test_classifier_of_another_dataset_is_refused(shared_classifier_dir, evaluated_run):
@@ -126,7 +216,12 @@ def test_report_builds_from_two_tiny_runs(evaluated_run, trained_workdir, tmp_pa
     summary = json.load(f)
   cells = [c.strip() for c in rows["run_b"].split("|")[1:-1]]
   assert cells[1] == ", ".join(summary["critics"]) and cells[2] == f"{evaluation_b['accuracy']:.3f}"
-  assert cells[7:9] == [str(summary["generator_steps"]), str(summary["critic_steps"])]
+  recon_b = evaluation_b["reconstructions"]
+  assert cells[7:10] == [f"{recon_b['accuracy']:.3f}", f"{recon_b['frechet_distance']:.2f}",
+                         f"{recon_b['diversity']:.3f}"]
+  assert cells[10:12] == [str(summary["generator_steps"]), str(summary["critic_steps"])]
+  per_class = markdown.split("### Accuracy per class")[1].split("## Samples")[0]
+  assert "| run_b G(E(x)) | " + " | ".join(f"{row['accuracy']:.2f}" for row in recon_b["per_class_table"]) in per_class
   images = [cell.split("](")[1].rstrip(") |") for line in markdown.splitlines() for cell in line.split("| ")
             if "![" in cell]
   assert len(images) == 4  # Sample grid and Wasserstein curves of each run.
@@ -134,6 +229,26 @@ def test_report_builds_from_two_tiny_runs(evaluated_run, trained_workdir, tmp_pa
     path = output.parent / image
     assert path.is_file() and not path.is_symlink() and path.stat().st_size > 0, image
   assert "## Commands" in markdown and "cmd a" in markdown and "python -m ppgn_tf.evaluate" in markdown
+
+
+def test_report_and_tables_build_from_an_evaluation_without_reconstructions(evaluated_run, tmp_path):
+  """evaluation.json written before G's ceiling was measured: "-" where its figures would be."""
+  from ppgn_tf import report
+  workdir, result = evaluated_run
+  old = {k: v for k, v in json.loads(json.dumps(result)).items() if k not in CEILING_KEYS}
+  run = tmp_path / "old_run"
+  run.mkdir()
+  shutil.copy(os.path.join(workdir, "summary.json"), run / "summary.json")
+  (run / "evaluation.json").write_text(json.dumps(old))
+  markdown = report.build_report([str(run)], str(tmp_path / "report.md"))
+  row = next(l for l in markdown.split("### Accuracy per class")[0].splitlines() if l.startswith("| old_run |"))
+  cells = [c.strip() for c in row.split("|")[1:-1]]
+  assert cells[2] == f"{old['accuracy']:.3f}" and cells[7:10] == ["-", "-", "-"]
+  assert "| old_run | " in markdown.split("### Accuracy per class")[1] and "old_run G(E(x))" not in markdown
+  lines = evaluate.format_tables(old).splitlines()
+  assert len(lines) == 9 + 10
+  assert lines[1].split()[-2:] == ["-", f"{old['eval_classifier']['test_accuracy']:.3f}"]  # No G(E(x)) accuracy.
+  assert all(line.split()[-2:] == ["-", "-"] for line in lines[9:])
 
 
 @pytest.mark.parametrize("program,args,message", [

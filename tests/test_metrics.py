@@ -93,3 +93,32 @@ def test_per_class_table():
   assert table[0]["real_diversity"] == pytest.approx(2.0)
   assert table[1]["real_diversity"] is None  # One real image: no pair.
   assert all(row["accuracy"] == 1.0 and row["diversity"] == 0.0 for row in table[1:])
+
+
+def test_image_set_metrics_gathers_the_metrics_of_one_set():
+  """The one computation samples and G(E(x)) share: each figure is its metric's on the given set."""
+  rng = np.random.default_rng(8)
+  labels = np.repeat(np.arange(10), 3)
+  images = rng.uniform(size=(30, 4, 4, 1))
+  probs = np.eye(10)[labels]
+  probs[:3] = np.eye(10)[7]  # The three zeros are judged sevens.
+  feats, real_feats = rng.normal(size=(30, 5)), rng.normal(1.0, 1.0, size=(40, 5))
+  result = metrics.image_set_metrics(images, labels, probs, feats, real_feats)
+  assert result["accuracy"] == pytest.approx(0.9)
+  assert result["mean_requested_probability"] == pytest.approx(0.9)
+  assert result["frechet_distance"] == pytest.approx(metrics.frechet_distance(feats, real_feats))
+  per_class = [metrics.mean_pairwise_distance(images[labels == c]) for c in range(10)]
+  assert result["diversity"] == pytest.approx(np.mean(per_class))
+  assert [row["diversity"] for row in result["per_class_table"]] == pytest.approx(per_class)
+  assert result["per_class_table"][0]["accuracy"] == 0.0 and "real_diversity" not in result
+  # Real images with labels add their diversity, averaged over the classes that have a pair.
+  real = np.array([[0.0, 0.0], [0.0, 2.0], [1.0, 1.0], [1.0, 4.0]])
+  with_real = metrics.image_set_metrics(images, labels, probs, feats, real_feats, real, np.array([0, 0, 1, 1]))
+  assert with_real["real_diversity"] == pytest.approx((2.0 + 3.0) / 2)
+  against_themselves = metrics.image_set_metrics(images, labels, probs, feats, feats)
+  assert against_themselves["frechet_distance"] == pytest.approx(0.0, abs=1e-8)
+
+
+def test_ratio_is_none_without_a_denominator():
+  assert metrics.ratio(3.0, 2.0) == 1.5
+  assert metrics.ratio(3.0, 0.0) is None and metrics.ratio(None, 2.0) is None and metrics.ratio(1.0, None) is None
