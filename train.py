@@ -76,6 +76,8 @@ flags.DEFINE_integer("long_round_every", 500, "A long round whenever the G step 
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate of G and every critic.")
 flags.DEFINE_float("adam_beta1", 0.5, "Adam beta_1.")
 flags.DEFINE_float("adam_beta2", 0.9, "Adam beta_2.")
+flags.DEFINE_float("generator_ema", 0.0, "Keep an exponential moving average of G's weights with this decay "
+                   "(e.g. 0.999), updated after every G step, for sampling; 0: off. In [0, 1).")
 
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -105,7 +107,7 @@ def config_from_flags():
       schedule=CriticSchedule(FLAGS.critic_iters, FLAGS.critic_iters_long, FLAGS.long_rounds_until,
                               FLAGS.long_round_every),
       learning_rate=FLAGS.learning_rate, adam_beta_1=FLAGS.adam_beta1, adam_beta_2=FLAGS.adam_beta2,
-      seed=FLAGS.seed)
+      seed=FLAGS.seed, generator_ema=FLAGS.generator_ema)
   options = RunOptions(
       workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, encoder_dir=FLAGS.encoder_dir,
       encoder_epochs=FLAGS.encoder_epochs, encoder_recipe=FLAGS.encoder_recipe,

@@ -49,6 +49,7 @@ class PPGNConfig:
   adam_beta_1: float = 0.5
   adam_beta_2: float = 0.9
   seed: int = 0
+  generator_ema: float = 0.0  # Decay of the moving average of G's weights used for sampling; 0: off.
 
   @property
   def critic_names(self) -> tuple[str, ...]:
@@ -91,6 +92,8 @@ class PPGNConfig:
       raise ValueError(f"--random_p must be in [0, 1], got {self.random_p}")
     if not 0.0 <= self.adam_beta_1 < 1.0 or not 0.0 <= self.adam_beta_2 < 1.0:
       raise ValueError("--adam_beta_1 and --adam_beta_2 must be in [0, 1)")
+    if not 0.0 <= self.generator_ema < 1.0:
+      raise ValueError(f"--generator_ema must be in [0, 1), got {self.generator_ema}")
 
 
 def _adam(config: PPGNConfig, name: str) -> keras.optimizers.Optimizer:
@@ -129,6 +132,14 @@ class PPGN(keras.Model):
     # The latest value of every logged quantity: G terms change only on G steps
     # and a critic's terms only when it is trained, yet each batch reports all.
     self.latest = {k: tf.Variable(0.0, trainable=False, name=k) for k in self.log_names()}
+    # Built last: its (overwritten) random initialisation must not shift the draws of the
+    # networks above, so a run with the EMA trains exactly as one without.
+    self.generator_ema = None
+    if config.generator_ema:
+      self.generator_ema = build_generator(shapes[config.code_layer], config.dim, name="generator_ema")
+      self.generator_ema.trainable = False
+      for ema, weight in zip(self.generator_ema.weights, self.generator.weights):
+        ema.assign(weight.value)
     self.built = True  # Every network is a built functional model.
 
   def compile(self, **kwargs):
@@ -158,12 +169,19 @@ class PPGN(keras.Model):
       items[f"critic_{n}_optimizer"] = self.critic_optimizers[n]
     for k, v in self.latest.items():
       items[f"latest_{k}"] = v
+    if self.generator_ema is not None:  # Absent when off: older checkpoints still match.
+      items["generator_ema"] = self.generator_ema
     return items
 
   # ---- the algorithm --------------------------------------------------------
 
   def call(self, codes, training=False):
     return self.generator(codes, training=training)
+
+  @property
+  def sampling_generator(self) -> keras.Model:
+    """The G that makes images after training: the moving average of G when it is kept."""
+    return self.generator if self.generator_ema is None else self.generator_ema
 
   @property
   def real_feature_layers(self) -> tuple[str, ...]:
@@ -259,9 +277,21 @@ class PPGN(keras.Model):
     per_replica = self.distribute_strategy.run(
         self._generator_replica_step, args=(real_images, real_features, trained))
     self._record(self._mean(per_replica))
+    if self.generator_ema is not None:
+      self._update_generator_ema()
     self.generator_steps.assign_add(1)
     self.round_iterations.assign(0)
     return tf.constant(True)
+
+  def _update_generator_ema(self):
+    """ema <- d * ema + (1 - d) * w for every weight of G, after its optimizer step.
+
+    Cross-replica context: G's weights are the same on every replica, so
+    assigning the mirrored EMA variable writes the same value to every copy.
+    """
+    decay = self.config.generator_ema
+    for ema, weight in zip(self.generator_ema.weights, self.generator.weights):
+      ema.assign(decay * ema.value + (1.0 - decay) * weight.value)
 
   def _generator_replica_step(self, real_images, real_features, trained):
     c = self.config
@@ -326,6 +356,6 @@ class PPGN(keras.Model):
     return train_function
 
   def reconstruct(self, real_images) -> tf.Tensor:
-    """G(E(x)) for normalised images."""
-    return self.generator(self.encoder(real_images, training=False)[self.config.code_layer],
-                          training=False)
+    """G(E(x)) for normalised images (the sampling G: the EMA when it is kept)."""
+    return self.sampling_generator(self.encoder(real_images, training=False)[self.config.code_layer],
+                                   training=False)

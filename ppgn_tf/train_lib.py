@@ -101,13 +101,22 @@ def config_to_json(config: PPGNConfig) -> dict:
   return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def with_config_defaults(saved: dict) -> dict:
+  """A saved config.json with every field it lacks at PPGNConfig's default.
+
+  A run's config.json predates the fields added since (e.g. generator_ema):
+  such a run had them at their defaults, so it resumes and loads as before.
+  """
+  return {**config_to_json(PPGNConfig()), **saved}
+
+
 def check_config_matches(workdir: str, config: PPGNConfig) -> None:
   """A workdir holds one experiment: refuse to resume it with another configuration."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
     return
   with open(path) as f:
-    saved = json.load(f)
+    saved = with_config_defaults(json.load(f))
   current = config_to_json(config)
   for key in sorted(set(saved) | set(current)):
     if saved.get(key) != current.get(key):
@@ -306,7 +315,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
 
 
 def config_from_json(obj: dict) -> PPGNConfig:
-  fields = dict(obj)
+  fields = with_config_defaults(obj)
   fields["schedule"] = CriticSchedule(**fields["schedule"])
   for key in ("latent_critics", "critic_weights", "recon_layers", "recon_weights"):
     fields[key] = tuple(fields[key])

@@ -51,13 +51,19 @@ def encoder_dir(tmp_path_factory, small_idx_dir) -> str:
   return directory
 
 
+def tiny_config(**overrides):
+  """A PPGNConfig at tiny widths: D and D_fc1, a first round of 3 critic iterations, then 2 per G step."""
+  from ppgn_tf import critic_schedule, ppgn
+  return ppgn.PPGNConfig(**{"dim": 2, "batch_size": 8, "latent_critics": ("fc1",),
+                            "schedule": critic_schedule.CriticSchedule(2, 3, 1, 1000), **overrides})
+
+
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory, small_idx_dir, encoder_dir) -> str:
   """A finished tiny run (D and D_fc1, 2 G steps) with checkpoints, as train.py leaves it."""
-  from ppgn_tf import critic_schedule, ppgn, train_lib
+  from ppgn_tf import train_lib
   workdir = str(tmp_path_factory.mktemp("trained") / "run")
-  config = ppgn.PPGNConfig(dim=2, batch_size=8, latent_critics=("fc1",),
-                           schedule=critic_schedule.CriticSchedule(2, 3, 1, 1000))
+  config = tiny_config()
   options = train_lib.RunOptions(workdir=workdir, dataset=f"idx:{small_idx_dir}", encoder_dir=encoder_dir,
                                  max_generator_steps=2, verbose=0, checkpoint_every=0, sample_per_class=0)
   train_lib.train(config, options)

@@ -1,5 +1,6 @@
 """Trains the same tiny PPGN on 1 device and on 2 logical CPU devices (MirroredStrategy)
-with the same global batch; prints JSON comparing the two. Used by test_training.py.
+with the same global batch; prints JSON comparing the two, G's moving average (--generator_ema)
+included. Used by test_training.py.
 
 Usage: python tests/mirrored_equivalence.py ENCODER_DIR IDX_DIR
 """
@@ -23,7 +24,7 @@ def run(strategy, encoder_dir, train):
   with strategy.scope():
     keras.utils.set_random_seed(3)
     config = ppgn.PPGNConfig(dim=2, batch_size=8, latent_critics=("fc1",), critic_selection="random",
-                             learning_rate=1e-3, schedule=CriticSchedule(2, 3, 1, 1000))
+                             learning_rate=1e-3, schedule=CriticSchedule(2, 3, 1, 1000), generator_ema=0.9)
     model = ppgn.PPGN(encoder_lib.load_encoder(encoder_dir), config)
     model.compile()
   initial = [w.numpy().copy() for w in model.generator.weights + model.critics["fc1"].weights]
@@ -50,6 +51,13 @@ def main(encoder_dir, idx_dir):
                                lambda m: m.generator.weights)
   c_change, c_mismatch = norms(single, mirrored, init[sum(w.size for w in init_a[:n_g]):],
                                lambda m: m.critics["fc1"].weights)
+  ema_change, ema_mismatch = norms(single, mirrored, init[:sum(w.size for w in init_a[:n_g])],
+                                   lambda m: m.generator_ema.weights)
+  flat = lambda weights: np.concatenate([w.numpy().ravel() for w in weights])
+  ema_lag = float(np.linalg.norm(flat(single.generator_ema.weights) - flat(single.generator.weights)))
+  # Updated in cross-replica context: every device's copy of the average must hold the same value.
+  ema_copies = [[c.numpy() for c in w.value.values] for w in mirrored.generator_ema.weights]
+  ema_copy_mismatch = max(float(np.max(np.abs(c - copies[0]))) for copies in ema_copies for c in copies)
   print(json.dumps({
       "replicas": [single.distribute_strategy.num_replicas_in_sync,
                    mirrored.distribute_strategy.num_replicas_in_sync],
@@ -57,6 +65,8 @@ def main(encoder_dir, idx_dir):
       "logs": {k: [float(single.latest[k].numpy()), float(mirrored.latest[k].numpy())] for k in single.latest},
       "generator_change": g_change, "generator_mismatch": g_mismatch,
       "critic_change": c_change, "critic_mismatch": c_mismatch,
+      "ema_change": ema_change, "ema_mismatch": ema_mismatch, "ema_lag": ema_lag,
+      "ema_copy_mismatch": ema_copy_mismatch,
   }))
 
 

@@ -129,6 +129,8 @@ def test_train_refuses_a_corrupt_encoder_in_the_workdir(tmp_path, small_idx_dir,
     (["--checkpoint_every=-5"], "--checkpoint_every must be >= 0"),
     (["--encoder_epochs=0"], "--encoder_epochs must be >= 1"),
     (["--critic_iters_long=0"], "--critic_iters_long must be >= 1"),
+    (["--generator_ema=1.0"], "--generator_ema must be in [0, 1), got 1.0"),
+    (["--generator_ema=-0.1"], "--generator_ema must be in [0, 1), got -0.1"),
 ])
 def test_train_refuses_out_of_range_values(finished, small_idx_dir, encoder_dir, capsys, args, message):
   before = _snapshot(finished)

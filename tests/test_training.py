@@ -188,6 +188,10 @@ def test_mirrored_two_replicas_equal_single_device(tmp_path, encoder_dir, small_
   assert result["generator_change"] > 0
   assert result["generator_mismatch"] < 0.05 * result["generator_change"]
   assert result["critic_mismatch"] < 0.05 * result["critic_change"]
+  # G's moving average too; it is not G itself, and both devices hold the same copy of it.
+  assert result["ema_change"] > 0 and result["ema_lag"] > 0
+  assert result["ema_mismatch"] < 0.05 * result["ema_change"]
+  assert result["ema_copy_mismatch"] == 0
 
 
 def test_log_gan_loss_trains(tmp_path, encoder_dir, small_idx_dir):

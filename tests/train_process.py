@@ -1,0 +1,83 @@
+"""train.py as users run it, in a subprocess: start, SIGKILL after a checkpoint, finish, read checkpoints.
+
+Shared by test_reliability.py and test_generator_ema.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import tensorflow as tf
+
+from conftest import REPO
+
+G_STEPS = 8
+# D and D_fc1, 2 critic iterations per G step after a 1-round warm-up of 3.
+TINY = ["--dim=2", "--batch_size=8", "--critic_iters=2",
+        "--critic_iters_long=3", "--long_rounds_until=1", "--verbose=0", "--sample_per_class=0",
+        f"--max_generator_steps={G_STEPS}"]
+
+
+def command(workdir, small_idx_dir, encoder_dir, *extra):
+  """train.py on the tiny combined run; `extra` flags come last, so they override TINY's."""
+  return [sys.executable, "train.py", "--flagfile=flags/combined.cfg", f"--workdir={workdir}",
+          f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}", *TINY, *extra]
+
+
+def env(**extra):
+  environment = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+  environment.pop("TF_CONFIG", None)
+  return {**environment, **extra}
+
+
+def start(command, **extra_env):
+  return subprocess.Popen(command, cwd=REPO, env=env(**extra_env), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def finish(process, timeout=300):
+  out, err = process.communicate(timeout=timeout)
+  assert process.returncode == 0, err[-3000:]
+  return out
+
+
+def checkpointed_critic_step(workdir) -> int:
+  """The critic step of the newest checkpoint the index names (-1: none yet)."""
+  try:
+    state = tf.train.get_checkpoint_state(os.path.join(workdir, "checkpoints"))
+  except Exception:  # Being replaced at this moment.
+    return -1
+  return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else -1
+
+
+def kill_after_checkpoint(process, workdir, critic_step, extra_delay, timeout=240):
+  """SIGKILLs `process` `extra_delay` s after it checkpointed `critic_step`: wherever it then is,
+  mid-step or mid-save."""
+  deadline = time.time() + timeout
+  while checkpointed_critic_step(workdir) < critic_step:
+    assert process.poll() is None, "the run ended before it could be killed: " + process.stderr.read()[-2000:]
+    assert time.time() < deadline, "no checkpoint appeared"
+    time.sleep(0.02)
+  time.sleep(extra_delay)
+  process.send_signal(signal.SIGKILL)
+  process.communicate()
+  assert process.returncode == -signal.SIGKILL
+
+
+def checkpoint_weights(checkpoint_dir, name=None, network=None) -> dict:
+  """Network weights of the newest checkpoint (or the one called `name`), by checkpoint key.
+
+  With `network` (a checkpoint item, e.g. "generator_ema"): that network's variables. Without: the
+  trained networks' weights, which Keras 3 networks expose through their optimizers in the object graph.
+  """
+  path = os.path.join(checkpoint_dir, name) if name else tf.train.latest_checkpoint(checkpoint_dir)
+  reader = tf.train.load_checkpoint(path)
+  if network:
+    wanted = lambda k: k.startswith(f"{network}/") and k.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+  else:
+    wanted = lambda k: "/_trainable_variables/" in k
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if wanted(k)}
