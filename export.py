@@ -20,7 +20,7 @@ from ppgn_tf import sample
 flags.DEFINE_string("workdir", None, "Workdir of a finished (or checkpointed) training run.")
 flags.DEFINE_string("export_dir", None, "Model base path; the SavedModel goes to EXPORT_DIR/VERSION/.")
 flags.DEFINE_integer("version", None, "Version number (default: one above the highest existing).")
-sample.define_sampler_flags("MALA steps of the serving_default signature.")
+sample.define_sampler_flags("MALA steps of the serving_default signature.")  # Also inpaint's settings.
 flags.mark_flags_as_required(["workdir", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -33,8 +33,10 @@ def main(argv):
     config = sample.sampler_config_from_flags()
     version = serving.check_export_dir(FLAGS.export_dir, FLAGS.version)
     model = train_lib.load_trained(FLAGS.workdir)
-    archive = serving.build_archive(model.generator, model.encoder, config, model.config.code_layer)
-    path = serving.write(archive, FLAGS.export_dir, version)
+    prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
+    # The averaged G when the run keeps one.
+    archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior)
+    path = serving.write(archive, FLAGS.export_dir, version, settings=config)
   except ValueError as e:
     print(f"export.py: error: {e}", file=sys.stderr)
     return 1

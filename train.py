@@ -47,8 +47,10 @@ flags.DEFINE_integer("verbose", 1, "Keras progress display: 0 silent, 1 progress
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism (same seed, same losses).")
 flags.DEFINE_integer("sample_per_class", 10, "At the end, write WORKDIR/samples (grid, GIF) with this many "
                      "MALA chains per class (0: none).")
-flags.DEFINE_integer("sample_steps", 200, "MALA steps of the end-of-run samples and of the exported "
-                     "serving_default signature (the thesis uses 200).")
+flags.DEFINE_string("sampler_preset", "default", "Sampler settings of the end-of-run "
+                  "samples and of the exported serving_default: default (docs/sampler.md) or thesis (Eq. 8).")
+flags.DEFINE_integer("sample_steps", None, "MALA steps of the end-of-run samples and of the exported "
+                     "serving_default signature (default: the preset's; the thesis uses 200).")
 flags.DEFINE_bool("export", False, "At the end, export the sampler SavedModel to WORKDIR/export/N.")
 
 # ---- the model -------------------------------------------------------------
@@ -115,7 +117,8 @@ def config_from_flags():
       max_generator_steps=FLAGS.max_generator_steps, strategy=FLAGS.strategy, precision=FLAGS.precision,
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
       verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
-      sample_per_class=FLAGS.sample_per_class, sample_steps=FLAGS.sample_steps, export=FLAGS.export,
+      sample_per_class=FLAGS.sample_per_class, sampler_preset=FLAGS.sampler_preset,
+      sample_steps=FLAGS.sample_steps, export=FLAGS.export,
       command=shlex.join(["python", *sys.argv]))
   config.validate()
   options.validate()

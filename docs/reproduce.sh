@@ -27,10 +27,10 @@ run 3e_combined     flags/combined.cfg     $GAN
 run 3f_randomized   flags/randomized.cfg   $GAN
 run 3g_three_critics flags/combined.cfg    $GAN --latent_critics=fc1,conv3
 
-# Evaluation (one evaluation classifier for all runs) and the report, with docs/reproduction_notes.md as its findings.
+# Evaluation with the thesis sampler (the claims are about training; one evaluation classifier for all runs) and the report, with docs/reproduction_notes.md as its findings.
 PER_CLASS=${PER_CLASS:-20}
 for d in "$RUNS"/3*; do
-  [[ -f "$d/evaluation.json" ]] || python -m ppgn_tf.evaluate --workdir="$d" --per_class="$PER_CLASS" \
+  [[ -f "$d/evaluation.json" ]] || python -m ppgn_tf.evaluate --workdir="$d" --per_class="$PER_CLASS" --sampler_preset=thesis \
     --eval_classifier_dir="$RUNS/eval_classifier"
 done
 python -m ppgn_tf.report "$RUNS"/3* --output=docs/reproduction.md --notes=docs/reproduction_notes.md \

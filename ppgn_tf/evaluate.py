@@ -110,18 +110,25 @@ def load_eval_classifier(directory: str, dataset: str, data_dir: str | None):
 
 
 class _Source:
-  """A sampler and G(E(x)), from a workdir (library sampler) or a SavedModel (its signatures)."""
+  """A sampler and G(E(x)), from a workdir (library sampler, the averaged G if the run keeps one) or a
+  SavedModel (its signatures: `serving_default` when `config` is None, else `sample` with config's steps and
+  epsilons). `settings` are the sampler settings that run."""
 
   def __init__(self, plan: Plan, config):
     import tensorflow as tf
     from ppgn_tf import data as data_lib
-    self._tf = tf
     self.info = {}
     if plan.workdir is not None:
       from ppgn_tf import mala_sampler, train_lib
+      if config is None:
+        raise ValueError("a workdir needs sampler settings (a SamplerConfig)")
       model = train_lib.load_trained(plan.workdir)
-      sampler = mala_sampler.MalaSampler(model.generator, model.encoder, config, code_layer=model.config.code_layer)
-      self.info = {"workdir": os.path.abspath(plan.workdir), "generator_steps": int(model.generator_steps.numpy())}
+      prior = train_lib.load_code_prior(plan.workdir, model) if config.needs_code_prior else None
+      sampler = mala_sampler.MalaSampler(model.sampling_generator, model.encoder, config,
+                                         code_layer=model.config.code_layer, prior=prior)
+      self.info = {"workdir": os.path.abspath(plan.workdir), "generator_steps": int(model.generator_steps.numpy()),
+                   "averaged_generator": model.sampling_generator is not model.generator}
+      self.settings = config
 
       def run(classes, seeds):
         out = sampler.sample(classes, seeds)
@@ -130,17 +137,27 @@ class _Source:
       def reconstruct(images01):
         return data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
     else:
-      if config.clip_min is not None or config.clip_max is not None:
-        raise ValueError("--clip_min/--clip_max apply to --workdir only (the SavedModel has its own)")
-      loaded = tf.saved_model.load(plan.saved_model)
-      signatures = loaded.signatures
-      self.info = {"saved_model": os.path.abspath(plan.saved_model)}
+      exported = sample_lib.read_export_settings(plan.saved_model)
+      if config is not None:
+        fixed = [f.name for f in dataclasses.fields(config)
+                 if f.name not in sample_lib.SIGNATURE_SETTINGS + ("keep_every",)
+                 and getattr(config, f.name) != getattr(exported, f.name)]
+        if fixed:
+          raise ValueError(f"--{fixed[0]} applies to --workdir only (the SavedModel has the settings it was "
+                           "exported with; only --steps and --epsilon1..3 can change)")
+      signatures = tf.saved_model.load(plan.saved_model).signatures
+      self.info = {"saved_model": os.path.abspath(plan.saved_model),
+                   "signature": "serving_default" if config is None else "sample"}
+      self.settings = exported if config is None else config
 
       def run(classes, seeds):
-        out = signatures["sample"](
-            class_id=tf.constant(classes, tf.int32), seed=tf.constant(seeds, tf.int64),
-            steps=tf.constant(config.steps, tf.int32), epsilon1=tf.constant(config.epsilon1, tf.float32),
-            epsilon2=tf.constant(config.epsilon2, tf.float32), epsilon3=tf.constant(config.epsilon3, tf.float32))
+        rows = dict(class_id=tf.constant(classes, tf.int32), seed=tf.constant(seeds, tf.int64))
+        if config is None:
+          out = signatures["serving_default"](**rows)
+        else:
+          out = signatures["sample"](
+              **rows, steps=tf.constant(config.steps, tf.int32), epsilon1=tf.constant(config.epsilon1, tf.float32),
+              epsilon2=tf.constant(config.epsilon2, tf.float32), epsilon3=tf.constant(config.epsilon3, tf.float32))
         return out["images"].numpy(), out["class_probs"].numpy()
 
       def reconstruct(images01):
@@ -180,61 +197,85 @@ def _reconstruction_mse(reconstructions: np.ndarray, images_uint8: np.ndarray) -
   return float(np.mean((reconstructions.astype(np.float64) - x) ** 2))
 
 
-def _judge(classifier, images01: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """The evaluation classifier's class probabilities and features of images with pixels in [0, 1]."""
-  from ppgn_tf import data as data_lib
-  from ppgn_tf import eval_classifier
-  normalised = data_lib.normalize(images01).numpy()
-  return eval_classifier.predict(classifier, normalised), eval_classifier.features(classifier, normalised)
+class Reference:
+  """What every set of images is judged against: the evaluation classifier and the real test images.
+
+  Built once per evaluation (or once for a whole sweep of sampler settings).
+  """
+
+  def __init__(self, plan: Plan, sample_count: int, seed: int = 0):
+    from ppgn_tf import data as data_lib
+    from ppgn_tf import eval_classifier
+    _, self.test = data_lib.load_arrays(plan.dataset, plan.data_dir)
+    self.classifier, self.classifier_metrics = load_eval_classifier(plan.eval_classifier_dir, plan.dataset,
+                                                                    plan.data_dir)
+    self.real_feats = eval_classifier.features(self.classifier, data_lib.normalize(self.test.images).numpy())
+    # The floor: the same distance between real images, as many as the samples (at most half the test set).
+    order = np.random.default_rng(seed).permutation(len(self.test))
+    self.floor_size = min(sample_count, len(self.test) // 2)
+    self.floor = metrics.frechet_distance(self.real_feats[order[:self.floor_size]],
+                                          self.real_feats[order[self.floor_size:]])
+    keep = np.concatenate([np.flatnonzero(self.test.labels == c)[:REAL_DIVERSITY_PER_CLASS]
+                           for c in range(NUM_CLASSES)])
+    self._real_pixels = self.test.images[keep].astype(np.float32) / 255.0
+    self._real_labels = self.test.labels[keep]
+
+  def predict(self, images01: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation classifier's class probabilities and features of images with pixels in [0, 1]."""
+    from ppgn_tf import data as data_lib
+    from ppgn_tf import eval_classifier
+    normalised = data_lib.normalize(images01).numpy()
+    return eval_classifier.predict(self.classifier, normalised), eval_classifier.features(self.classifier, normalised)
+
+  def judge(self, images01: np.ndarray, labels: np.ndarray, real_diversity: bool = True) -> dict:
+    """metrics.image_set_metrics of images meant to show `labels` (with the real images' diversity)."""
+    probs, feats = self.predict(images01)
+    real = (self._real_pixels, self._real_labels) if real_diversity else (None, None)
+    return metrics.image_set_metrics(images01, labels, probs, feats, self.real_feats, *real)
+
+  def reconstructions(self, source: "_Source", count: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """G's ceiling: (test images, G(E(x)) of them, their metrics against the true labels)."""
+    originals = self.test.images[:count] if count > 0 else self.test.images
+    logging.info("Reconstructing %d test images", len(originals))
+    reconstructions = _reconstruct_all(source, originals)
+    bad = int(np.sum(~np.isfinite(reconstructions.reshape(len(reconstructions), -1)).all(1)))
+    if bad:
+      raise ValueError(f"G(E(x)) is not finite for {bad} of {len(reconstructions)} test images")
+    return originals, reconstructions, self.judge(reconstructions, self.test.labels[:len(originals)],
+                                                  real_diversity=False)
 
 
-def evaluate(plan: Plan, sampler_config, per_class: int = 100, *, seed: int = 0, batch: int = 200,
+def check_finite_samples(samples: np.ndarray) -> None:
+  bad = int(np.sum(~np.isfinite(samples.reshape(len(samples), -1)).all(1)))
+  if bad:
+    raise ValueError(f"{bad} of {len(samples)} samples are not finite (the chains diverged; try a smaller "
+                     "--epsilon2, --normalize_step or --clip_percentile)")
+
+
+def evaluate(plan: Plan, sampler_config=None, per_class: int = 100, *, seed: int = 0, batch: int = 200,
              recon_images: int = 0, command: str | None = None) -> dict:
   """Samples per_class chains per class, judges them with the evaluation classifier, writes plan.output
   (JSON) and its _samples.png grid; returns the JSON's contents."""
-  from ppgn_tf import data as data_lib
-  from ppgn_tf import eval_classifier
   if per_class < 2:
     raise ValueError(f"--per_class must be >= 2 (diversity and covariances need pairs), got {per_class}")
   if batch < 1:
     raise ValueError(f"--batch must be >= 1, got {batch}")
   if recon_images < 0 or recon_images == 1:
     raise ValueError(f"--recon_images must be 0 (all) or >= 2 (Frechet distances need pairs), got {recon_images}")
-  sampler_config.validate()
+  if sampler_config is not None:
+    sampler_config.validate()
   start = time.time()
-  _, test = data_lib.load_arrays(plan.dataset, plan.data_dir)
-  classifier, clf_metrics = load_eval_classifier(plan.eval_classifier_dir, plan.dataset, plan.data_dir)
+  reference = Reference(plan, per_class * NUM_CLASSES, seed)
   source = _Source(plan, sampler_config)
 
   samples, encoder_probs, requested = _sample_all(source, per_class, seed, batch)
-  bad = int(np.sum(~np.isfinite(samples.reshape(len(samples), -1)).all(1)))
-  if bad:
-    raise ValueError(f"{bad} of {len(samples)} samples are not finite (the chains diverged; try a smaller "
-                     "--epsilon2 or --clip_min/--clip_max)")
-  probs, sample_feats = _judge(classifier, samples)
-  real_feats = eval_classifier.features(classifier, data_lib.normalize(test.images).numpy())
-  # The floor: the same distance between real images, as many as the samples (at most half the test set).
-  order = np.random.default_rng(seed).permutation(len(test))
-  m = min(len(samples), len(test) // 2)
-  real_floor = metrics.frechet_distance(real_feats[order[:m]], real_feats[order[m:]])
-
-  real_pixels = test.images.astype(np.float32) / 255.0
-  keep = np.concatenate([np.flatnonzero(test.labels == c)[:REAL_DIVERSITY_PER_CLASS] for c in range(NUM_CLASSES)])
-  judged = metrics.image_set_metrics(samples, requested, probs, sample_feats, real_feats,
-                                     real_pixels[keep], test.labels[keep])
-
+  check_finite_samples(samples)
+  judged = reference.judge(samples, requested)
   # G's ceiling: its reconstructions of the test images, judged against their true labels exactly as the
   # samples are against the requested ones. Computed once, for the MSE too.
-  originals = test.images[:recon_images] if recon_images > 0 else test.images
-  logging.info("Reconstructing %d test images", len(originals))
-  reconstructions = _reconstruct_all(source, originals)
-  bad = int(np.sum(~np.isfinite(reconstructions.reshape(len(reconstructions), -1)).all(1)))
-  if bad:
-    raise ValueError(f"G(E(x)) is not finite for {bad} of {len(reconstructions)} test images")
+  originals, reconstructions, recon_judged = reference.reconstructions(source, recon_images)
   mse = _reconstruction_mse(reconstructions, originals)
-  recon_probs, recon_feats = _judge(classifier, reconstructions)
-  recon_judged = metrics.image_set_metrics(reconstructions, test.labels[:len(originals)], recon_probs,
-                                           recon_feats, real_feats)
+  real_floor, m, clf_metrics = reference.floor, reference.floor_size, reference.classifier_metrics
 
   grid_path = os.path.splitext(plan.output)[0] + "_samples.png"
   columns = min(per_class, GRID_COLUMNS)
@@ -242,7 +283,7 @@ def evaluate(plan: Plan, sampler_config, per_class: int = 100, *, seed: int = 0,
   from ppgn_tf import plots
   os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
   plots.save_image_grid(grid, grid_path, nrow=columns, row_labels=[str(c) for c in range(NUM_CLASSES)],
-                        title=f"evaluation samples, {sampler_config.steps} MALA steps")
+                        title=f"evaluation samples, {source.settings.steps} MALA steps")
 
   result = {
       "source": source.info,
@@ -250,7 +291,7 @@ def evaluate(plan: Plan, sampler_config, per_class: int = 100, *, seed: int = 0,
       "per_class": per_class,
       "num_samples": int(len(samples)),
       "seed": seed,
-      "sampler": {k: v for k, v in dataclasses.asdict(sampler_config).items() if k != "keep_every"},
+      "sampler": {k: v for k, v in dataclasses.asdict(source.settings).items() if k != "keep_every"},
       "eval_classifier": {"dir": os.path.abspath(plan.eval_classifier_dir), **clf_metrics},
       "accuracy": judged["accuracy"],
       "mean_requested_probability": judged["mean_requested_probability"],
@@ -325,7 +366,8 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "A training run's workdir (its latest checkpoint, library sampler).")
   flags.DEFINE_string("saved_model", None, "An exported SavedModel: version directory or model base path.")
   flags.DEFINE_integer("per_class", 100, "Chains per class.")
-  sample_lib.define_sampler_flags("MALA steps per chain.", clip_note=" (workdir only)")
+  # With --saved_model and none of these, the export's serving_default runs, with the settings it was exported with.
+  sample_lib.define_sampler_flags("MALA steps per chain.")
   flags.DEFINE_string("dataset", None, "Data set of the real test images and of the evaluation classifier "
                       "(default: the workdir's, from options.json; needed for a SavedModel outside a workdir).")
   flags.DEFINE_string("data_dir", None, "tfds data directory (default: the workdir's).")
@@ -351,7 +393,10 @@ def main(argv):
                      FLAGS.eval_classifier_dir, FLAGS.output)
     from ppgn_tf import data as data_lib
     data_lib.check_source(plan.dataset)
-    config = sample_lib.sampler_config_from_flags()
+    if plan.saved_model is not None:
+      config = sample_lib.saved_model_sampler_config(plan.saved_model)
+    else:
+      config = sample_lib.sampler_config_from_flags()
     result = evaluate(plan, config, FLAGS.per_class, seed=FLAGS.seed, batch=FLAGS.batch,
                       recon_images=FLAGS.recon_images,
                       command=shlex.join(["python", "-m", "ppgn_tf.evaluate", *sys.argv[1:]]))

@@ -1,51 +1,112 @@
 """The MALA-approx sampler (Eq. 8), batched: many chains in one computation.
 
-  h_{t+1} = h_t + eps1 (R_h(h_t) - h_t) + eps2 d/dh log C_c(G(h_t)) + N(0, eps3^2)
+  d_t     = eps1 (R_h(h_t) - h_t) + eps2 d/dh log C_c(G(h_t)) + eps4 d/dh log p(known pixels | h_t)
+            + N(0, eps3^2)
+  h_{t+1} = clip(h_t + lr_t * d_t)                (or lr_t * d_t / mean|d_t| with step normalisation)
 
-with R_h(h) = E_code(G(h)). One forward pass G -> E per step gives both R_h
-and the conditioning objective. Conditioning is on a class (log-softmax of
-fc2) or on any unit of any encoder layer (the original PPGN's hidden-unit
-conditioning). Randomness is stateless and keyed per row by (seed, step), so a
+with R_h(h) = E_code(G(h)). With lr_t = 1, no clipping and no in-painting this is
+the thesis' Eq. 8 exactly (`SamplerConfig()`, the `thesis` preset). The rest is
+the original PPGN sampler's toolbox, which the thesis' settings leave out and
+which keeps the variety G can draw:
+  - h_0 from the distribution of real codes E(x) (`h0`), not only N(0, 1);
+  - clipping h to the per-unit range real codes take (`clip_percentile`);
+  - step normalisation and a linear step-size schedule (`lr_t`);
+  - noise (eps3) and restarts every N steps (`reset_every`), so chains can leave a mode;
+  - in-painting: known pixels are pasted into G(h) before E sees it, and eps4
+    pulls G(h) towards them.
+
+One forward pass G -> E per step gives both R_h and the conditioning
+objective. Conditioning is on a class (log-softmax of fc2) or on any unit of any
+encoder layer. Randomness is stateless and keyed per row by the row's seed, so a
 chain's result depends only on its own seed and target, whatever batch it runs in.
 
 The functions here take plain Keras models (or anything callable the same way,
-like the layers restored from a SavedModel), so the exported sampler and the
-library run the same code.
+like the layers restored from a SavedModel) and tensors, so the exported sampler
+and the library run the same code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 
+import numpy as np
 import tensorflow as tf
 
 from ppgn_tf import data as data_lib
+from ppgn_tf import files
+# The settings live in a module without TensorFlow, so programs can define their flags before importing it.
+from ppgn_tf.sampler_config import (H0_CODES, H0_MARGINALS, H0_MODES, H0_NORMAL, PRESETS,  # noqa: F401
+                                    SamplerConfig, named_mask, preset, NAMED_MASKS)
 
 CLASS = "class"  # Condition on log C_c: the log-softmax of fc2.
-_INIT_STREAM = -1  # Step index of the stream that draws h_0.
+# Stream ids of the per-row draws (the noise is keyed by (seed, step), step >= 0).
+_INIT_STREAM = -1  # h_0 ~ N(0, 1), and its redraws at restarts.
+_PRIOR_STREAM = -2  # Which real codes h_0 is taken from, and at restarts.
+
+
+# ---- the real codes -------------------------------------------------------------------------------
+
+CODE_PRIOR_FILE = "code_prior.npz"
 
 
 @dataclasses.dataclass(frozen=True)
-class SamplerConfig:
-  """Eq. 8's settings; the defaults are the thesis' (Sec. 4.1)."""
-  steps: int = 200
-  epsilon1: float = 1e-2
-  epsilon2: float = 1.0
-  epsilon3: float = 1e-15
-  clip_min: float | None = None  # Clip h to [clip_min, clip_max] after each step.
-  clip_max: float | None = None
-  keep_every: int = 0  # Keep every N-th state of each chain (0: none).
+class CodePrior:
+  """Codes E(x) of real training images: where chains start, and the range they are kept in."""
+  codes: np.ndarray  # [N, *code shape], float32.
 
-  def validate(self) -> None:
-    if self.steps < 0:
-      raise ValueError(f"--steps must be >= 0, got {self.steps}")
-    for name in ("epsilon1", "epsilon2", "epsilon3"):
-      if getattr(self, name) < 0:
-        raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
-    if self.keep_every < 0:
-      raise ValueError(f"--keep_every must be >= 0, got {self.keep_every}")
-    if self.clip_min is not None and self.clip_max is not None and self.clip_min > self.clip_max:
-      raise ValueError(f"--clip_min ({self.clip_min}) is above --clip_max ({self.clip_max})")
+  @classmethod
+  def from_encoder(cls, encoder, images, code_layer: str = "fc1", max_codes: int = 10_000,
+                   seed: int = 0, batch: int = 500) -> "CodePrior":
+    """Codes of at most `max_codes` of `images` (normalised, a random subset when there are more)."""
+    images = np.asarray(images)
+    if len(images) > max_codes:
+      images = images[np.sort(np.random.default_rng(seed).choice(len(images), max_codes, replace=False))]
+    encode = tf.function(lambda x: encoder(x, training=False)[code_layer])
+    codes = [encode(tf.constant(images[lo:lo + batch], tf.float32)).numpy() for lo in range(0, len(images), batch)]
+    return cls(np.concatenate(codes).astype(np.float32))
+
+  def bounds(self, percentile: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit [p, 100 - p] percentiles of the codes, each of one code's shape."""
+    low, high = np.percentile(self.codes, [percentile, 100 - percentile], axis=0)
+    return low.astype(np.float32), high.astype(np.float32)
+
+  def save(self, path: str) -> None:
+    def write(out):
+      buffer = io.BytesIO()
+      np.savez_compressed(buffer, codes=self.codes)
+      out.write(buffer.getvalue())
+    files.atomic_write(path, write)
+
+  @classmethod
+  def load(cls, path: str) -> "CodePrior":
+    with np.load(path) as f:
+      return cls(f["codes"].astype(np.float32))
+
+
+def clip_bounds(config: SamplerConfig, prior: CodePrior | None):
+  """(low, high) for tf.clip_by_value: the fixed range, the real codes' percentile range, or both
+  (the tighter one); None where nothing clips."""
+  low = config.clip_min
+  high = config.clip_max
+  if config.clip_percentile is not None:
+    if prior is None:
+      raise ValueError("--clip_percentile needs the real codes (a CodePrior)")
+    p_low, p_high = prior.bounds(config.clip_percentile)
+    low = p_low if low is None else np.maximum(p_low, low)
+    high = p_high if high is None else np.minimum(p_high, high)
+  return low, high
+
+
+# ---- per-row randomness ---------------------------------------------------------------------------
+
+def _row_keys(seeds, stream: int, index) -> tf.Tensor:
+  """[N, 2] stateless keys, one per row: the row's seed, a stream, and an index within the stream."""
+  seeds = tf.cast(seeds, tf.int64)
+  index = tf.cast(index, tf.int32)
+  return tf.map_fn(lambda s: tf.cast(tf.random.experimental.stateless_fold_in(
+      tf.stack([s, tf.constant(stream, tf.int64)]), index), tf.int64), seeds,
+      fn_output_signature=tf.TensorSpec([2], tf.int64))
 
 
 def row_normal(seeds, step, shape) -> tf.Tensor:
@@ -57,10 +118,40 @@ def row_normal(seeds, step, shape) -> tf.Tensor:
       seeds, fn_output_signature=tf.TensorSpec(shape, tf.float32))
 
 
-def initial_codes(seeds, code_shape) -> tf.Tensor:
-  """h_0 ~ N(0, 1), one row per seed; `code_shape` is one code's shape (e.g. [64] for fc1)."""
-  return row_normal(seeds, _INIT_STREAM, list(code_shape))
+def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, draw=0) -> tf.Tensor:
+  """h_0, one row per seed; `code_shape` is one code's shape (e.g. [64] for fc1).
 
+  `draw` numbers the restarts of a chain (0: its start), so each restart draws anew.
+  `prior_codes` [M, *code_shape] are the real codes for the modes that read them.
+  """
+  code_shape = [int(d) for d in code_shape]
+  if mode == H0_NORMAL:
+    keys = _row_keys(seeds, _INIT_STREAM, draw)
+    return tf.map_fn(lambda k: tf.random.stateless_normal(code_shape, seed=k), keys,
+                     fn_output_signature=tf.TensorSpec(code_shape, tf.float32))
+  if prior_codes is None:
+    raise ValueError(f"--h0={mode} needs the real codes (a CodePrior)")
+  prior_codes = tf.convert_to_tensor(prior_codes, tf.float32)
+  count = tf.shape(prior_codes, out_type=tf.int64)[0]
+  keys = _row_keys(seeds, _PRIOR_STREAM, draw)
+  if mode == H0_CODES:
+    picks = tf.map_fn(lambda k: tf.random.stateless_uniform([], seed=k, minval=0, maxval=count, dtype=tf.int64),
+                      keys, fn_output_signature=tf.TensorSpec([], tf.int64))
+    return tf.gather(prior_codes, picks)
+  if mode == H0_MARGINALS:
+    units = int(np.prod(code_shape))
+    flat = tf.reshape(prior_codes, [-1, units])
+    picks = tf.map_fn(lambda k: tf.random.stateless_uniform([units], seed=k, minval=0, maxval=count,
+                                                            dtype=tf.int64),
+                      keys, fn_output_signature=tf.TensorSpec([units], tf.int64))
+    # Unit j of row i is unit j of real code picks[i, j].
+    values = tf.gather_nd(flat, tf.stack([picks, tf.broadcast_to(tf.range(units, dtype=tf.int64),
+                                                                 tf.shape(picks))], axis=-1))
+    return tf.reshape(values, [-1, *code_shape])
+  raise ValueError(f"--h0={mode}: choose from {', '.join(H0_MODES)}")
+
+
+# ---- one step and a chain -------------------------------------------------------------------------
 
 def conditioning_objective(features: dict, layer: str, targets) -> tf.Tensor:
   """Per-row objective: log C_c (layer 'class') or the activation of unit targets[i] of `layer`."""
@@ -73,45 +164,96 @@ def conditioning_objective(features: dict, layer: str, targets) -> tf.Tensor:
   return tf.gather(values, targets, axis=1, batch_dims=1)
 
 
+def paste_known(generated, inpaint):
+  """The known pixels of `inpaint` = (images, mask) pasted into `generated` (all normalised)."""
+  if inpaint is None:
+    return generated
+  known, mask = inpaint
+  return mask * known + (1.0 - mask) * generated
+
+
+def known_pixels_log_likelihood(generated, inpaint) -> tf.Tensor:
+  """Per row -1/2 sum over known pixels of (G(h) - x)^2: a unit-variance Gaussian on the known pixels."""
+  known, mask = inpaint
+  error = mask * (tf.cast(generated, tf.float32) - known)
+  return -0.5 * tf.reduce_sum(tf.reshape(tf.square(error), [tf.shape(error)[0], -1]), axis=1)
+
+
 def mala_step(h, targets, seeds, step, generator, encoder, *, code_layer: str = "fc1",
-              condition_layer: str = CLASS, epsilon1=1e-2, epsilon2=1.0, epsilon3=1e-15,
-              clip_min=None, clip_max=None):
-  """One step of Eq. 8 for every row. Returns (h_next, images G(h), objective)."""
+              condition_layer: str = CLASS, epsilon1=1e-2, epsilon2=1.0, epsilon3=1e-15, epsilon4=1.0,
+              clip_min=None, clip_max=None, step_size=1.0, normalize_step=False, inpaint=None,
+              stop_probability=None):
+  """One step for every row. Returns (h_next, images E saw (normalised), objective).
+
+  clip_min/clip_max are scalars or per-unit tensors of one code's shape.
+  `inpaint` is None or (images, mask), normalised images and a {0, 1} mask of known pixels.
+  With `stop_probability` (class conditioning), rows whose class probability at h has reached it stay at h.
+  """
   with tf.GradientTape() as tape:
     tape.watch(h)
-    images = generator(h, training=False)
+    generated = generator(h, training=False)
+    images = paste_known(tf.cast(generated, tf.float32), inpaint)
     features = encoder(images, training=False)
     objective = conditioning_objective(features, condition_layer, targets)
     # Rows are independent, so the gradient of the sum is each row's own gradient.
-    total = tf.reduce_sum(objective)
+    total = epsilon2 * tf.reduce_sum(objective)
+    if inpaint is not None:
+      total += epsilon4 * tf.reduce_sum(known_pixels_log_likelihood(generated, inpaint))
   grad = tape.gradient(total, h)
   reconstruction = tf.stop_gradient(tf.cast(features[code_layer], tf.float32))
   noise = row_normal(seeds, step, h.shape[1:])
-  h_next = h + epsilon1 * (reconstruction - h) + epsilon2 * grad + epsilon3 * noise
+  direction = epsilon1 * (reconstruction - h) + grad + epsilon3 * noise
+  if normalize_step:
+    axes = list(range(1, len(h.shape)))
+    mean_abs = tf.reduce_mean(tf.abs(direction), axis=axes, keepdims=True)
+    direction = tf.math.divide_no_nan(direction, mean_abs)
+  h_next = h + step_size * direction
   if clip_min is not None or clip_max is not None:
     h_next = tf.clip_by_value(h_next, -1e30 if clip_min is None else clip_min,
                               1e30 if clip_max is None else clip_max)
+  if stop_probability is not None:
+    if condition_layer != CLASS:
+      raise ValueError("--stop_probability applies to class conditioning only")
+    arrived = tf.exp(objective) >= stop_probability
+    h_next = tf.where(tf.reshape(arrived, [-1] + [1] * (len(h.shape) - 1)), h, h_next)
   return h_next, images, objective
 
 
-def run_chains(h0, targets, seeds, generator, encoder, *, steps, code_layer: str = "fc1",
-               condition_layer: str = CLASS, epsilon1=1e-2, epsilon2=1.0, epsilon3=1e-15,
-               clip_min=None, clip_max=None, keep_every: int = 0):
-  """Runs `steps` MALA steps from h0 (graph-friendly: a tf.while_loop).
+def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig, code_layer: str = "fc1",
+               condition_layer: str = CLASS, clip_min=None, clip_max=None, prior_codes=None, inpaint=None):
+  """Runs `config.steps` steps from h0 (graph-friendly: a tf.while_loop).
 
-  Returns a dict: codes h_T, images G(h_T) as pixels in [0, 1], class_probs
-  C(G(h_T)), the objective at h_T, and with `keep_every` > 0
-  `trajectory_codes` [K, N, ...] holding h_0 and every keep_every-th state.
+  `config`'s numbers may be tensors (the exported `sample` signature feeds them);
+  the clip range is given resolved (`clip_bounds`), and `prior_codes` when
+  `reset_every` restarts chains from real codes. Returns a dict: codes h_T,
+  images G(h_T) as pixels in [0, 1] (with the known pixels pasted in when
+  in-painting; then also `generated`, G(h_T) alone), class_probs C(images), the
+  objective at h_T, and with `keep_every` > 0 `trajectory_codes` [K, N, ...]
+  holding h_0 and every keep_every-th state.
   """
-  steps = tf.convert_to_tensor(steps, tf.int32)
+  steps = tf.convert_to_tensor(config.steps, tf.int32)
+  keep_every, reset_every = config.keep_every, config.reset_every
+  start = tf.convert_to_tensor(config.step_size, tf.float32)
+  end = start if config.step_size_end is None else tf.convert_to_tensor(config.step_size_end, tf.float32)
+  code_shape = h0.shape[1:]
   keep = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=h0.shape)
   if keep_every:
     keep = keep.write(0, h0)
 
   def body(t, h, keep):
+    # lr_t linear from start (t = 0) to end (t = steps - 1), as the original PPGN's lr -> lr_end.
+    fraction = tf.cast(t, tf.float32) / tf.cast(tf.maximum(steps - 1, 1), tf.float32)
     h, _, _ = mala_step(h, targets, seeds, t, generator, encoder, code_layer=code_layer,
-                        condition_layer=condition_layer, epsilon1=epsilon1, epsilon2=epsilon2,
-                        epsilon3=epsilon3, clip_min=clip_min, clip_max=clip_max)
+                        condition_layer=condition_layer, epsilon1=config.epsilon1, epsilon2=config.epsilon2,
+                        epsilon3=config.epsilon3, epsilon4=config.epsilon4, clip_min=clip_min,
+                        clip_max=clip_max, step_size=start + (end - start) * fraction,
+                        normalize_step=config.normalize_step, inpaint=inpaint,
+                        stop_probability=config.stop_probability)
+    if reset_every:
+      # A restart after every reset_every steps, but never after the last step: the sample is a chain's end.
+      restart = tf.logical_and(tf.equal((t + 1) % reset_every, 0), t + 1 < steps)
+      h = tf.cond(restart, lambda: initial_codes(seeds, code_shape, config.h0, prior_codes,
+                                                 draw=(t + 1) // reset_every), lambda: h)
     if keep_every:
       keep = tf.cond(tf.equal((t + 1) % keep_every, 0),
                      lambda: keep.write(keep.size(), h), lambda: keep)
@@ -119,46 +261,102 @@ def run_chains(h0, targets, seeds, generator, encoder, *, steps, code_layer: str
 
   _, h, keep = tf.while_loop(lambda t, h, k: t < steps, body, (tf.constant(0), h0, keep),
                              shape_invariants=(tf.TensorShape([]), h0.shape, None))
-  images = generator(h, training=False)
+  generated = tf.cast(generator(h, training=False), tf.float32)
+  images = paste_known(generated, inpaint)
   features = encoder(images, training=False)
   # Images leave the sampler as pixels in [0, 1].
   out = {"codes": h, "images": data_lib.denormalize(images),
          "class_probs": tf.nn.softmax(tf.cast(features["fc2"], tf.float32), axis=-1),
          "objective": conditioning_objective(features, condition_layer, targets)}
+  if inpaint is not None:
+    out["generated"] = data_lib.denormalize(generated)
   if keep_every:
     out["trajectory_codes"] = keep.stack()
   return out
 
 
 class MalaSampler:
-  """Class-conditional (or unit-conditional) sampling with a trained G and E."""
+  """Class-conditional (or unit-conditional) sampling and in-painting with a trained G and E."""
 
   def __init__(self, generator, encoder, config: SamplerConfig = SamplerConfig(), *,
-               code_layer: str = "fc1", condition_layer: str = CLASS):
+               code_layer: str = "fc1", condition_layer: str = CLASS, prior: CodePrior | None = None):
     config.validate()
+    if config.needs_code_prior and prior is None:
+      raise ValueError(f"--h0={config.h0}, --clip_percentile={config.clip_percentile}: these settings "
+                       "need the real codes (a CodePrior)")
     self.generator = generator
     self.encoder = encoder
     self.config = config
     self.code_layer = code_layer
     self.condition_layer = condition_layer
+    self.prior = prior
     self.code_shape = [int(d) for d in generator.input.shape[1:]]
+    low, high = clip_bounds(config, prior)
+    self._clip = (None if low is None else tf.constant(low, tf.float32),
+                  None if high is None else tf.constant(high, tf.float32))
+    self._prior_codes = None if prior is None else tf.constant(prior.codes)
     self._run = tf.function(self._run_impl, reduce_retracing=True)
+    self._run_inpaint = tf.function(self._run_inpaint_impl, reduce_retracing=True)
+
+  def _chains(self, h0, targets, seeds, inpaint):
+    return run_chains(h0, targets, seeds, self.generator, self.encoder, config=self.config,
+                      code_layer=self.code_layer, condition_layer=self.condition_layer,
+                      clip_min=self._clip[0], clip_max=self._clip[1], prior_codes=self._prior_codes,
+                      inpaint=inpaint)
 
   def _run_impl(self, h0, targets, seeds):
-    c = self.config
-    return run_chains(h0, targets, seeds, self.generator, self.encoder, steps=c.steps,
-                      code_layer=self.code_layer, condition_layer=self.condition_layer,
-                      epsilon1=c.epsilon1, epsilon2=c.epsilon2, epsilon3=c.epsilon3,
-                      clip_min=c.clip_min, clip_max=c.clip_max, keep_every=c.keep_every)
+    return self._chains(h0, targets, seeds, None)
+
+  def _run_inpaint_impl(self, h0, targets, seeds, known, mask):
+    return self._chains(h0, targets, seeds, (known, mask))
+
+  def initial_codes(self, seeds) -> tf.Tensor:
+    """h_0 as the settings draw it, one row per seed."""
+    return initial_codes(tf.convert_to_tensor(seeds, tf.int64), self.code_shape, self.config.h0,
+                         self._prior_codes)
 
   def sample(self, targets, seeds, h0=None) -> dict:
-    """Runs one chain per row; h0 defaults to N(0, 1) draws keyed by the seeds."""
+    """Runs one chain per row; h0 defaults to the settings' draw keyed by the seeds."""
     seeds = tf.convert_to_tensor(seeds, tf.int64)
     targets = tf.convert_to_tensor(targets, tf.int32)
     if h0 is None:
-      h0 = initial_codes(seeds, self.code_shape)
+      h0 = self.initial_codes(seeds)
     return self._run(tf.convert_to_tensor(h0, tf.float32), targets, seeds)
 
+  def inpaint(self, images, mask, targets, seeds, h0=None) -> dict:
+    """Fills in the unknown pixels of `images` (pixels in [0, 1], [N, 28, 28, 1]) where `mask` is 0,
+    conditioned on `targets`; the known pixels (mask 1) are kept. See `check_inpaint_inputs`."""
+    images, mask = check_inpaint_inputs(images, mask, len(np.asarray(targets)))
+    seeds = tf.convert_to_tensor(seeds, tf.int64)
+    targets = tf.convert_to_tensor(targets, tf.int32)
+    if h0 is None:
+      h0 = self.initial_codes(seeds)
+    return self._run_inpaint(tf.convert_to_tensor(h0, tf.float32), targets, seeds,
+                             data_lib.normalize(images), tf.constant(mask, tf.float32))
+
   def codes_of(self, images) -> tf.Tensor:
-    """h_0 from images (normalised): start chains at the codes of given images."""
+    """h0 from images (normalised): start chains at the codes of given images."""
     return tf.cast(self.encoder(images, training=False)[self.code_layer], tf.float32)
+
+
+# ---- in-painting inputs ---------------------------------------------------------------------------
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def check_inpaint_inputs(images, mask, rows: int) -> tuple[np.ndarray, np.ndarray]:
+  """images [N, 28, 28, 1] in [0, 1] and a {0, 1} mask of the same shape (or one [28, 28, 1] mask for all);
+  raises ValueError naming the input."""
+  images = np.asarray(images, np.float32)
+  mask = np.asarray(mask, np.float32)
+  if images.shape != (rows, *IMAGE_SHAPE):
+    raise ValueError(f"inpaint images: expected shape [{rows}, 28, 28, 1], got {list(images.shape)}")
+  if not np.all(np.isfinite(images)) or images.min() < 0 or images.max() > 1:
+    raise ValueError("inpaint images: pixels must be in [0, 1]")
+  if mask.shape == IMAGE_SHAPE:
+    mask = np.broadcast_to(mask, images.shape)
+  if mask.shape != images.shape:
+    raise ValueError(f"inpaint mask: expected shape [28, 28, 1] or {list(images.shape)}, got {list(mask.shape)}")
+  if not np.all((mask == 0) | (mask == 1)):
+    raise ValueError("inpaint mask: values must be 0 (fill in) or 1 (known)")
+  return images, np.ascontiguousarray(mask)

@@ -190,6 +190,35 @@ def save_curves(curves, path: str, title: str | None = None,
   _save_figure(fig, path)
 
 
+def save_setting_bars(names, series, path: str, title: str | None = None) -> None:
+  """Writes a PNG of grouped horizontal bars: one group per name (e.g. a sampler setting), one bar per series
+  (`series` maps label -> one value per name); a dashed line at 1 marks ratios' parity."""
+  names = [str(n) for n in names]
+  series = {k: np.asarray(v, np.float64).reshape(-1) for k, v in dict(series).items()}
+  for label, values in series.items():
+    if values.size != len(names):
+      raise ValueError(f"series '{label}': {values.size} values for {len(names)} names")
+  if not names or not series:
+    raise ValueError("save_setting_bars: nothing to plot")
+  height = 0.8 / len(series)
+  fig, ax = plt.subplots(figsize=(7.0, 1.0 + 0.45 * len(names) * max(1, len(series) / 2)), dpi=_DPI)
+  try:
+    y = np.arange(len(names))
+    for i, (label, values) in enumerate(series.items()):
+      ax.barh(y + (i - (len(series) - 1) / 2) * height, values, height, label=label)
+    ax.axvline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()  # The first name on top, as in the table.
+    if title:
+      ax.set_title(title)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+  except BaseException:
+    plt.close(fig)
+    raise
+  _save_figure(fig, path)
+
+
 def save_animation(frames, path: str, nrow: int | None = None,
                    duration_ms: int = 100) -> None:
   """Writes a looping GIF, one frame per image batch (e.g. states of sampling chains).

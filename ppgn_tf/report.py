@@ -196,12 +196,8 @@ def define_flags() -> None:
 
 def _evaluate_command(workdir: str, config) -> str:
   """The ppgn_tf.evaluate command equivalent to what --evaluate runs, for the record."""
-  from ppgn_tf import mala_sampler
-  args = [f"--workdir={workdir}", f"--per_class={FLAGS.per_class}", f"--steps={config.steps}"]
-  defaults = mala_sampler.SamplerConfig()
-  for name in ("epsilon1", "epsilon2", "epsilon3", "clip_min", "clip_max"):
-    if getattr(config, name) != getattr(defaults, name):
-      args.append(f"--{name}={getattr(config, name)}")
+  args = [f"--workdir={workdir}", f"--per_class={FLAGS.per_class}", f"--sampler_preset={FLAGS.sampler_preset}"]
+  args += [f"--{name}={value}" for name, value in sample_lib.sampler_overrides_from_flags().items()]
   if FLAGS.eval_classifier_dir:
     args.append(f"--eval_classifier_dir={FLAGS.eval_classifier_dir}")
   return shlex.join(["python", "-m", "ppgn_tf.evaluate", *args])

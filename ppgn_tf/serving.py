@@ -4,14 +4,21 @@ Signatures (all graph functions, so the TF1 session loader used by TensorFlow
 Serving's C++ path runs them as well as `tf.saved_model.load`):
   serving_default  class_id int32 [N], seed int64 [N] -> images, codes, class_probs
   sample           the same plus steps, epsilon1, epsilon2, epsilon3 (scalars)
+  inpaint          images float32 [N, 28, 28, 1] in [0, 1], mask float32 [N, 28, 28, 1] (1: known pixel),
+                   class_id, seed -> images (known pixels kept), generated, codes, class_probs
   generate         codes float32 [N, *code shape] -> images
   encode           images float32 [N, 28, 28, 1] in [0, 1] -> codes, class_probs
-Images leave in pixel space, clipped to [0, 1]. Bad inputs fail with an
-InvalidArgument error naming the input.
+serving_default, sample and inpaint run the sampler settings given at export
+(h_0 mode, clipping, step normalisation and schedule, restarts); `sample`
+overrides steps and epsilons. The real codes those settings read are constants
+of the graph. Images leave in pixel space, clipped to [0, 1]. Bad inputs fail
+with an InvalidArgument error naming the input.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import shutil
@@ -20,6 +27,8 @@ import keras
 import tensorflow as tf
 
 from ppgn_tf import data as data_lib
+from ppgn_tf import files
+from ppgn_tf import sampler_config
 from ppgn_tf import mala_sampler
 from ppgn_tf.encoder import NUM_CLASSES
 
@@ -29,10 +38,18 @@ class ExportError(ValueError):
 
 
 def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
-                  code_layer: str = "fc1") -> keras.export.ExportArchive:
-  """An ExportArchive holding G, E and the four signatures."""
+                  code_layer: str = "fc1", prior: mala_sampler.CodePrior | None = None
+                  ) -> keras.export.ExportArchive:
+  """An ExportArchive holding G, E and the five signatures (see the module docstring).
+
+  `prior` (the real codes) is needed when `config` reads them (h0 from codes, percentile clipping).
+  """
   config.validate()
+  if config.needs_code_prior and prior is None:
+    raise ValueError("these sampler settings read the real codes: export needs a CodePrior")
   code_shape = [int(d) for d in generator.input.shape[1:]]
+  clip_min, clip_max = mala_sampler.clip_bounds(config, prior)
+  prior_codes = prior.codes if prior is not None and config.needs_code_prior else None
   archive = keras.export.ExportArchive()
   archive.track(generator)
   archive.track(encoder)
@@ -45,18 +62,20 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
                                   message="seed must have one value per class_id"),
     ]
 
-  def sample(class_id, seed, steps, epsilon1, epsilon2, epsilon3, checks=()):
+  def chains(class_id, seed, settings, checks=(), inpaint=None):
     with tf.control_dependencies(list(checks) + check_rows(class_id, seed)):
       class_id = tf.identity(class_id)
-    h0 = mala_sampler.initial_codes(seed, code_shape)
-    out = mala_sampler.run_chains(
-        h0, class_id, seed, generator, encoder, steps=steps, code_layer=code_layer,
-        epsilon1=epsilon1, epsilon2=epsilon2, epsilon3=epsilon3,
-        clip_min=config.clip_min, clip_max=config.clip_max)
+    h0 = mala_sampler.initial_codes(seed, code_shape, settings.h0, prior_codes)
+    return mala_sampler.run_chains(
+        h0, class_id, seed, generator, encoder, config=settings, code_layer=code_layer,
+        clip_min=clip_min, clip_max=clip_max, prior_codes=prior_codes, inpaint=inpaint)
+
+  def sample(class_id, seed, settings, checks=()):
+    out = chains(class_id, seed, settings, checks)
     return {"images": out["images"], "codes": out["codes"], "class_probs": out["class_probs"]}
 
   def serving_default(class_id, seed):
-    return sample(class_id, seed, config.steps, config.epsilon1, config.epsilon2, config.epsilon3)
+    return sample(class_id, seed, config)
 
   def sample_with_settings(class_id, seed, steps, epsilon1, epsilon2, epsilon3):
     checks = [
@@ -65,7 +84,26 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
         tf.debugging.assert_non_negative(epsilon2, message="epsilon2 must be >= 0"),
         tf.debugging.assert_non_negative(epsilon3, message="epsilon3 must be >= 0"),
     ]
-    return sample(class_id, seed, steps, epsilon1, epsilon2, epsilon3, checks)
+    settings = dataclasses.replace(config, steps=steps, epsilon1=epsilon1, epsilon2=epsilon2, epsilon3=epsilon3)
+    return sample(class_id, seed, settings, checks)
+
+  def inpaint(images, mask, class_id, seed):
+    checks = [
+        tf.debugging.assert_all_finite(images, message="images must be finite"),
+        tf.debugging.assert_greater_equal(images, 0.0, message="images must be in [0, 1]"),
+        tf.debugging.assert_less_equal(images, 1.0, message="images must be in [0, 1]"),
+        tf.debugging.assert_equal(tf.shape(mask), tf.shape(images),
+                                  message="mask must have the shape of images"),
+        tf.debugging.assert_equal(tf.reduce_all(tf.logical_or(tf.equal(mask, 0.0), tf.equal(mask, 1.0))), True,
+                                  message="mask values must be 0 (fill in) or 1 (known)"),
+        tf.debugging.assert_equal(tf.shape(images)[0], tf.size(class_id),
+                                  message="images must have one row per class_id"),
+    ]
+    with tf.control_dependencies(checks):
+      known = data_lib.normalize(images)
+    out = chains(class_id, seed, config, inpaint=(known, mask))
+    return {"images": out["images"], "generated": out["generated"], "codes": out["codes"],
+            "class_probs": out["class_probs"]}
 
   def generate(codes):
     return {"images": data_lib.denormalize(generator(codes, training=False))}
@@ -82,10 +120,12 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   archive.add_endpoint("sample", sample_with_settings, input_signature=rows + [
       tf.TensorSpec([], tf.int32, name="steps"), tf.TensorSpec([], tf.float32, name="epsilon1"),
       tf.TensorSpec([], tf.float32, name="epsilon2"), tf.TensorSpec([], tf.float32, name="epsilon3")])
+  image_spec = lambda name: tf.TensorSpec([None, 28, 28, 1], tf.float32, name=name)
+  archive.add_endpoint("inpaint", inpaint, input_signature=[image_spec("images"), image_spec("mask")] + rows)
   archive.add_endpoint("generate", generate,
                        input_signature=[tf.TensorSpec([None, *code_shape], tf.float32, name="codes")])
   archive.add_endpoint("encode", encode,
-                       input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images")])
+                       input_signature=[image_spec("images")])
   return archive
 
 
@@ -110,8 +150,22 @@ def check_export_dir(export_dir: str, version: int | None) -> int:
   return version
 
 
-def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None) -> str:
-  """Writes D/N atomically: into a temporary directory, then renamed into place."""
+SETTINGS_FILE = os.path.join("assets.extra", "sampler.json")  # TensorFlow Serving ignores assets.extra.
+
+
+def read_sampler_settings(path: str) -> mala_sampler.SamplerConfig | None:
+  """The sampler settings a SavedModel (version directory) was exported with; None for older exports."""
+  settings = os.path.join(path, SETTINGS_FILE)
+  if not os.path.isfile(settings):
+    return None
+  with open(settings) as f:
+    return sampler_config.from_json(json.load(f))
+
+
+def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None,
+          settings: mala_sampler.SamplerConfig | None = None) -> str:
+  """Writes D/N atomically: into a temporary directory, then renamed into place. `settings` (those of
+  serving_default) go to D/N/assets.extra/sampler.json, for the programs that read an export."""
   version = check_export_dir(export_dir, version)
   os.makedirs(export_dir, exist_ok=True)
   final = os.path.join(export_dir, str(version))
@@ -119,6 +173,8 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
   shutil.rmtree(tmp, ignore_errors=True)
   try:
     archive.write_out(tmp, verbose=False)
+    if settings is not None:
+      files.write_json(os.path.join(tmp, SETTINGS_FILE), sampler_config.to_json(settings))
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
       raise ExportError(f"{final}: version {version} appeared during the export; nothing was replaced")
     os.rename(tmp, final)  # Atomic on one file system.

@@ -59,9 +59,17 @@ class RunOptions:
   verbose: int = 1
   deterministic: bool = False
   sample_per_class: int = 10  # Class-conditional samples written at the end (0: none).
-  sample_steps: int = 200  # MALA steps of those samples and of the exported serving_default.
+  sampler_preset: str = "default"  # Sampler settings of those samples and of the exported serving_default.
+  sample_steps: int | None = None  # Their steps (None: the preset's).
   export: bool = False  # Export the sampler to WORKDIR/export/N at the end.
   command: str | None = None  # The command line, recorded in options.json for reports.
+
+  @property
+  def sampler_config(self):
+    """The settings of the end-of-run samples and of the exported serving_default."""
+    from ppgn_tf import sampler_config
+    config = sampler_config.preset(self.sampler_preset)
+    return config if self.sample_steps is None else dataclasses.replace(config, steps=self.sample_steps)
 
   @property
   def encoder_path(self) -> str:
@@ -85,8 +93,9 @@ class RunOptions:
       raise ValueError(f"--checkpoint_every must be >= 0, got {self.checkpoint_every}")
     if self.keep_checkpoints < 1:
       raise ValueError(f"--keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
-    if self.sample_steps < 0:
+    if self.sample_steps is not None and self.sample_steps < 0:
       raise ValueError(f"--sample_steps must be >= 0, got {self.sample_steps}")
+    self.sampler_config.validate()
     if self.sample_per_class < 0:
       raise ValueError(f"--sample_per_class must be >= 0, got {self.sample_per_class}")
     if self.precision not in PRECISIONS:
@@ -305,10 +314,11 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   }
   if chief:
     write_run_pictures(model, step_log.history, options.workdir, recon_grid)
+    prior = save_code_prior(model, train_split, options.workdir)
     if options.sample_per_class:
-      summary["samples"] = write_samples(model, options)
+      summary["samples"] = write_samples(model, options, prior)
     if options.export:
-      summary["export"] = export_sampler(model, options)
+      summary["export"] = export_sampler(model, options, prior)
     write_json(os.path.join(options.workdir, "summary.json"), summary)
     logging.info("Summary: %s", json.dumps({k: summary[k] for k in ("generator_steps", "critic_steps", "wall_seconds")}))
   return summary
@@ -350,24 +360,48 @@ def load_trained(workdir: str) -> PPGN:
   return model
 
 
-def write_samples(model: PPGN, options: RunOptions) -> dict:
-  """WORKDIR/samples: a class-conditional grid and chains GIF with the thesis' sampler settings."""
-  from ppgn_tf import mala_sampler, sample
-  config = mala_sampler.SamplerConfig(steps=options.sample_steps)
-  logging.info("Sampling %d chains per class (%d MALA steps)", options.sample_per_class, config.steps)
+def save_code_prior(model: PPGN, train_split: data_lib.Split, workdir: str):
+  """WORKDIR/code_prior.npz: the codes E(x) of (at most 10,000) training images, which the sampler's
+  h_0 and percentile clipping read. E is frozen, so they are computed once, at the end of training."""
+  from ppgn_tf import mala_sampler
+  prior = mala_sampler.CodePrior.from_encoder(model.encoder, data_lib.normalize(train_split.images).numpy(),
+                                              model.config.code_layer, seed=model.config.seed)
+  prior.save(os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE))
+  return prior
+
+
+def load_code_prior(workdir: str, model: PPGN):
+  """The real codes of a workdir's training images (computed and saved there if the run predates them)."""
+  from ppgn_tf import mala_sampler
+  path = os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE)
+  if os.path.isfile(path):
+    return mala_sampler.CodePrior.load(path)
+  with open(os.path.join(workdir, OPTIONS_FILE)) as f:
+    options = json.load(f)
+  logging.info("%s: absent; encoding the training images of %s once", path, options["dataset"])
+  train_split, _ = data_lib.load_arrays(options["dataset"], options.get("data_dir"))
+  return save_code_prior(model, train_split, workdir)
+
+
+def write_samples(model: PPGN, options: RunOptions, prior=None) -> dict:
+  """WORKDIR/samples: a class-conditional grid and chains GIF with the run's sampler settings."""
+  from ppgn_tf import sample
+  config = options.sampler_config
+  logging.info("Sampling %d chains per class (%d MALA steps, %s sampler)", options.sample_per_class, config.steps,
+               options.sampler_preset)
   images, frames, probs = sample.sample_grid_from_model(
-      model, config, options.sample_per_class, seed=model.config.seed)
+      model, config, options.sample_per_class, seed=model.config.seed, prior=prior)
   return sample.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
                               options.sample_per_class,
                               f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps")
 
 
-def export_sampler(model: PPGN, options: RunOptions) -> str:
-  """Exports the sampler (thesis settings) to WORKDIR/export/N, TensorFlow Serving's layout."""
-  from ppgn_tf import mala_sampler, serving
-  archive = serving.build_archive(model.generator, model.encoder,
-                                  mala_sampler.SamplerConfig(steps=options.sample_steps), model.config.code_layer)
-  path = serving.write(archive, os.path.join(options.workdir, "export"))
+def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:
+  """Exports the sampler (the run's sampler settings) to WORKDIR/export/N, TensorFlow Serving's layout."""
+  from ppgn_tf import serving
+  config = options.sampler_config
+  archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior)
+  path = serving.write(archive, os.path.join(options.workdir, "export"), settings=config)
   logging.info("Exported the sampler to %s", path)
   return path
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -155,6 +156,15 @@ def test_programs_refuse_bad_input_with_one_line(tmp_path, trained_workdir):
   empty = tmp_path / "empty_model_dir"
   (empty / "1").mkdir(parents=True)  # A version directory without saved_model.pb.
   out_dir = tmp_path / "out"
+  bright = tmp_path / "bright.npy"
+  np.save(bright, np.full((28, 28), 2.0))
+  half_mask = tmp_path / "half_mask.npy"
+  np.save(half_mask, np.ones((28, 14)))
+  exported = tmp_path / "export"
+  from ppgn_tf import serving, train_lib
+  from ppgn_tf.mala_sampler import SamplerConfig
+  model = train_lib.load_trained(trained_workdir)
+  serving.write(serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=1)), str(exported))
 
   cases = [  # program, arguments, the text its one error line must hold
       ("export.py", [f"--workdir={corrupt}", f"--export_dir={out_dir}"], "corrupt checkpoint"),
@@ -170,6 +180,21 @@ def test_programs_refuse_bad_input_with_one_line(tmp_path, trained_workdir):
        "no SavedModel here"),
       ("evaluate", [f"--workdir={trained_workdir}", "--epsilon1=-0.5", f"--output={out_dir}/e.json"],
        "--epsilon1 must be >= 0"),
+      # The sampler's settings and in-painting inputs.
+      ("export.py", [f"--workdir={trained_workdir}", f"--export_dir={out_dir}", "--sampler_preset=best"],
+       "--sampler_preset=best: choose from thesis, default"),
+      ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--h0=uniform"],
+       "--h0=uniform: choose from normal, codes, marginals"),
+      ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--step_size=-1"],
+       "--step_size must be >= 0"),
+      ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--inpaint_image=test:0",
+                  "--inpaint_mask=diagonal"], "--inpaint_mask=diagonal: choose a named mask"),
+      ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", f"--inpaint_image={bright}"],
+       "pixels must be in [0, 1]"),
+      ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--inpaint_image=test:0",
+                  f"--inpaint_mask={half_mask}"], "expected 28x28 pixels"),
+      ("evaluate", [f"--saved_model={exported}", "--dataset=mnist_offline", "--h0=codes", f"--output={out_dir}/e.json"],
+       "--h0 applies to --workdir only"),
   ]
   before = {w: _snapshot(w) for w in (corrupt, untrained, trained_workdir)}
   env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -105,6 +105,7 @@ def _stand_in_source(reconstruct, calls: list):
   class StandIn:
     def __init__(self, plan, config):
       self.info = {"stand_in": True}
+      self.settings = config
 
     def sample(self, classes, seeds):
       rng = np.random.default_rng(int(seeds[0]))
@@ -271,3 +272,57 @@ def test_report_without_evaluation_names_the_fix(trained_workdir):
   assert out.returncode == 1
   errors = _error_lines(out.stderr, "report")
   assert len(errors) == 1 and "evaluation.json: missing" in errors[0] and "--evaluate" in errors[0]
+
+
+# --- Sampler settings at evaluation time, and the sweep ------------------------------------------
+
+def test_evaluate_overrides_sampler_settings_without_retraining(evaluated_run, tmp_path, shared_classifier_dir):
+  workdir, thesis = evaluated_run
+  plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir,
+                            output=str(tmp_path / "codes.json"))
+  config = mala_sampler.SamplerConfig(steps=2, h0="codes", clip_percentile=1.0, stop_probability=0.5)
+  result = evaluate.evaluate(plan, config, per_class=2, batch=20)
+  assert result["sampler"]["h0"] == "codes" and result["sampler"]["stop_probability"] == 0.5
+  assert result["frechet_distance"] != thesis["frechet_distance"]  # Other chains, same run.
+  assert result["reconstructions"] == pytest.approx(thesis["reconstructions"])  # The same G: the same ceiling.
+
+
+def test_sweep_writes_the_table_plot_grids_and_choice(trained_workdir, tmp_path, shared_classifier_dir):
+  from ppgn_tf import sweep
+  output = tmp_path / "docs" / "sampler.md"
+  out = _run(["-m", "ppgn_tf.sweep", f"--workdir={trained_workdir}", "--grid=thesis,codes_clip,codes_clip_stop",
+              "--per_class=2", "--best=1", "--min_accuracy=0", f"--eval_classifier_dir={shared_classifier_dir}",
+              f"--output={output}"])
+  assert out.returncode == 0, out.stderr[-3000:]
+  text = output.read_text()
+  for name in ("thesis", "codes_clip", "codes_clip_stop"):
+    assert f"| {name} |" in text
+  assert "Eq. 8, the thesis' values" in text and "Chosen: **" in text
+  for picture in ("settings.png", "best_settings.png"):
+    assert (tmp_path / "docs" / "sampler_images" / picture).stat().st_size > 1000
+  with open(tmp_path / "docs" / "sampler.json") as f:
+    result = json.load(f)
+  assert [r["name"] for r in result["rows"]] == ["thesis", "codes_clip", "codes_clip_stop"]
+  assert result["choice"] == sweep.choose(result["rows"], 0.0)  # The lowest FD of all, with no threshold.
+  assert result["choice"]["frechet_distance"] == min(r["frechet_distance"] for r in result["rows"])
+  assert result["ceiling"]["frechet_distance"] > 0 and result["floor"] > 0
+
+
+def test_sweep_choice_rule():
+  from ppgn_tf import sweep
+  rows = [{"name": "a", "accuracy": 0.99, "frechet_distance": 50.0, "diversity": 2.0},
+          {"name": "b", "accuracy": 0.90, "frechet_distance": 10.0, "diversity": 3.0},  # Best FD, too inaccurate.
+          {"name": "c", "accuracy": 0.96, "frechet_distance": 40.0, "diversity": 1.0},
+          {"name": "d", "accuracy": 0.97, "frechet_distance": 40.0, "diversity": 2.5}]  # Ties c, more diverse.
+  assert sweep.choose(rows, 0.95)["name"] == "d"
+  assert sweep.choose(rows, 0.0)["name"] == "b"
+  assert sweep.choose(rows, 0.995) is None
+
+
+def test_sweep_refuses_an_unknown_setting(trained_workdir, tmp_path):
+  out = _run(["-m", "ppgn_tf.sweep", f"--workdir={trained_workdir}", "--grid=thesis,best_guess",
+              f"--output={tmp_path / 'sampler.md'}"])
+  assert out.returncode != 0
+  errors = _error_lines(out.stderr, "sweep")
+  assert len(errors) == 1 and "unknown setting best_guess" in errors[0], out.stderr[-2000:]
+  assert not (tmp_path / "sampler.md").exists()

@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 from ppgn_tf import data, encoder as encoder_lib, train_lib
-from ppgn_tf.mala_sampler import MalaSampler, SamplerConfig, initial_codes, mala_step, row_normal
+from ppgn_tf.mala_sampler import (CodePrior, MalaSampler, SamplerConfig, check_inpaint_inputs, clip_bounds,
+                                  initial_codes, mala_step, named_mask, preset, row_normal, run_chains)
 
 CODE = 4  # Code size of the tiny hand-checked networks.
 
@@ -249,3 +250,203 @@ def test_chains_can_start_from_the_codes_of_given_images(nets, small_idx_dir):
   # Zero steps from the images' codes: the chains' images are G(E(x)), the reconstructions.
   np.testing.assert_allclose(out["codes"].numpy(), h0.numpy(), atol=1e-6)
   np.testing.assert_allclose(out["images"].numpy(), data.denormalize(generator(h0)).numpy(), atol=1e-5)
+
+
+# --- The original PPGN's options, by hand on the tiny networks ------------------------------------
+
+def _inpaint_hand(h, w, targets, known, mask, eps):
+  """One step's direction with in-painting, in float64: (R - h, class gradient, known-pixel gradient)."""
+  m, x = mask.reshape(len(h), 784), known.reshape(len(h), 784)
+  generated = h @ w["A"]
+  composite = m * x + (1 - m) * generated
+  fc1 = composite @ w["B"] + w["b1"]
+  p = _softmax(fc1 @ w["C"] + w["b2"])
+  onehot = np.eye(10)[targets]
+  class_grad = (((onehot - p) @ w["C"].T @ w["B"].T) * (1 - m)) @ w["A"].T  # Only unknown pixels reach E.
+  known_grad = -(m * (generated - x)) @ w["A"].T
+  return fc1 - h, class_grad, known_grad
+
+
+def test_step_normalisation_and_step_size_match_hand_computation(tiny):
+  _, _, w = tiny
+  h = np.random.default_rng(4).normal(size=(3, CODE)).astype(np.float32).astype(np.float64)
+  targets = np.array([2, 5, 9])
+  r, fc2 = _hand_parts(h, w)
+  grad = (np.eye(10)[targets] - _softmax(fc2)) @ (w["A"] @ w["B"] @ w["C"]).T
+  direction = 0.1 * (r - h) + 0.5 * grad
+  kw = dict(epsilon1=0.1, epsilon2=0.5, epsilon3=0.0)
+  scaled, _, _ = _step(tiny, h, targets, [1, 2, 3], 0, step_size=0.3, **kw)
+  np.testing.assert_allclose(scaled, h + 0.3 * direction, rtol=1e-4, atol=1e-5)
+  normalised, _, _ = _step(tiny, h, targets, [1, 2, 3], 0, step_size=0.3, normalize_step=True, **kw)
+  expected = h + 0.3 * direction / np.abs(direction).mean(1, keepdims=True)  # Per row, as the original PPGN.
+  np.testing.assert_allclose(normalised, expected, rtol=1e-4, atol=1e-5)
+  # A normalised step moves every row by step_size per unit on average, whatever the gradients' scale.
+  np.testing.assert_allclose(np.abs(normalised - h).mean(1), 0.3, rtol=1e-4)
+
+
+def test_inpainting_step_matches_hand_computation(tiny):
+  _, _, w = tiny
+  rng = np.random.default_rng(5)
+  h = rng.normal(size=(2, CODE)).astype(np.float32).astype(np.float64)
+  known = rng.normal(size=(2, 28, 28, 1)).astype(np.float32)
+  mask = np.stack([named_mask("left"), named_mask("centre")])
+  targets = np.array([3, 8])
+  prior_term, class_grad, known_grad = _inpaint_hand(h, w, targets, known.astype(np.float64), mask, None)
+  assert np.abs(known_grad).max() > 1e-2 and np.abs(class_grad).max() > 1e-3
+  h_next, images, objective = _step(tiny, h, targets, [1, 2], 0, epsilon1=0.1, epsilon2=0.5, epsilon3=0.0,
+                                    epsilon4=0.2, inpaint=(tf.constant(known), tf.constant(mask)))
+  np.testing.assert_allclose(h_next, h + 0.1 * prior_term + 0.5 * class_grad + 0.2 * known_grad,
+                             rtol=1e-4, atol=1e-5)
+  # E saw the known pixels pasted into G(h).
+  np.testing.assert_allclose(images[mask > 0], known[mask > 0], atol=1e-6)
+  np.testing.assert_allclose(images.reshape(2, 784)[mask.reshape(2, 784) == 0],
+                             (h @ w["A"])[mask.reshape(2, 784) == 0], rtol=1e-4, atol=1e-5)
+
+
+def test_step_size_schedule_is_linear_from_start_to_end(tiny):
+  generator, encoder, w = tiny
+  h0 = np.random.default_rng(6).normal(size=(2, CODE)).astype(np.float32)
+  targets, seeds = np.array([1, 6]), np.array([3, 4], np.int64)
+  config = SamplerConfig(steps=3, epsilon1=0.1, epsilon2=0.5, epsilon3=0.0, step_size=1.0, step_size_end=0.2)
+  out = run_chains(tf.constant(h0), tf.constant(targets, tf.int32), tf.constant(seeds), generator, encoder,
+                   config=config)
+  h = h0.astype(np.float64)
+  for lr in (1.0, 0.6, 0.2):  # Linear over steps 0..2.
+    r, fc2 = _hand_parts(h, w)
+    grad = (np.eye(10)[targets] - _softmax(fc2)) @ (w["A"] @ w["B"] @ w["C"]).T
+    h = h + lr * (0.1 * (r - h) + 0.5 * grad)
+  np.testing.assert_allclose(out["codes"].numpy(), h, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def prior():
+  """Made-up ReLU-like codes: unit j is 0 half of the time, else uniform on [j, j + 1]."""
+  rng = np.random.default_rng(7)
+  codes = (rng.uniform(size=(400, CODE)) + np.arange(CODE)) * (rng.uniform(size=(400, CODE)) > 0.5)
+  return CodePrior(codes.astype(np.float32))
+
+
+def test_h0_from_real_codes_lies_in_their_range(prior):
+  seeds = tf.constant(np.arange(200), tf.int64)
+  picked = initial_codes(seeds, [CODE], "codes", prior.codes).numpy()
+  # Whole real codes, each one of the prior's rows.
+  matches = (picked[:, None, :] == prior.codes[None]).all(-1)
+  assert matches.any(1).all()
+  assert len({int(np.argmax(row)) for row in matches}) > 100  # Many different codes, not one.
+  marginals = initial_codes(seeds, [CODE], "marginals", prior.codes).numpy()
+  for j in range(CODE):  # Each unit's value is one of that unit's real values.
+    assert np.isin(marginals[:, j], prior.codes[:, j]).all()
+  assert marginals.min() >= 0 and (marginals == 0).mean() > 0.3  # Non-negative, with the codes' zeros.
+  assert not (marginals[:, None, :] == prior.codes[None]).all(-1).any(1).all()  # Units mixed across codes.
+  # Per row: the same seed draws the same code in any batch.
+  np.testing.assert_array_equal(initial_codes(seeds[5:6], [CODE], "codes", prior.codes).numpy()[0], picked[5])
+  normal = initial_codes(seeds, [CODE]).numpy()
+  assert normal.min() < 0  # N(0, 1), the thesis' h_0, is not a ReLU code.
+
+
+def test_percentile_clipping_bounds_are_the_codes_percentiles(prior, tiny):
+  low, high = prior.bounds(10)
+  np.testing.assert_allclose(low, np.percentile(prior.codes, 10, axis=0), rtol=1e-6)
+  np.testing.assert_allclose(high, np.percentile(prior.codes, 90, axis=0), rtol=1e-6)
+  config = SamplerConfig(steps=5, epsilon2=50.0, clip_percentile=10, keep_every=1)
+  sampler = MalaSampler(tiny[0], tiny[1], config, prior=prior)
+  states = sampler.sample(np.arange(6), np.arange(6))["trajectory_codes"].numpy()[1:]
+  assert (states >= low - 1e-6).all() and (states <= high + 1e-6).all()
+  assert np.isclose(states, high).any()  # The conditioning pushes against the range.
+  # With a fixed range as well, the tighter bound wins per unit.
+  both_low, both_high = clip_bounds(dataclasses.replace(config, clip_min=0.5, clip_max=2.0), prior)
+  np.testing.assert_allclose(both_low, np.maximum(low, 0.5))
+  np.testing.assert_allclose(both_high, np.minimum(high, 2.0))
+
+
+def test_restarts_draw_fresh_codes_every_n_steps(prior, tiny):
+  config = SamplerConfig(steps=6, epsilon3=0.0, h0="codes", reset_every=3, keep_every=1)
+  sampler = MalaSampler(tiny[0], tiny[1], config, prior=prior)
+  seeds = tf.constant([11, 12, 13], tf.int64)
+  states = sampler.sample(np.array([1, 2, 3]), seeds)["trajectory_codes"].numpy()
+  np.testing.assert_array_equal(states[0], initial_codes(seeds, [CODE], "codes", prior.codes).numpy())
+  # After step 3 each chain starts again from draw 1; not after the last step (the sample is a chain's end).
+  np.testing.assert_array_equal(states[3], initial_codes(seeds, [CODE], "codes", prior.codes, draw=1).numpy())
+  assert not np.allclose(states[3], states[0])
+  assert not np.isin(states[6], prior.codes).all()
+
+
+def test_chains_stop_once_their_class_is_probable_enough(tiny):
+  _, _, w = tiny
+  h = np.random.default_rng(8).normal(size=(6, CODE)).astype(np.float32).astype(np.float64)
+  _, fc2 = _hand_parts(h, w)
+  p = _softmax(fc2)
+  targets = np.argsort(p, axis=1)[:, [-1, -1, -1, 0, 0, 0]].diagonal()  # Three likely classes, three unlikely.
+  threshold = float(np.sort(p[np.arange(6), targets])[2] + 1e-6)  # Above the three lowest.
+  arrived = p[np.arange(6), targets] >= threshold
+  assert 0 < arrived.sum() < 6
+  kw = dict(epsilon1=0.1, epsilon2=0.5, epsilon3=0.2)
+  moved, _, _ = _step(tiny, h, targets, np.arange(6), 0, **kw)
+  stopped, _, _ = _step(tiny, h, targets, np.arange(6), 0, stop_probability=threshold, **kw)
+  np.testing.assert_allclose(stopped[arrived], h[arrived], atol=1e-6)  # Arrived rows stay, noise and all.
+  np.testing.assert_allclose(stopped[~arrived], moved[~arrived], atol=1e-6)  # The others step as usual.
+  assert np.abs(moved[arrived] - h[arrived]).max() > 1e-2
+  with pytest.raises(ValueError, match="class conditioning only"):
+    _step(tiny, h, np.zeros(6, int), np.arange(6), 0, condition_layer="fc1", stop_probability=0.5, **kw)
+
+
+@pytest.mark.parametrize("bad, flag", [
+    (dict(epsilon4=-1.0), "epsilon4"), (dict(step_size=-0.1), "step_size"), (dict(step_size_end=-1.0), "step_size_end"),
+    (dict(reset_every=-1), "reset_every"), (dict(h0="uniform"), "h0"), (dict(clip_percentile=50), "clip_percentile"),
+    (dict(clip_percentile=-1), "clip_percentile"), (dict(epsilon3=float("nan")), "epsilon3"),
+    (dict(stop_probability=0.0), "stop_probability"), (dict(stop_probability=1.5), "stop_probability")])
+def test_new_settings_validation_rejects(bad, flag):
+  with pytest.raises(ValueError, match=flag):
+    SamplerConfig(**bad).validate()
+
+
+def test_settings_that_read_codes_need_them(tiny):
+  with pytest.raises(ValueError, match="real codes"):
+    MalaSampler(tiny[0], tiny[1], SamplerConfig(h0="codes"))
+  with pytest.raises(ValueError, match="real codes"):
+    MalaSampler(tiny[0], tiny[1], SamplerConfig(clip_percentile=1.0))
+  with pytest.raises(ValueError, match="sampler_preset=nope"):
+    preset("nope")
+  assert preset("thesis") == SamplerConfig()  # Eq. 8 with the thesis' values, exactly.
+
+
+@pytest.mark.parametrize("images, mask, message", [
+    (np.zeros((2, 28, 28, 1)), np.ones((28, 14, 1)), "mask: expected shape"),
+    (np.zeros((2, 28, 28, 1)), np.ones((3, 28, 28, 1)), "mask: expected shape"),
+    (np.full((2, 28, 28, 1), 1.5), np.ones((28, 28, 1)), r"pixels must be in \[0, 1\]"),
+    (np.zeros((2, 28, 28, 1)), np.full((28, 28, 1), 0.5), "values must be 0"),
+    (np.zeros((2, 32, 32, 1)), np.ones((28, 28, 1)), "images: expected shape"),
+    (np.zeros((3, 28, 28, 1)), np.ones((28, 28, 1)), "images: expected shape")])
+def test_inpainting_inputs_are_checked(images, mask, message):
+  with pytest.raises(ValueError, match=message):
+    check_inpaint_inputs(images, mask, rows=2)
+  with pytest.raises(ValueError, match="inpaint_mask=diagonal"):
+    named_mask("diagonal")
+
+
+def test_inpainting_keeps_known_pixels_and_follows_the_class(tiny, small_idx_dir):
+  # The tiny linear G depends strongly on h (the trained fixtures' G barely does after 2 G steps).
+  generator, encoder, _ = tiny
+  _, test = data.load_arrays(f"idx:{small_idx_dir}")
+  images = test.images[:8].astype(np.float32) / 255.0
+  mask = named_mask("top")
+  targets, seeds = np.arange(8) % 10, np.arange(8) + 300
+  config = SamplerConfig(steps=40, epsilon1=0.0, epsilon2=1.0, epsilon3=0.0, epsilon4=0.3)
+  sampler = MalaSampler(generator, encoder, config)
+  run = lambda s, how, *args: {k: v.numpy() for k, v in getattr(s, how)(*args).items()}
+  filled = run(sampler, "inpaint", images, mask, targets, seeds)
+  free = run(sampler, "sample", targets, seeds)
+  unconditioned = run(MalaSampler(generator, encoder, dataclasses.replace(config, epsilon2=0.0)), "inpaint", images,
+                      mask, targets, seeds)
+  known = np.broadcast_to(mask, images.shape) > 0
+  # The output keeps the known pixels exactly ...
+  np.testing.assert_allclose(filled["images"][known], images[known], atol=1e-6)
+  # ... and G(h) itself moved towards them: closer than an unconditioned chain's G(h) (4 code units cannot
+  # draw the whole known half: the least-squares floor is near).
+  known_error = lambda x: np.mean((x[known] - images[known]) ** 2)
+  assert known_error(filled["generated"]) < 0.95 * known_error(free["images"]), (
+      known_error(filled["generated"]), known_error(free["images"]))
+  # The requested class's probability is higher than when in-painting without the class, for every chain.
+  rows = np.arange(8)
+  rise = filled["class_probs"][rows, targets] - unconditioned["class_probs"][rows, targets]
+  assert np.all(rise > 0) and rise.mean() > 0.003, rise

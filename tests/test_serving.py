@@ -21,7 +21,7 @@ from ppgn_tf.mala_sampler import MalaSampler, SamplerConfig, initial_codes
 from conftest import REPO
 
 STEPS = 10
-SIGNATURES = {"serving_default", "sample", "generate", "encode"}
+SIGNATURES = {"serving_default", "sample", "inpaint", "generate", "encode"}
 
 
 @pytest.fixture(scope="module")
@@ -304,8 +304,9 @@ def _check_sample_outputs(output_dir, per_class, frames):
 def test_sample_cli_from_workdir_and_saved_model(trained_workdir, exported, tmp_path):
   common = ["--steps=4", "--per_class=2", "--gif_frames=2"]
   from_workdir = str(tmp_path / "from_workdir")
+  # The export's settings are the thesis' (with --steps over them): the workdir is sampled with the same.
   out = _run([sys.executable, "-m", "ppgn_tf.sample", f"--workdir={trained_workdir}", *common,
-              f"--output_dir={from_workdir}"], cwd=REPO)
+              "--sampler_preset=thesis", f"--output_dir={from_workdir}"], cwd=REPO)
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.strip().splitlines()[-1] == os.path.join(from_workdir, "samples.png")
   a = _check_sample_outputs(from_workdir, 2, 3)  # keep_every 2: h_0, h_2, h_4.
@@ -340,3 +341,146 @@ def test_export_with_a_spatial_code_layer(tmp_path):
   out = tf.saved_model.load(path).signatures["serving_default"](class_id=tf.constant([1], tf.int32),
                                                                 seed=tf.constant([1], tf.int64))
   assert out["codes"].shape == (1, 2, 2, 256)
+
+
+# --- The original PPGN's settings and in-painting in the SavedModel ------------------------------
+
+RICH = SamplerConfig(steps=STEPS, epsilon3=0.1, h0="codes", clip_percentile=1.0, normalize_step=True,
+                     step_size=0.1, step_size_end=0.01, reset_every=4)
+
+
+@pytest.fixture(scope="module")
+def rich(model, trained_workdir, tmp_path_factory):
+  """(version path, loaded SavedModel, library sampler) with every sampler option that reads the real codes."""
+  from ppgn_tf import mala_sampler
+  prior = train_lib.load_code_prior(trained_workdir, model)
+  archive = serving.build_archive(model.generator, model.encoder, RICH, "fc1", prior)
+  path = serving.write(archive, str(tmp_path_factory.mktemp("rich") / "ppgn"), settings=RICH)
+  return path, tf.saved_model.load(path), mala_sampler.MalaSampler(model.generator, model.encoder, RICH, prior=prior)
+
+
+def _inpaint_inputs(small_idx_dir, rows=3):
+  from ppgn_tf.mala_sampler import named_mask
+  _, test = data.load_arrays(f"idx:{small_idx_dir}")
+  images = (test.images[:rows] / 255.0).astype(np.float32)
+  mask = np.stack([named_mask(n) for n in ("left", "top", "centre")][:rows])
+  return images, mask, np.array([1, 5, 9][:rows], np.int32), np.array([4, 5, 6][:rows], np.int64)
+
+
+def test_rich_settings_match_the_library_and_are_recorded(rich, small_idx_dir):
+  path, loaded, sampler = rich
+  assert serving.read_sampler_settings(path) == RICH  # assets.extra/sampler.json, for the programs.
+  class_id, seed = np.array([0, 4, 7], np.int32), np.array([31, 32, 33], np.int64)
+  served = _serve(loaded.signatures["serving_default"], class_id, seed)
+  lib = {k: v.numpy() for k, v in sampler.sample(class_id, seed).items()}
+  for k in ("images", "codes", "class_probs"):
+    np.testing.assert_allclose(served[k], lib[k], atol=1e-4, err_msg=k)
+  low, high = sampler.prior.bounds(1.0)
+  assert (served["codes"] >= low - 1e-6).all() and (served["codes"] <= high + 1e-6).all()
+
+  images, mask, class_id, seed = _inpaint_inputs(small_idx_dir)
+  filled = {k: v.numpy() for k, v in loaded.signatures["inpaint"](
+      images=tf.constant(images), mask=tf.constant(mask), class_id=tf.constant(class_id),
+      seed=tf.constant(seed)).items()}
+  lib = {k: v.numpy() for k, v in sampler.inpaint(images, mask, class_id, seed).items()}
+  assert set(filled) == {"images", "generated", "codes", "class_probs"}
+  for k in filled:
+    np.testing.assert_allclose(filled[k], lib[k], atol=1e-4, err_msg=k)
+  np.testing.assert_allclose(filled["images"][mask > 0], images[mask > 0], atol=1e-6)  # Known pixels kept.
+
+
+STANDALONE_INPAINT = r'''
+import json, sys
+try:
+  import ppgn_tf
+except ImportError:
+  pass
+else:
+  sys.exit("ppgn_tf is importable")
+import numpy as np
+import tensorflow as tf
+
+path, inputs = sys.argv[1], np.load(sys.argv[2])
+graph = tf.Graph()
+with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
+  meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+  sig = meta.signature_def["inpaint"]
+  feed = {sig.inputs[name].name: inputs[name] for name in ("images", "mask", "class_id", "seed")}
+  fetch = {k: v.name for k, v in sig.outputs.items()}
+  out = {k: v.tolist() for k, v in sess.run(fetch, feed).items()}
+  bad = dict(feed)
+  bad[sig.inputs["mask"].name] = np.full_like(inputs["mask"], 0.5)
+  try:
+    sess.run(fetch, bad)
+    error = None
+  except tf.errors.InvalidArgumentError as e:
+    error = e.message
+print(json.dumps({"tf1": out, "bad_mask_error": error, "inputs": sorted(sig.inputs)}))
+'''
+
+
+def test_inpaint_signature_through_the_tf1_session_path(rich, small_idx_dir, tmp_path):
+  """TensorFlow Serving's C++ loader path, from a process that cannot import ppgn_tf."""
+  path, loaded, _ = rich
+  images, mask, class_id, seed = _inpaint_inputs(small_idx_dir)
+  np.savez(tmp_path / "inputs.npz", images=images, mask=mask, class_id=class_id, seed=seed)
+  script = tmp_path / "inpaint.py"
+  script.write_text(STANDALONE_INPAINT)
+  out = _run([sys.executable, "-I", str(script), path, str(tmp_path / "inputs.npz")], cwd=str(tmp_path))
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = _last_json(out.stdout)
+  assert result["inputs"] == ["class_id", "images", "mask", "seed"]
+  assert "mask values must be 0" in result["bad_mask_error"]  # InvalidArgument naming the input.
+  here = {k: v.numpy() for k, v in loaded.signatures["inpaint"](
+      images=tf.constant(images), mask=tf.constant(mask), class_id=tf.constant(class_id),
+      seed=tf.constant(seed)).items()}
+  for k, v in result["tf1"].items():
+    np.testing.assert_allclose(np.array(v), here[k], atol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(images=1.5), "images must be in"), (dict(images=-0.1), "images must be in"),
+    (dict(mask=0.5), "mask values must be 0"), (dict(mask_rows=2), "mask must have the shape"),
+    (dict(class_rows=2), "images must have one row per class_id"), (dict(class_id=10), "class_id")])
+def test_invalid_inpaint_inputs_name_the_input(rich, small_idx_dir, change, message):
+  images, mask, class_id, seed = _inpaint_inputs(small_idx_dir)
+  if "images" in change:
+    images = np.full_like(images, change["images"])
+  if "mask" in change:
+    mask = np.full_like(mask, change["mask"])
+  if "mask_rows" in change:
+    mask = mask[:change["mask_rows"]]
+  if "class_rows" in change:
+    class_id, seed = class_id[:2], seed[:2]
+  if "class_id" in change:
+    class_id = np.full_like(class_id, change["class_id"])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    rich[1].signatures["inpaint"](images=tf.constant(images), mask=tf.constant(mask),
+                                  class_id=tf.constant(class_id), seed=tf.constant(seed))
+
+
+def test_sample_cli_inpaints_from_workdir_and_saved_model(trained_workdir, rich, tmp_path):
+  mask = tmp_path / "mask.npy"
+  np.save(mask, np.pad(np.ones((28, 10)), ((0, 0), (0, 18))))  # The left 10 columns are known.
+  runs = {
+      "workdir": [f"--workdir={trained_workdir}", "--steps=3", "--inpaint_image=test:5", "--inpaint_mask=bottom"],
+      "saved_model": [f"--saved_model={rich[0]}", "--inpaint_image=test:5", f"--inpaint_mask={mask}"],
+  }
+  for name, args in runs.items():
+    output_dir = tmp_path / name
+    out = _run([sys.executable, "-m", "ppgn_tf.sample", *args, "--per_class=2", f"--output_dir={output_dir}"],
+               cwd=REPO)
+    if name == "saved_model":  # Outside a workdir the data set is unknown: test:N needs one.
+      assert out.returncode != 0
+      assert _program_lines(out.stderr)[-1].startswith("sample: error: --inpaint_image=test:5: the data set")
+      image = tmp_path / "digit.png"
+      Image.fromarray(np.tile(np.arange(28, dtype=np.uint8)[None] * 9, (28, 1))).save(image)
+      out = _run([sys.executable, "-m", "ppgn_tf.sample", f"--saved_model={rich[0]}", f"--inpaint_image={image}",
+                  f"--inpaint_mask={mask}", "--per_class=2", f"--output_dir={output_dir}"], cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == str(output_dir / "inpaint.png")
+    with Image.open(output_dir / "inpaint.png") as picture:
+      assert picture.size[0] > picture.size[1] / 10 * 2  # Ten rows of three: the masked input and two chains.
+    with open(output_dir / "inpaint.json") as f:
+      stats = json.load(f)
+    assert stats["per_class"] == 2 and 0 <= stats["encoder_accuracy"] <= 1

@@ -1,0 +1,114 @@
+"""The sampler's settings (SamplerConfig) and its named presets; no TensorFlow here, so programs can
+define their flags from it before TensorFlow starts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+H0_NORMAL = "normal"  # h_0 ~ N(0, 1) (the thesis).
+H0_CODES = "codes"  # h_0 = the code E(x) of a random training image of any class.
+H0_MARGINALS = "marginals"  # Each unit of h_0 from that unit's values over the training codes, independently.
+H0_MODES = (H0_NORMAL, H0_CODES, H0_MARGINALS)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+  """The sampler's settings; the defaults are the thesis' Eq. 8 (Sec. 4.1)."""
+  steps: int = 200
+  epsilon1: float = 1e-2  # Weight of the prior term R_h(h) - h.
+  epsilon2: float = 1.0  # Weight of the conditioning gradient.
+  epsilon3: float = 1e-15  # Standard deviation of the noise.
+  epsilon4: float = 1.0  # In-painting only: weight of the known pixels' gradient.
+  h0: str = H0_NORMAL  # One of H0_MODES.
+  clip_min: float | None = None  # Clip h to [clip_min, clip_max] after each step.
+  clip_max: float | None = None
+  clip_percentile: float | None = None  # Clip each unit to [p, 100 - p] percentiles of the real codes.
+  normalize_step: bool = False  # The original PPGN's step / mean|step|.
+  step_size: float = 1.0  # lr_0: multiplies the whole step.
+  step_size_end: float | None = None  # lr at the last step, linear in between (None: constant).
+  reset_every: int = 0  # Restart each chain from a fresh h_0 every N steps (0: never).
+  # Class conditioning only: a chain stops moving once E gives its class this probability (None: never). Chains
+  # that start from real codes then move no further than they must, which keeps the variety of those codes.
+  stop_probability: float | None = None
+  keep_every: int = 0  # Keep every N-th state of each chain (0: none).
+
+  def validate(self) -> None:
+    """Raises ValueError, one line naming the flag."""
+    if self.steps < 0:
+      raise ValueError(f"--steps must be >= 0, got {self.steps}")
+    for name in ("epsilon1", "epsilon2", "epsilon3", "epsilon4", "step_size"):
+      if not getattr(self, name) >= 0:
+        raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+    if self.step_size_end is not None and not self.step_size_end >= 0:
+      raise ValueError(f"--step_size_end must be >= 0, got {self.step_size_end}")
+    if self.h0 not in H0_MODES:
+      raise ValueError(f"--h0={self.h0}: choose from {', '.join(H0_MODES)}")
+    if self.keep_every < 0:
+      raise ValueError(f"--keep_every must be >= 0, got {self.keep_every}")
+    if self.reset_every < 0:
+      raise ValueError(f"--reset_every must be >= 0, got {self.reset_every}")
+    if self.clip_min is not None and self.clip_max is not None and self.clip_min > self.clip_max:
+      raise ValueError(f"--clip_min ({self.clip_min}) is above --clip_max ({self.clip_max})")
+    if self.stop_probability is not None and not 0 < self.stop_probability <= 1:
+      raise ValueError(f"--stop_probability must be in (0, 1], got {self.stop_probability}")
+    if self.clip_percentile is not None and not 0 <= self.clip_percentile < 50:
+      raise ValueError(f"--clip_percentile must be in [0, 50), got {self.clip_percentile}")
+
+  @property
+  def needs_code_prior(self) -> bool:
+    """Whether these settings read the real codes (CodePrior)."""
+    return self.h0 != H0_NORMAL or self.clip_percentile is not None
+
+
+# The named settings. `thesis` is Eq. 8 with the thesis' values; `default` is the
+# choice of `python -m ppgn_tf.sweep` on the quick start (docs/sampler.md).
+PRESETS = {
+    "thesis": SamplerConfig(),
+    "default": SamplerConfig(),
+}
+
+
+def preset(name: str) -> SamplerConfig:
+  if name not in PRESETS:
+    raise ValueError(f"--sampler_preset={name}: choose from {', '.join(PRESETS)}")
+  return PRESETS[name]
+
+
+def to_json(config: SamplerConfig) -> dict:
+  return dataclasses.asdict(config)
+
+
+def from_json(obj: dict) -> SamplerConfig:
+  """A SamplerConfig from `to_json`'s dict; unknown keys are refused, missing ones take the defaults."""
+  names = {f.name for f in dataclasses.fields(SamplerConfig)}
+  unknown = sorted(set(obj) - names)
+  if unknown:
+    raise ValueError(f"unknown sampler setting {unknown[0]}")
+  return SamplerConfig(**obj)
+
+
+# ---- in-painting masks ----
+NAMED_MASKS = ("left", "right", "top", "bottom", "centre")
+
+
+def named_mask(name: str, shape=(28, 28, 1)) -> np.ndarray:
+  """A {0, 1} mask of known pixels: `left` knows the left half (and fills in the right), and so on;
+  `centre` knows the border and fills in the central half."""
+  height, width = shape[0], shape[1]
+  mask = np.zeros(shape, np.float32)
+  if name == "left":
+    mask[:, : width // 2] = 1
+  elif name == "right":
+    mask[:, width // 2:] = 1
+  elif name == "top":
+    mask[: height // 2] = 1
+  elif name == "bottom":
+    mask[height // 2:] = 1
+  elif name == "centre":
+    mask[:] = 1
+    mask[height // 4: height - height // 4, width // 4: width - width // 4] = 0
+  else:
+    raise ValueError(f"--inpaint_mask={name}: choose a named mask ({', '.join(NAMED_MASKS)}) or a file")
+  return mask
