@@ -48,17 +48,6 @@ class Plan:
   output: str
 
 
-def _find_options(saved_model: str) -> dict:
-  """options.json of the workdir an export lives in (WORKDIR/export/N), if there is one."""
-  path = os.path.abspath(saved_model)
-  for _ in range(3):
-    path = os.path.dirname(path)
-    if os.path.isfile(os.path.join(path, "options.json")):
-      with open(os.path.join(path, "options.json")) as f:
-        return json.load(f)
-  return {}
-
-
 def make_plan(workdir: str | None = None, saved_model: str | None = None, dataset: str | None = None,
               data_dir: str | None = None, eval_classifier_dir: str | None = None,
               output: str | None = None) -> Plan:
@@ -76,7 +65,7 @@ def make_plan(workdir: str | None = None, saved_model: str | None = None, datase
     home = workdir
   else:
     saved_model = sample_lib.newest_version(saved_model)
-    options = _find_options(saved_model)
+    options = sample_lib.find_workdir_options(saved_model)
     home = os.path.dirname(os.path.abspath(saved_model))  # The export base path, as sample.py.
   dataset = dataset or options.get("dataset")
   if not dataset:

@@ -338,7 +338,7 @@ def _inpaint_main():
     path = newest_version(FLAGS.saved_model)
     if sampler_overrides_from_flags() or FLAGS["sampler_preset"].present:
       raise ValueError("with --saved_model, in-painting runs the settings it was exported with")
-    options = _find_options(path)
+    options = find_workdir_options(path)
     image, mask = inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
                                  options.get("data_dir"))
     signature = tf.saved_model.load(path).signatures["inpaint"]
@@ -355,7 +355,7 @@ def _inpaint_main():
   return 0
 
 
-def _find_options(saved_model: str) -> dict:
+def find_workdir_options(saved_model: str) -> dict:
   """options.json of the workdir an export lives in (WORKDIR/export/N), if there is one."""
   path = os.path.abspath(saved_model)
   for _ in range(3):

@@ -99,8 +99,8 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
         tf.debugging.assert_equal(tf.shape(images)[0], tf.size(class_id),
                                   message="images must have one row per class_id"),
     ]
-    with tf.control_dependencies(checks):
-      known = data_lib.normalize(images)
+    with tf.control_dependencies(checks):  # Every input the chain reads waits for the checks.
+      known, mask, class_id = data_lib.normalize(images), tf.identity(mask), tf.identity(class_id)
     out = chains(class_id, seed, config, inpaint=(known, mask))
     return {"images": out["images"], "generated": out["generated"], "codes": out["codes"],
             "class_probs": out["class_probs"]}

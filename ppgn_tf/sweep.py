@@ -35,29 +35,32 @@ _CODES_CLIP = dict(h0="codes", clip_percentile=1.0)
 GRID = {
     "thesis": {},
     "thesis_noise": dict(epsilon3=0.3),
-    "codes": dict(h0="codes"),
     "codes_clip": _CODES_CLIP,
     "marginals_clip": dict(h0="marginals", clip_percentile=1.0),
-    "codes_clip_eps2_0.3": dict(_CODES_CLIP, epsilon2=0.3),
+    "codes_clip_prior_0.03": dict(_CODES_CLIP, epsilon1=0.03),
+    "codes_clip_prior_0.1": dict(_CODES_CLIP, epsilon1=0.1),
     "codes_clip_noise": dict(_CODES_CLIP, epsilon3=0.3),
-    "codes_clip_50_steps": dict(_CODES_CLIP, steps=50),
+    "codes_clip_prior_0.1_noise": dict(_CODES_CLIP, epsilon1=0.1, epsilon3=0.3),
+    "codes_clip_stop": dict(_CODES_CLIP, epsilon1=0.1, stop_probability=0.99),
     "codes_clip_normalised": dict(_CODES_CLIP, normalize_step=True, step_size=0.05, step_size_end=0.005),
     "codes_clip_restarts": dict(_CODES_CLIP, epsilon3=0.3, reset_every=50),
-    "codes_clip_stop": dict(_CODES_CLIP, stop_probability=0.99),
 }
 
 
-def choose(rows: list[dict], min_accuracy: float) -> dict | None:
-  """The choice rule: among settings whose accuracy reaches `min_accuracy`, the lowest Fréchet distance;
-  diversity breaks ties. None when no setting reaches it."""
-  eligible = [r for r in rows if r["accuracy"] >= min_accuracy]
+def choose(rows: list[dict], min_accuracy: float, min_diversity: float = 0.0) -> dict | None:
+  """The choice rule: among settings whose accuracy reaches `min_accuracy` and whose diversity reaches
+  `min_diversity`, the lowest Fréchet distance; diversity breaks ties. None when no setting qualifies.
+
+  The diversity floor is what keeps the rule from picking a sampler that draws one good digit per class.
+  """
+  eligible = [r for r in rows if r["accuracy"] >= min_accuracy and r["diversity"] >= min_diversity]
   if not eligible:
     return None
   return min(eligible, key=lambda r: (round(r["frechet_distance"], 6), -r["diversity"]))
 
 
 def run_sweep(workdir: str, names: list[str], per_class: int, seed: int, batch: int, eval_classifier_dir: str | None,
-              min_accuracy: float) -> dict:
+              min_accuracy: float, min_diversity_ratio: float) -> dict:
   """Samples and judges every setting of `names`; returns the results (rows, ceiling, floor, choice, grids)."""
   from ppgn_tf import evaluate, mala_sampler, train_lib
   plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=eval_classifier_dir)
@@ -90,7 +93,8 @@ def run_sweep(workdir: str, names: list[str], per_class: int, seed: int, batch: 
           "floor": reference.floor, "real_diversity": judged["real_diversity"],
           "ceiling": {k: ceiling[k] for k in ("accuracy", "mean_requested_probability", "frechet_distance",
                                               "diversity")},
-          "rows": rows, "choice": choose(rows, min_accuracy), "min_accuracy": min_accuracy, "grids": grids}
+          "rows": rows, "choice": choose(rows, min_accuracy, min_diversity_ratio * ceiling["diversity"]),
+          "min_accuracy": min_accuracy, "min_diversity_ratio": min_diversity_ratio, "grids": grids}
 
 
 def _settings_text(settings: dict) -> str:
@@ -145,8 +149,8 @@ def write_report(result: dict, output: str, best: int, command: str) -> None:
                  f"{r['diversity']:.2f} | {r['diversity'] / ceiling['diversity']:.2f} | {r['seconds']:.0f} |")
   choice = result["choice"]
   lines += ["", f"![figures per setting]({rel(plot)})", "", f"![best settings]({rel(grids_png)})", "",
-            f"Choice rule: among settings with accuracy >= {result['min_accuracy']}, the lowest FD (then the "
-            "highest diversity)."]
+            f"Choice rule: among settings with accuracy >= {result['min_accuracy']} and diversity >= "
+            f"{result['min_diversity_ratio']} x G(E(x))'s, the lowest FD (then the highest diversity)."]
   lines.append(f"Chosen: **{choice['name']}** ({_settings_text(choice['settings'])})." if choice else
                "No setting reached that accuracy.")
   files.atomic_write(output, lambda out: out.write(("\n".join(lines) + "\n").encode()))
@@ -162,6 +166,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("seed", 0, "Seed of the chains.")
   flags.DEFINE_integer("batch", 200, "Chains per sampler call.")
   flags.DEFINE_float("min_accuracy", 0.95, "The choice rule's accuracy threshold.")
+  flags.DEFINE_float("min_diversity_ratio", 0.85, "The choice rule's diversity threshold, as a share of the "
+                     "diversity of G's reconstructions G(E(x)).")
   flags.DEFINE_integer("best", 4, "Settings shown as sample grids besides the thesis'.")
   flags.DEFINE_string("eval_classifier_dir", None, "Evaluation classifier (default WORKDIR/eval_classifier).")
   flags.DEFINE_string("output", "docs/sampler.md", "The markdown written (pictures in OUTPUT_STEM_images/).")
@@ -182,9 +188,11 @@ def main(argv):
       raise ValueError(f"--batch must be >= 1, got {FLAGS.batch}")
     if not 0 <= FLAGS.min_accuracy <= 1:
       raise ValueError(f"--min_accuracy must be in [0, 1], got {FLAGS.min_accuracy}")
+    if FLAGS.min_diversity_ratio < 0:
+      raise ValueError(f"--min_diversity_ratio must be >= 0, got {FLAGS.min_diversity_ratio}")
     command = shlex.join(["python", "-m", "ppgn_tf.sweep", *sys.argv[1:]])
     result = run_sweep(FLAGS.workdir, FLAGS.grid, FLAGS.per_class, FLAGS.seed, FLAGS.batch,
-                       FLAGS.eval_classifier_dir, FLAGS.min_accuracy)
+                       FLAGS.eval_classifier_dir, FLAGS.min_accuracy, FLAGS.min_diversity_ratio)
     write_report(result, FLAGS.output, FLAGS.best, command)
     files.write_json(os.path.splitext(FLAGS.output)[0] + ".json",
                      {k: v for k, v in result.items() if k != "grids"})

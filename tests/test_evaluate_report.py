@@ -284,14 +284,15 @@ def test_evaluate_overrides_sampler_settings_without_retraining(evaluated_run, t
   result = evaluate.evaluate(plan, config, per_class=2, batch=20)
   assert result["sampler"]["h0"] == "codes" and result["sampler"]["stop_probability"] == 0.5
   assert result["frechet_distance"] != thesis["frechet_distance"]  # Other chains, same run.
-  assert result["reconstructions"] == pytest.approx(thesis["reconstructions"])  # The same G: the same ceiling.
+  for key in ("accuracy", "frechet_distance", "diversity"):  # The same G: the same ceiling.
+    assert result["reconstructions"][key] == pytest.approx(thesis["reconstructions"][key], rel=1e-5)
 
 
 def test_sweep_writes_the_table_plot_grids_and_choice(trained_workdir, tmp_path, shared_classifier_dir):
   from ppgn_tf import sweep
   output = tmp_path / "docs" / "sampler.md"
   out = _run(["-m", "ppgn_tf.sweep", f"--workdir={trained_workdir}", "--grid=thesis,codes_clip,codes_clip_stop",
-              "--per_class=2", "--best=1", "--min_accuracy=0", f"--eval_classifier_dir={shared_classifier_dir}",
+              "--per_class=2", "--best=1", "--min_accuracy=0", "--min_diversity_ratio=0", f"--eval_classifier_dir={shared_classifier_dir}",
               f"--output={output}"])
   assert out.returncode == 0, out.stderr[-3000:]
   text = output.read_text()
@@ -317,6 +318,9 @@ def test_sweep_choice_rule():
   assert sweep.choose(rows, 0.95)["name"] == "d"
   assert sweep.choose(rows, 0.0)["name"] == "b"
   assert sweep.choose(rows, 0.995) is None
+  assert sweep.choose(rows, 0.95, min_diversity=2.2)["name"] == "d"
+  assert sweep.choose(rows, 0.0, min_diversity=2.2)["name"] == "b"
+  assert sweep.choose(rows, 0.95, min_diversity=3.0) is None  # Only b is that diverse, and it is inaccurate.
 
 
 def test_sweep_refuses_an_unknown_setting(trained_workdir, tmp_path):
