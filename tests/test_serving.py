@@ -264,11 +264,12 @@ def test_versions_are_never_overwritten(exported, tmp_path):
 def test_export_cli(trained_workdir, loaded, tmp_path):
   export_dir = str(tmp_path / "m")
   out = _run([sys.executable, "export.py", f"--workdir={trained_workdir}", f"--export_dir={export_dir}",
-              "--steps=5"], cwd=REPO)
+              "--sampler_preset=thesis", "--steps=5"], cwd=REPO)
   assert out.returncode == 0, out.stderr[-3000:]
   path = os.path.join(export_dir, "1")
   assert out.stdout.strip().splitlines()[-1] == path
   assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+  assert serving.read_sampler_settings(path) == SamplerConfig(steps=5)  # The thesis' Eq. 8, 5 steps.
   # --steps reached serving_default: it equals the fixture export's `sample` at 5 steps.
   cli = _serve(tf.saved_model.load(path).signatures["serving_default"], [1, 6], [3, 4])
   five = _serve(loaded.signatures["sample"], [1, 6], [3, 4], steps=tf.constant(5), epsilon1=tf.constant(1e-2),
