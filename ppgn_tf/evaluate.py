@@ -108,13 +108,11 @@ class _Source:
     from ppgn_tf import data as data_lib
     self.info = {}
     if plan.workdir is not None:
-      from ppgn_tf import mala_sampler, train_lib
+      from ppgn_tf import train_lib
       if config is None:
         raise ValueError("a workdir needs sampler settings (a SamplerConfig)")
       model = train_lib.load_trained(plan.workdir)
-      prior = train_lib.load_code_prior(plan.workdir, model) if config.needs_code_prior else None
-      sampler = mala_sampler.MalaSampler(model.sampling_generator, model.encoder, config,
-                                         code_layer=model.config.code_layer, prior=prior)
+      sampler = train_lib.make_sampler(plan.workdir, model, config)
       self.info = {"workdir": os.path.abspath(plan.workdir), "generator_steps": int(model.generator_steps.numpy()),
                    "averaged_generator": model.sampling_generator is not model.generator}
       self.settings = config
@@ -157,14 +155,15 @@ class _Source:
     self.reconstruct = reconstruct
 
 
-def _sample_all(source: _Source, per_class: int, seed: int, batch: int):
-  """All chains, `batch` per sampler call, logging progress: (images, E's probs, requested classes)."""
+def sample_chains(sample, per_class: int, seed: int, batch: int):
+  """All chains through `sample(classes, seeds) -> (images, E's probs)`, `batch` per call, logging progress:
+  (images, E's probs, requested classes)."""
   requested = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
   seeds = seed * 100_000 + np.arange(len(requested), dtype=np.int64)  # As sample.py: same chains.
   images, probs = [], []
   start = time.time()
   for lo in range(0, len(requested), batch):
-    x, p = source.sample(requested[lo:lo + batch], seeds[lo:lo + batch])
+    x, p = sample(requested[lo:lo + batch], seeds[lo:lo + batch])
     images.append(x)
     probs.append(p)
     done, elapsed = min(lo + batch, len(requested)), time.time() - start
@@ -173,9 +172,9 @@ def _sample_all(source: _Source, per_class: int, seed: int, batch: int):
   return np.concatenate(images), np.concatenate(probs), requested
 
 
-def _reconstruct_all(source: _Source, images_uint8: np.ndarray, batch: int = 256) -> np.ndarray:
-  """G(E(x)) of every image, pixels in [0, 1], `batch` per call."""
-  out = [source.reconstruct(images_uint8[lo:lo + batch].astype(np.float32) / 255.0)
+def _reconstruct_all(reconstruct, images_uint8: np.ndarray, batch: int = 256) -> np.ndarray:
+  """G(E(x)) of every image through `reconstruct(pixels in [0, 1])`, `batch` per call."""
+  out = [reconstruct(images_uint8[lo:lo + batch].astype(np.float32) / 255.0)
          for lo in range(0, len(images_uint8), batch)]
   return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -222,20 +221,24 @@ class Reference:
     real = (self._real_pixels, self._real_labels) if real_diversity else (None, None)
     return metrics.image_set_metrics(images01, labels, probs, feats, self.real_feats, *real)
 
-  def reconstructions(self, source: "_Source", count: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
-    """G's ceiling: (test images, G(E(x)) of them, their metrics against the true labels)."""
+  def reconstructions(self, reconstruct, count: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """G's ceiling: (test images, G(E(x)) of them by `reconstruct`, their metrics against the true labels)."""
     originals = self.test.images[:count] if count > 0 else self.test.images
     logging.info("Reconstructing %d test images", len(originals))
-    reconstructions = _reconstruct_all(source, originals)
-    bad = int(np.sum(~np.isfinite(reconstructions.reshape(len(reconstructions), -1)).all(1)))
+    reconstructions = _reconstruct_all(reconstruct, originals)
+    bad = _non_finite_rows(reconstructions)
     if bad:
       raise ValueError(f"G(E(x)) is not finite for {bad} of {len(reconstructions)} test images")
     return originals, reconstructions, self.judge(reconstructions, self.test.labels[:len(originals)],
                                                   real_diversity=False)
 
 
+def _non_finite_rows(images: np.ndarray) -> int:
+  return int(np.sum(~np.isfinite(images.reshape(len(images), -1)).all(1)))
+
+
 def check_finite_samples(samples: np.ndarray) -> None:
-  bad = int(np.sum(~np.isfinite(samples.reshape(len(samples), -1)).all(1)))
+  bad = _non_finite_rows(samples)
   if bad:
     raise ValueError(f"{bad} of {len(samples)} samples are not finite (the chains diverged; try a smaller "
                      "--epsilon2, --normalize_step or --clip_percentile)")
@@ -254,15 +257,15 @@ def evaluate(plan: Plan, sampler_config=None, per_class: int = 100, *, seed: int
   if sampler_config is not None:
     sampler_config.validate()
   start = time.time()
+  source = _Source(plan, sampler_config)  # First: it refuses settings a SavedModel cannot run.
   reference = Reference(plan, per_class * NUM_CLASSES, seed)
-  source = _Source(plan, sampler_config)
 
-  samples, encoder_probs, requested = _sample_all(source, per_class, seed, batch)
+  samples, encoder_probs, requested = sample_chains(source.sample, per_class, seed, batch)
   check_finite_samples(samples)
   judged = reference.judge(samples, requested)
   # G's ceiling: its reconstructions of the test images, judged against their true labels exactly as the
   # samples are against the requested ones. Computed once, for the MSE too.
-  originals, reconstructions, recon_judged = reference.reconstructions(source, recon_images)
+  originals, reconstructions, recon_judged = reference.reconstructions(source.reconstruct, recon_images)
   mse = _reconstruction_mse(reconstructions, originals)
   real_floor, m, clf_metrics = reference.floor, reference.floor_size, reference.classifier_metrics
 

@@ -109,14 +109,19 @@ def write_outputs(images, frames, probs, output_dir: str, per_class: int, title:
                         row_labels=[str(c) for c in range(NUM_CLASSES)], title=title)
   if frames:
     plots.save_animation(frames, os.path.join(output_dir, "chains.gif"), nrow=per_class, duration_ms=150)
+  return _write_encoder_stats(probs, per_class, os.path.join(output_dir, "samples.json"))
+
+
+def _write_encoder_stats(probs, per_class: int, path: str) -> dict:
+  """E's own verdict on a class-conditional grid (rows 0-9, per_class each), written to `path` as JSON."""
+  from ppgn_tf import files
   requested = np.repeat(np.arange(NUM_CLASSES), per_class)
   stats = {
       "per_class": per_class,
       "encoder_accuracy": float(np.mean(probs.argmax(1) == requested)),
       "mean_requested_probability": float(np.mean(probs[np.arange(len(requested)), requested])),
   }
-  with open(os.path.join(output_dir, "samples.json"), "w") as f:
-    json.dump(stats, f, indent=2)
+  files.write_json(path, stats)
   return stats
 
 
@@ -243,7 +248,7 @@ def inpaint_inputs(image_arg: str, mask_arg: str, dataset: str | None, data_dir:
     image = test.images[index].astype(np.float32) / 255.0
   else:
     image = _read_picture(image_arg, "--inpaint_image")
-  if mask_arg in sampler_config.NAMED_MASKS or not mask_arg.endswith((".png", ".npy")):
+  if not mask_arg.endswith((".png", ".npy")):
     mask = sampler_config.named_mask(mask_arg)  # Raises for an unknown name.
   else:
     mask = _read_picture(mask_arg, "--inpaint_mask")
@@ -268,15 +273,9 @@ def inpaint_grid(run, image, mask, per_class: int, seed: int = 0):
 
 def write_inpaint_outputs(grid, probs, output_dir: str, per_class: int, title: str) -> dict:
   """inpaint.png (one row per class, masked input first) and inpaint.json."""
-  from ppgn_tf import files
-  requested = np.repeat(np.arange(NUM_CLASSES), per_class)
   plots.save_image_grid(grid, os.path.join(output_dir, "inpaint.png"), nrow=per_class + 1,
                         row_labels=[str(c) for c in range(NUM_CLASSES)], title=title)
-  stats = {"per_class": per_class,
-           "encoder_accuracy": float(np.mean(probs.argmax(1) == requested)),
-           "mean_requested_probability": float(np.mean(probs[np.arange(len(requested)), requested]))}
-  files.write_json(os.path.join(output_dir, "inpaint.json"), stats)
-  return stats
+  return _write_encoder_stats(probs, per_class, os.path.join(output_dir, "inpaint.json"))
 
 
 def main(argv):
@@ -320,16 +319,13 @@ def main(argv):
 def _inpaint_main():
   """In-painting from a workdir (library sampler) or a SavedModel (its `inpaint` signature)."""
   if FLAGS.workdir:
-    from ppgn_tf import mala_sampler, train_lib
+    from ppgn_tf import train_lib
     config = sampler_config_from_flags()
     with open(os.path.join(FLAGS.workdir, train_lib.OPTIONS_FILE)) as f:
       options = json.load(f)
     image, mask = inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
                                  options.get("data_dir"))
-    model = train_lib.load_trained(FLAGS.workdir)
-    prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
-    sampler = mala_sampler.MalaSampler(model.sampling_generator, model.encoder, config,
-                                       code_layer=model.config.code_layer, prior=prior)
+    sampler = train_lib.make_sampler(FLAGS.workdir, train_lib.load_trained(FLAGS.workdir), config)
     run = lambda x, m, c, s: {k: v.numpy() for k, v in sampler.inpaint(x, m, c, s).items()}
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
     title = f"{FLAGS.workdir}: in-painting, {config.steps} MALA steps"

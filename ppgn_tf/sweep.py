@@ -62,23 +62,25 @@ def choose(rows: list[dict], min_accuracy: float, min_diversity: float = 0.0) ->
 def run_sweep(workdir: str, names: list[str], per_class: int, seed: int, batch: int, eval_classifier_dir: str | None,
               min_accuracy: float, min_diversity_ratio: float) -> dict:
   """Samples and judges every setting of `names`; returns the results (rows, ceiling, floor, choice, grids)."""
-  from ppgn_tf import evaluate, mala_sampler, train_lib
+  from ppgn_tf import data as data_lib
+  from ppgn_tf import evaluate, train_lib
   plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=eval_classifier_dir)
   reference = evaluate.Reference(plan, per_class * NUM_CLASSES, seed)
   model = train_lib.load_trained(workdir)
-  prior = train_lib.load_code_prior(workdir, model)
-  source = evaluate._Source(plan, settings_lib.SamplerConfig())  # For G(E(x)): the same G the chains use.
-  _, _, ceiling = reference.reconstructions(source)
-  requested = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
-  seeds = seed * 100_000 + np.arange(len(requested), dtype=np.int64)  # The chains of ppgn_tf.sample/evaluate.
+  # G(E(x)) with the G the chains use (the averaged one when the run keeps it).
+  _, _, ceiling = reference.reconstructions(
+      lambda images01: data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy())
   rows, grids = [], {}
   for i, name in enumerate(names):
     config = dataclasses.replace(settings_lib.SamplerConfig(), **GRID[name])
-    sampler = mala_sampler.MalaSampler(model.sampling_generator, model.encoder, config,
-                                       code_layer=model.config.code_layer, prior=prior)
+    sampler = train_lib.make_sampler(workdir, model, config)
+
+    def sample(classes, seeds):
+      out = sampler.sample(classes, seeds)
+      return out["images"].numpy(), out["class_probs"].numpy()
+
     start = time.time()
-    images = np.concatenate([sampler.sample(requested[lo:lo + batch], seeds[lo:lo + batch])["images"].numpy()
-                             for lo in range(0, len(requested), batch)])
+    images, _, requested = evaluate.sample_chains(sample, per_class, seed, batch)  # evaluate's chains.
     evaluate.check_finite_samples(images)
     judged = reference.judge(images, requested)
     row = {"name": name, "settings": GRID[name], "seconds": time.time() - start,

@@ -383,6 +383,15 @@ def load_code_prior(workdir: str, model: PPGN):
   return save_code_prior(model, train_split, workdir)
 
 
+def make_sampler(workdir: str, model: PPGN, config):
+  """The library sampler of a trained run: its averaged G when it keeps one, and its real codes when
+  `config` reads them."""
+  from ppgn_tf import mala_sampler
+  prior = load_code_prior(workdir, model) if config.needs_code_prior else None
+  return mala_sampler.MalaSampler(model.sampling_generator, model.encoder, config,
+                                  code_layer=model.config.code_layer, prior=prior)
+
+
 def write_samples(model: PPGN, options: RunOptions, prior=None) -> dict:
   """WORKDIR/samples: a class-conditional grid and chains GIF with the run's sampler settings."""
   from ppgn_tf import sample
