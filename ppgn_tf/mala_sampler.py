@@ -35,9 +35,10 @@ import tensorflow as tf
 
 from ppgn_tf import data as data_lib
 from ppgn_tf import files
+from ppgn_tf.encoder import NUM_CLASSES
 # The settings live in a module without TensorFlow, so programs can define their flags before importing it.
-from ppgn_tf.sampler_config import (H0_CODES, H0_MARGINALS, H0_MODES, H0_NORMAL, PRESETS,  # noqa: F401
-                                    SamplerConfig, named_mask, preset, NAMED_MASKS)
+from ppgn_tf.sampler_config import (H0_CLASS_CODES, H0_CODES, H0_MARGINALS, H0_MODES, H0_NORMAL,  # noqa: F401
+                                    PRESETS, SamplerConfig, named_mask, preset, NAMED_MASKS)
 
 CLASS = "class"  # Condition on log C_c: the log-softmax of fc2.
 # Stream ids of the per-row draws (the noise is keyed by (seed, step), step >= 0).
@@ -52,36 +53,52 @@ CODE_PRIOR_FILE = "code_prior.npz"
 
 @dataclasses.dataclass(frozen=True)
 class CodePrior:
-  """Codes E(x) of real training images: where chains start, and the range they are kept in."""
+  """Codes E(x) of real training images, and their classes: where chains start, and the range they are
+  kept in."""
   codes: np.ndarray  # [N, *code shape], float32.
+  labels: np.ndarray | None = None  # [N] int32 classes of the images; None in files written before them.
 
   @classmethod
-  def from_encoder(cls, encoder, images, code_layer: str = "fc1", max_codes: int = 10_000,
+  def from_encoder(cls, encoder, images, labels=None, code_layer: str = "fc1", max_codes: int = 10_000,
                    seed: int = 0, batch: int = 500) -> "CodePrior":
     """Codes of at most `max_codes` of `images` (normalised, a random subset when there are more)."""
     images = np.asarray(images)
+    if labels is not None:
+      labels = np.asarray(labels, np.int32)
     if len(images) > max_codes:
-      images = images[np.sort(np.random.default_rng(seed).choice(len(images), max_codes, replace=False))]
+      keep = np.sort(np.random.default_rng(seed).choice(len(images), max_codes, replace=False))
+      images = images[keep]
+      labels = None if labels is None else labels[keep]
     encode = tf.function(lambda x: encoder(x, training=False)[code_layer])
     codes = [encode(tf.constant(images[lo:lo + batch], tf.float32)).numpy() for lo in range(0, len(images), batch)]
-    return cls(np.concatenate(codes).astype(np.float32))
+    return cls(np.concatenate(codes).astype(np.float32), labels)
 
   def bounds(self, percentile: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit [p, 100 - p] percentiles of the codes, each of one code's shape."""
     low, high = np.percentile(self.codes, [percentile, 100 - percentile], axis=0)
     return low.astype(np.float32), high.astype(np.float32)
 
+  def check_classes(self, num_classes: int) -> None:
+    """Raises ValueError unless every class in [0, num_classes) has codes (h0=class_codes draws from them)."""
+    if self.labels is None:
+      raise ValueError("--h0=class_codes needs the classes of the real codes, and this code prior has none")
+    missing = sorted(set(range(num_classes)) - set(np.unique(self.labels).tolist()))
+    if missing:
+      raise ValueError(f"--h0=class_codes: the real codes hold no image of class {missing[0]}")
+
   def save(self, path: str) -> None:
     def write(out):
       buffer = io.BytesIO()
-      np.savez_compressed(buffer, codes=self.codes)
+      arrays = {"codes": self.codes} if self.labels is None else {"codes": self.codes, "labels": self.labels}
+      np.savez_compressed(buffer, **arrays)
       out.write(buffer.getvalue())
     files.atomic_write(path, write)
 
   @classmethod
   def load(cls, path: str) -> "CodePrior":
     with np.load(path) as f:
-      return cls(f["codes"].astype(np.float32))
+      labels = f["labels"].astype(np.int32) if "labels" in f else None
+      return cls(f["codes"].astype(np.float32), labels)
 
 
 def clip_bounds(config: SamplerConfig, prior: CodePrior | None):
@@ -96,6 +113,17 @@ def clip_bounds(config: SamplerConfig, prior: CodePrior | None):
     low = p_low if low is None else np.maximum(p_low, low)
     high = p_high if high is None else np.minimum(p_high, high)
   return low, high
+
+
+def check_prior(config: SamplerConfig, prior: CodePrior | None, condition_layer: str = CLASS) -> None:
+  """Raises ValueError (one line) unless `prior` has what `config` reads from the real codes."""
+  if config.needs_code_prior and prior is None:
+    raise ValueError(f"--h0={config.h0}, --clip_percentile={config.clip_percentile}: these settings "
+                     "need the real codes (a CodePrior)")
+  if config.needs_code_labels:
+    if condition_layer != CLASS:
+      raise ValueError("--h0=class_codes starts from codes of the requested class: it needs class conditioning")
+    prior.check_classes(NUM_CLASSES)
 
 
 # ---- per-row randomness ---------------------------------------------------------------------------
@@ -118,11 +146,13 @@ def row_normal(seeds, step, shape) -> tf.Tensor:
       seeds, fn_output_signature=tf.TensorSpec(shape, tf.float32))
 
 
-def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, draw=0) -> tf.Tensor:
+def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, draw=0, *, targets=None,
+                  prior_labels=None) -> tf.Tensor:
   """h_0, one row per seed; `code_shape` is one code's shape (e.g. [64] for fc1).
 
   `draw` numbers the restarts of a chain (0: its start), so each restart draws anew.
-  `prior_codes` [M, *code_shape] are the real codes for the modes that read them.
+  `prior_codes` [M, *code_shape] are the real codes for the modes that read them; `class_codes` also
+  reads their classes `prior_labels` [M] and each row's requested class `targets` [N].
   """
   code_shape = [int(d) for d in code_shape]
   if mode == H0_NORMAL:
@@ -137,6 +167,20 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
   if mode == H0_CODES:
     picks = tf.map_fn(lambda k: tf.random.stateless_uniform([], seed=k, minval=0, maxval=count, dtype=tf.int64),
                       keys, fn_output_signature=tf.TensorSpec([], tf.int64))
+    return tf.gather(prior_codes, picks)
+  if mode == H0_CLASS_CODES:
+    if targets is None or prior_labels is None:
+      raise ValueError("--h0=class_codes needs the requested classes and the classes of the real codes")
+    prior_labels = tf.cast(prior_labels, tf.int64)
+
+    def pick(args):
+      # The row's class' codes, then one of them uniformly (the classes' counts are checked when the prior
+      # is loaded, so none is empty).
+      key, target = args
+      of_class = tf.where(tf.equal(prior_labels, target))[:, 0]
+      return tf.gather(of_class, tf.random.stateless_uniform(
+          [], seed=key, minval=0, maxval=tf.size(of_class, out_type=tf.int64), dtype=tf.int64))
+    picks = tf.map_fn(pick, (keys, tf.cast(targets, tf.int64)), fn_output_signature=tf.TensorSpec([], tf.int64))
     return tf.gather(prior_codes, picks)
   if mode == H0_MARGINALS:
     units = int(np.prod(code_shape))
@@ -220,12 +264,13 @@ def mala_step(h, targets, seeds, step, generator, encoder, *, code_layer: str = 
 
 
 def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig, code_layer: str = "fc1",
-               condition_layer: str = CLASS, clip_min=None, clip_max=None, prior_codes=None, inpaint=None):
+               condition_layer: str = CLASS, clip_min=None, clip_max=None, prior_codes=None, prior_labels=None,
+               inpaint=None):
   """Runs `config.steps` steps from h0 (graph-friendly: a tf.while_loop).
 
   `config`'s numbers may be tensors (the exported `sample` signature feeds them);
-  the clip range is given resolved (`clip_bounds`), and `prior_codes` when
-  `reset_every` restarts chains from real codes. Returns a dict: codes h_T,
+  the clip range is given resolved (`clip_bounds`), and `prior_codes` (with
+  `prior_labels` for h0=class_codes) when `reset_every` restarts chains from real codes. Returns a dict: codes h_T,
   images G(h_T) as pixels in [0, 1] (with the known pixels pasted in when
   in-painting; then also `generated`, G(h_T) alone), class_probs C(images), the
   objective at h_T, and with `keep_every` > 0 `trajectory_codes` [K, N, ...]
@@ -253,7 +298,8 @@ def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig,
       # A restart after every reset_every steps, but never after the last step: the sample is a chain's end.
       restart = tf.logical_and(tf.equal((t + 1) % reset_every, 0), t + 1 < steps)
       h = tf.cond(restart, lambda: initial_codes(seeds, code_shape, config.h0, prior_codes,
-                                                 draw=(t + 1) // reset_every), lambda: h)
+                                                 draw=(t + 1) // reset_every, targets=targets,
+                                                 prior_labels=prior_labels), lambda: h)
     if keep_every:
       keep = tf.cond(tf.equal((t + 1) % keep_every, 0),
                      lambda: keep.write(keep.size(), h), lambda: keep)
@@ -281,9 +327,7 @@ class MalaSampler:
   def __init__(self, generator, encoder, config: SamplerConfig = SamplerConfig(), *,
                code_layer: str = "fc1", condition_layer: str = CLASS, prior: CodePrior | None = None):
     config.validate()
-    if config.needs_code_prior and prior is None:
-      raise ValueError(f"--h0={config.h0}, --clip_percentile={config.clip_percentile}: these settings "
-                       "need the real codes (a CodePrior)")
+    check_prior(config, prior, condition_layer)
     self.generator = generator
     self.encoder = encoder
     self.config = config
@@ -295,6 +339,7 @@ class MalaSampler:
     self._clip = (None if low is None else tf.constant(low, tf.float32),
                   None if high is None else tf.constant(high, tf.float32))
     self._prior_codes = None if prior is None else tf.constant(prior.codes)
+    self._prior_labels = None if prior is None or prior.labels is None else tf.constant(prior.labels)
     self._run = tf.function(self._run_impl, reduce_retracing=True)
     self._run_inpaint = tf.function(self._run_inpaint_impl, reduce_retracing=True)
 
@@ -302,7 +347,7 @@ class MalaSampler:
     return run_chains(h0, targets, seeds, self.generator, self.encoder, config=self.config,
                       code_layer=self.code_layer, condition_layer=self.condition_layer,
                       clip_min=self._clip[0], clip_max=self._clip[1], prior_codes=self._prior_codes,
-                      inpaint=inpaint)
+                      prior_labels=self._prior_labels, inpaint=inpaint)
 
   def _run_impl(self, h0, targets, seeds):
     return self._chains(h0, targets, seeds, None)
@@ -310,17 +355,17 @@ class MalaSampler:
   def _run_inpaint_impl(self, h0, targets, seeds, known, mask):
     return self._chains(h0, targets, seeds, (known, mask))
 
-  def initial_codes(self, seeds) -> tf.Tensor:
-    """h_0 as the settings draw it, one row per seed."""
+  def initial_codes(self, seeds, targets=None) -> tf.Tensor:
+    """h_0 as the settings draw it, one row per seed (h0=class_codes: of each row's class in `targets`)."""
     return initial_codes(tf.convert_to_tensor(seeds, tf.int64), self.code_shape, self.config.h0,
-                         self._prior_codes)
+                         self._prior_codes, targets=targets, prior_labels=self._prior_labels)
 
   def sample(self, targets, seeds, h0=None) -> dict:
     """Runs one chain per row; h0 defaults to the settings' draw keyed by the seeds."""
     seeds = tf.convert_to_tensor(seeds, tf.int64)
     targets = tf.convert_to_tensor(targets, tf.int32)
     if h0 is None:
-      h0 = self.initial_codes(seeds)
+      h0 = self.initial_codes(seeds, targets)
     return self._run(tf.convert_to_tensor(h0, tf.float32), targets, seeds)
 
   def inpaint(self, images, mask, targets, seeds, h0=None) -> dict:
@@ -330,7 +375,7 @@ class MalaSampler:
     seeds = tf.convert_to_tensor(seeds, tf.int64)
     targets = tf.convert_to_tensor(targets, tf.int32)
     if h0 is None:
-      h0 = self.initial_codes(seeds)
+      h0 = self.initial_codes(seeds, targets)
     return self._run_inpaint(tf.convert_to_tensor(h0, tf.float32), targets, seeds,
                              data_lib.normalize(images), tf.constant(mask, tf.float32))
 

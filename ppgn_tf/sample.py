@@ -136,8 +136,8 @@ SAMPLER_FLAGS = {
     "epsilon3": ("float", "Standard deviation of the noise (the thesis: 1e-15; larger values let chains mix)."),
     "epsilon4": ("float", "In-painting: weight of the gradient pulling G(h) towards the known pixels."),
     "h0": ("string", "Where chains start: normal (N(0, 1), the thesis), codes (the code E(x) of a random "
-                     "training image of any class) or marginals (each unit drawn from that unit's values over "
-                     "the training codes)."),
+                     "training image of any class), class_codes (of a random training image of the requested "
+                     "class) or marginals (each unit drawn from that unit's values over the training codes)."),
     "clip_min": ("float", "Clip codes to at least this value after each step."),
     "clip_max": ("float", "Clip codes to at most this value after each step."),
     "clip_percentile": ("float", "Clip each unit to the [p, 100-p] percentile range of the training codes."),

@@ -45,11 +45,11 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   `prior` (the real codes) is needed when `config` reads them (h0 from codes, percentile clipping).
   """
   config.validate()
-  if config.needs_code_prior and prior is None:
-    raise ValueError("these sampler settings read the real codes: export needs a CodePrior")
+  mala_sampler.check_prior(config, prior)
   code_shape = [int(d) for d in generator.input.shape[1:]]
   clip_min, clip_max = mala_sampler.clip_bounds(config, prior)
   prior_codes = prior.codes if prior is not None and config.needs_code_prior else None
+  prior_labels = prior.labels if config.needs_code_labels else None
   archive = keras.export.ExportArchive()
   archive.track(generator)
   archive.track(encoder)
@@ -65,10 +65,12 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   def chains(class_id, seed, settings, checks=(), inpaint=None):
     with tf.control_dependencies(list(checks) + check_rows(class_id, seed)):
       class_id = tf.identity(class_id)
-    h0 = mala_sampler.initial_codes(seed, code_shape, settings.h0, prior_codes)
+    h0 = mala_sampler.initial_codes(seed, code_shape, settings.h0, prior_codes, targets=class_id,
+                                    prior_labels=prior_labels)
     return mala_sampler.run_chains(
         h0, class_id, seed, generator, encoder, config=settings, code_layer=code_layer,
-        clip_min=clip_min, clip_max=clip_max, prior_codes=prior_codes, inpaint=inpaint)
+        clip_min=clip_min, clip_max=clip_max, prior_codes=prior_codes, prior_labels=prior_labels,
+        inpaint=inpaint)
 
   def sample(class_id, seed, settings, checks=()):
     out = chains(class_id, seed, settings, checks)

@@ -44,6 +44,10 @@ GRID = {
     "codes_clip_stop": dict(_CODES_CLIP, epsilon1=0.1, stop_probability=0.99),
     "codes_clip_normalised": dict(_CODES_CLIP, normalize_step=True, step_size=0.05, step_size_end=0.005),
     "codes_clip_restarts": dict(_CODES_CLIP, epsilon3=0.3, reset_every=50),
+    # Chains that start in the requested class need not cross classes, so they need fewer steps.
+    "class_codes_clip": dict(h0="class_codes", clip_percentile=1.0),
+    "class_codes_clip_50_steps": dict(h0="class_codes", clip_percentile=1.0, steps=50),
+    "class_codes_clip_stop": dict(h0="class_codes", clip_percentile=1.0, stop_probability=0.95),
 }
 
 
@@ -60,7 +64,7 @@ def choose(rows: list[dict], min_accuracy: float, min_diversity: float = 0.0) ->
 
 
 def run_sweep(workdir: str, names: list[str], per_class: int, seed: int, batch: int, eval_classifier_dir: str | None,
-              min_accuracy: float, min_diversity_ratio: float) -> dict:
+              min_accuracy: float, min_diversity_ratio: float, min_real_diversity_ratio: float = 0.0) -> dict:
   """Samples and judges every setting of `names`; returns the results (rows, ceiling, floor, choice, grids)."""
   from ppgn_tf import data as data_lib
   from ppgn_tf import evaluate, train_lib
@@ -95,8 +99,10 @@ def run_sweep(workdir: str, names: list[str], per_class: int, seed: int, batch: 
           "floor": reference.floor, "real_diversity": judged["real_diversity"],
           "ceiling": {k: ceiling[k] for k in ("accuracy", "mean_requested_probability", "frechet_distance",
                                               "diversity")},
-          "rows": rows, "choice": choose(rows, min_accuracy, min_diversity_ratio * ceiling["diversity"]),
-          "min_accuracy": min_accuracy, "min_diversity_ratio": min_diversity_ratio, "grids": grids}
+          "rows": rows, "choice": choose(rows, min_accuracy, max(min_diversity_ratio * ceiling["diversity"],
+                                                                 min_real_diversity_ratio * judged["real_diversity"])),
+          "min_accuracy": min_accuracy, "min_diversity_ratio": min_diversity_ratio,
+          "min_real_diversity_ratio": min_real_diversity_ratio, "grids": grids}
 
 
 def _settings_text(settings: dict) -> str:
@@ -152,7 +158,8 @@ def write_report(result: dict, output: str, best: int, command: str) -> None:
   choice = result["choice"]
   lines += ["", f"![figures per setting]({rel(plot)})", "", f"![best settings]({rel(grids_png)})", "",
             f"Choice rule: among settings with accuracy >= {result['min_accuracy']} and diversity >= "
-            f"{result['min_diversity_ratio']} x G(E(x))'s, the lowest FD (then the highest diversity)."]
+            f"{result['min_diversity_ratio']} x G(E(x))'s and >= {result.get('min_real_diversity_ratio', 0.0)} x "
+            "real digits', the lowest FD (then the highest diversity)."]
   lines.append(f"Chosen: **{choice['name']}** ({_settings_text(choice['settings'])})." if choice else
                "No setting reached that accuracy.")
   files.atomic_write(output, lambda out: out.write(("\n".join(lines) + "\n").encode()))
@@ -170,6 +177,8 @@ def define_flags() -> None:
   flags.DEFINE_float("min_accuracy", 0.95, "The choice rule's accuracy threshold.")
   flags.DEFINE_float("min_diversity_ratio", 0.85, "The choice rule's diversity threshold, as a share of the "
                      "diversity of G's reconstructions G(E(x)).")
+  flags.DEFINE_float("min_real_diversity_ratio", 0.4, "The choice rule's other diversity threshold, as a share "
+                     "of the real test digits' diversity.")
   flags.DEFINE_integer("best", 4, "Settings shown as sample grids besides the thesis'.")
   flags.DEFINE_string("eval_classifier_dir", None, "Evaluation classifier (default WORKDIR/eval_classifier).")
   flags.DEFINE_string("output", "docs/sampler.md", "The markdown written (pictures in OUTPUT_STEM_images/).")
@@ -190,11 +199,13 @@ def main(argv):
       raise ValueError(f"--batch must be >= 1, got {FLAGS.batch}")
     if not 0 <= FLAGS.min_accuracy <= 1:
       raise ValueError(f"--min_accuracy must be in [0, 1], got {FLAGS.min_accuracy}")
-    if FLAGS.min_diversity_ratio < 0:
-      raise ValueError(f"--min_diversity_ratio must be >= 0, got {FLAGS.min_diversity_ratio}")
+    for name in ("min_diversity_ratio", "min_real_diversity_ratio"):
+      if FLAGS[name].value < 0:
+        raise ValueError(f"--{name} must be >= 0, got {FLAGS[name].value}")
     command = shlex.join(["python", "-m", "ppgn_tf.sweep", *sys.argv[1:]])
     result = run_sweep(FLAGS.workdir, FLAGS.grid, FLAGS.per_class, FLAGS.seed, FLAGS.batch,
-                       FLAGS.eval_classifier_dir, FLAGS.min_accuracy, FLAGS.min_diversity_ratio)
+                       FLAGS.eval_classifier_dir, FLAGS.min_accuracy, FLAGS.min_diversity_ratio,
+                       FLAGS.min_real_diversity_ratio)
     write_report(result, FLAGS.output, FLAGS.best, command)
     files.write_json(os.path.splitext(FLAGS.output)[0] + ".json",
                      {k: v for k, v in result.items() if k != "grids"})

@@ -365,20 +365,24 @@ def save_code_prior(model: PPGN, train_split: data_lib.Split, workdir: str):
   h_0 and percentile clipping read. E is frozen, so they are computed once, at the end of training."""
   from ppgn_tf import mala_sampler
   prior = mala_sampler.CodePrior.from_encoder(model.encoder, data_lib.normalize(train_split.images).numpy(),
-                                              model.config.code_layer, seed=model.config.seed)
+                                              train_split.labels, model.config.code_layer, seed=model.config.seed)
   prior.save(os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE))
   return prior
 
 
 def load_code_prior(workdir: str, model: PPGN):
-  """The real codes of a workdir's training images (computed and saved there if the run predates them)."""
+  """The real codes of a workdir's training images, with their classes (computed and saved there if the
+  run predates them, or predates the classes)."""
   from ppgn_tf import mala_sampler
   path = os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE)
   if os.path.isfile(path):
-    return mala_sampler.CodePrior.load(path)
+    prior = mala_sampler.CodePrior.load(path)
+    if prior.labels is not None:
+      return prior
   with open(os.path.join(workdir, OPTIONS_FILE)) as f:
     options = json.load(f)
-  logging.info("%s: absent; encoding the training images of %s once", path, options["dataset"])
+  logging.info("%s: absent or without classes; encoding the training images of %s once", path,
+               options["dataset"])
   train_split, _ = data_lib.load_arrays(options["dataset"], options.get("data_dir"))
   return save_code_prior(model, train_split, workdir)
 

@@ -184,7 +184,7 @@ def test_programs_refuse_bad_input_with_one_line(tmp_path, trained_workdir):
       ("export.py", [f"--workdir={trained_workdir}", f"--export_dir={out_dir}", "--sampler_preset=best"],
        "--sampler_preset=best: choose from thesis, default"),
       ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--h0=uniform"],
-       "--h0=uniform: choose from normal, codes, marginals"),
+       "--h0=uniform: choose from normal, codes, class_codes, marginals"),
       ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--step_size=-1"],
        "--step_size must be >= 0"),
       ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--inpaint_image=test:0",

@@ -291,19 +291,19 @@ def test_evaluate_overrides_sampler_settings_without_retraining(evaluated_run, t
 def test_sweep_writes_the_table_plot_grids_and_choice(trained_workdir, tmp_path, shared_classifier_dir):
   from ppgn_tf import sweep
   output = tmp_path / "docs" / "sampler.md"
-  out = _run(["-m", "ppgn_tf.sweep", f"--workdir={trained_workdir}", "--grid=thesis,codes_clip,codes_clip_stop",
-              "--per_class=2", "--best=1", "--min_accuracy=0", "--min_diversity_ratio=0", f"--eval_classifier_dir={shared_classifier_dir}",
+  out = _run(["-m", "ppgn_tf.sweep", f"--workdir={trained_workdir}", "--grid=thesis,codes_clip,class_codes_clip_50_steps",
+              "--per_class=2", "--best=1", "--min_accuracy=0", "--min_diversity_ratio=0", "--min_real_diversity_ratio=0", f"--eval_classifier_dir={shared_classifier_dir}",
               f"--output={output}"])
   assert out.returncode == 0, out.stderr[-3000:]
   text = output.read_text()
-  for name in ("thesis", "codes_clip", "codes_clip_stop"):
+  for name in ("thesis", "codes_clip", "class_codes_clip_50_steps"):
     assert f"| {name} |" in text
   assert "Eq. 8, the thesis' values" in text and "Chosen: **" in text
   for picture in ("settings.png", "best_settings.png"):
     assert (tmp_path / "docs" / "sampler_images" / picture).stat().st_size > 1000
   with open(tmp_path / "docs" / "sampler.json") as f:
     result = json.load(f)
-  assert [r["name"] for r in result["rows"]] == ["thesis", "codes_clip", "codes_clip_stop"]
+  assert [r["name"] for r in result["rows"]] == ["thesis", "codes_clip", "class_codes_clip_50_steps"]
   assert result["choice"] == sweep.choose(result["rows"], 0.0)  # The lowest FD of all, with no threshold.
   assert result["choice"]["frechet_distance"] == min(r["frechet_distance"] for r in result["rows"])
   assert result["ceiling"]["frechet_distance"] > 0 and result["floor"] > 0

@@ -344,6 +344,53 @@ def test_h0_from_real_codes_lies_in_their_range(prior):
   assert normal.min() < 0  # N(0, 1), the thesis' h_0, is not a ReLU code.
 
 
+def _labelled(prior):
+  """The made-up codes with classes 0-9, the ten classes in equal numbers."""
+  return CodePrior(prior.codes, (np.arange(len(prior.codes)) % 10).astype(np.int32))
+
+
+def test_h0_from_class_codes_are_real_codes_of_the_requested_class(prior, tiny):
+  labelled = _labelled(prior)
+  seeds = tf.constant(np.arange(300), tf.int64)
+  targets = tf.constant(np.arange(300) % 10, tf.int32)
+  picked = initial_codes(seeds, [CODE], "class_codes", labelled.codes, targets=targets,
+                         prior_labels=labelled.labels).numpy()
+  matches = (picked[:, None, :] == labelled.codes[None]).all(-1)  # [300, 400]: which real codes each row equals.
+  of_class = labelled.labels[None, :] == targets.numpy()[:, None]
+  assert (matches & of_class).any(1).all()  # Always a real code of the requested class.
+  assert len(np.unique(picked, axis=0)) > 150  # Many codes of each class, not one per class.
+  # The same seed and class draw the same code in any batch; another class draws another code.
+  alone = initial_codes(seeds[7:8], [CODE], "class_codes", labelled.codes, targets=targets[7:8],
+                        prior_labels=labelled.labels).numpy()
+  np.testing.assert_array_equal(alone[0], picked[7])
+  # Through the sampler, with restarts drawing again from the requested class.
+  config = SamplerConfig(steps=4, epsilon3=0.0, h0="class_codes", reset_every=2, keep_every=1)
+  states = MalaSampler(tiny[0], tiny[1], config, prior=labelled).sample(
+      np.array([3, 8]), np.array([1, 2]))["trajectory_codes"].numpy()
+  for state in (states[0], states[2]):
+    hits = (state[:, None, :] == labelled.codes[None]).all(-1) & (labelled.labels[None] == np.array([[3], [8]]))
+    assert hits.any(1).all()
+  assert not np.allclose(states[0], states[2])
+
+
+def test_class_codes_need_classes_and_class_conditioning(prior, tiny, tmp_path):
+  config = SamplerConfig(h0="class_codes")
+  with pytest.raises(ValueError, match="classes of the real codes"):
+    MalaSampler(tiny[0], tiny[1], config, prior=prior)  # A prior without classes.
+  no_sevens = CodePrior(prior.codes, np.where(np.arange(400) % 10 == 7, 6, np.arange(400) % 10).astype(np.int32))
+  with pytest.raises(ValueError, match="no image of class 7"):
+    MalaSampler(tiny[0], tiny[1], config, prior=no_sevens)
+  with pytest.raises(ValueError, match="needs class conditioning"):
+    MalaSampler(tiny[0], tiny[1], config, prior=_labelled(prior), condition_layer="fc1")
+  # Classes survive a save and load; a file written before them loads without.
+  _labelled(prior).save(str(tmp_path / "labelled.npz"))
+  loaded = CodePrior.load(str(tmp_path / "labelled.npz"))
+  np.testing.assert_array_equal(loaded.labels, _labelled(prior).labels)
+  np.testing.assert_array_equal(loaded.codes, prior.codes)
+  np.savez(str(tmp_path / "old.npz"), codes=prior.codes)
+  assert CodePrior.load(str(tmp_path / "old.npz")).labels is None
+
+
 def test_percentile_clipping_bounds_are_the_codes_percentiles(prior, tiny):
   low, high = prior.bounds(10)
   np.testing.assert_allclose(low, np.percentile(prior.codes, 10, axis=0), rtol=1e-6)

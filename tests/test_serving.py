@@ -346,7 +346,7 @@ def test_export_with_a_spatial_code_layer(tmp_path):
 
 # --- The original PPGN's settings and in-painting in the SavedModel ------------------------------
 
-RICH = SamplerConfig(steps=STEPS, epsilon3=0.1, h0="codes", clip_percentile=1.0, normalize_step=True,
+RICH = SamplerConfig(steps=STEPS, epsilon3=0.1, h0="class_codes", clip_percentile=1.0, normalize_step=True,
                      step_size=0.1, step_size_end=0.01, reset_every=4)
 
 
