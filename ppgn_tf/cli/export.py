@@ -46,5 +46,10 @@ def main(argv):
   return 0
 
 
-if __name__ == "__main__":
+def run():
+  """The console script ppgn-export."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

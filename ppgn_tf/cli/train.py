@@ -146,5 +146,10 @@ def main(argv):
   return 0
 
 
-if __name__ == "__main__":
+def run():
+  """The console script ppgn-train."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

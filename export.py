@@ -1,0 +1,15 @@
+"""`python export.py ...` from a checkout: the same program as the installed `ppgn-export`.
+
+The program lives in ppgn_tf/cli/export.py; this file keeps README's commands working without
+installing the package.
+"""
+
+from absl import app
+
+from ppgn_tf.cli import export as program
+from ppgn_tf.cli.export import FLAGS, main  # noqa: F401  Tests drive FLAGS and main.
+
+__doc__ = program.__doc__  # What --help prints.
+
+if __name__ == "__main__":
+  app.run(main)
