@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import time
 
 import keras
@@ -30,6 +31,7 @@ from ppgn_tf import data as data_lib
 from ppgn_tf import distribute
 from ppgn_tf import encoder as encoder_lib
 from ppgn_tf import plots
+from ppgn_tf import preemption
 from ppgn_tf.files import write_json
 from ppgn_tf.critic_schedule import CriticSchedule
 from ppgn_tf.ppgn import PPGN, PPGNConfig
@@ -63,6 +65,7 @@ class RunOptions:
   sample_steps: int | None = None  # Their steps (None: the preset's).
   export: bool = False  # Export the sampler to WORKDIR/export/N at the end.
   command: str | None = None  # The command line, recorded in options.json for reports.
+  preemption_grace_s: float = 25.0  # After SIGTERM/SIGINT: the deadline to finish the step and checkpoint.
 
   @property
   def sampler_config(self):
@@ -96,6 +99,8 @@ class RunOptions:
     if self.sample_steps is not None and self.sample_steps < 0:
       raise ValueError(f"--sample_steps must be >= 0, got {self.sample_steps}")
     self.sampler_config.validate()
+    if not self.preemption_grace_s >= 0:
+      raise ValueError(f"--preemption_grace_s must be >= 0, got {self.preemption_grace_s}")
     if self.sample_per_class < 0:
       raise ValueError(f"--sample_per_class must be >= 0, got {self.sample_per_class}")
     if self.precision not in PRECISIONS:
@@ -274,9 +279,12 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     if chief:  # The history up to the checkpoint survives a kill.
       step_log.save(options.workdir)
 
+  signal_watch = preemption.SignalWatch(options.preemption_grace_s, lambda: manager.latest_checkpoint)
+  stop_on_signal = preemption.StopOnSignal(signal_watch, strategy)
   callbacks = [
       step_log,
       bounds,
+      stop_on_signal,  # Before the checkpoint callback, whose end-of-training save then follows the stop.
       callbacks_lib.PeriodicCheckpoint(manager, options.checkpoint_every, before_save),
   ]
   if chief:
@@ -291,13 +299,17 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
                  "+".join(model.critic_names), max_critic_steps, steps_per_epoch,
                  f", {options.max_generator_steps} G steps" if options.max_generator_steps else "",
                  strategy.num_replicas_in_sync)
-    try:
-      model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
-                initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose,
-                shuffle=False)  # The pipeline shuffles (seeded, resumable).
-    finally:
-      if chief:
-        step_log.save(options.workdir)
+    with signal_watch:
+      try:
+        model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
+                  initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose,
+                  shuffle=False)  # The pipeline shuffles (seeded, resumable).
+      finally:
+        if chief:
+          step_log.save(options.workdir)
+      signum = stop_on_signal.stopped_by or signal_watch.received
+      if signum:  # fit()'s end-of-training checkpoint is written; the end-of-run work is left to the rerun.
+        raise _preempted(signum, signal_watch, manager, model, chief)
   else:
     logging.info("Nothing to train: the run already reached its bounds")
   before_save()
@@ -322,6 +334,17 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     write_json(os.path.join(options.workdir, "summary.json"), summary)
     logging.info("Summary: %s", json.dumps({k: summary[k] for k in ("generator_steps", "critic_steps", "wall_seconds")}))
   return summary
+
+
+def _preempted(signum, signal_watch, manager, model, chief) -> preemption.Preempted:
+  """Logs the one line saying where the stopped run stands; the exception train.py exits with."""
+  seconds = time.monotonic() - signal_watch.received_at if signal_watch.received_at else 0.0
+  message = (f"{signal.Signals(signum).name}: stopped after critic step {int(model.critic_steps.numpy())} "
+             f"(generator step {int(model.generator_steps.numpy())}), wrote {manager.latest_checkpoint}"
+             f"{' and history.json' if chief else ''} {seconds:.1f} s after the signal; rerun the same command "
+             "to resume")
+  logging.warning("%s", message)
+  return preemption.Preempted(signum, message)
 
 
 def config_from_json(obj: dict) -> PPGNConfig:

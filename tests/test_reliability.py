@@ -1,20 +1,22 @@
 """Preemption, determinism and several hosts, through train.py as users run it.
 
 Every run here is a real train.py process on train_process.TINY's tiny configuration:
-killed with SIGKILL, rerun, run twice, or run as two workers with TF_CONFIG.
+killed with SIGKILL, stopped with SIGTERM or SIGINT, rerun, run twice, or run as two workers with TF_CONFIG.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 
 import numpy as np
 import pytest
 
 from train_process import (G_STEPS, checkpoint_weights, checkpointed_critic_step, command, finish,
-                           kill_after_checkpoint, start)
+                           kill_after_checkpoint, signal_after_checkpoint, start)
 
 # What history.json records that is not a function of the seed.
 UNTIMED = lambda history: {k: v for k, v in history.items() if k != "images_per_second"}
@@ -105,3 +107,53 @@ def test_two_workers_match_each_other_and_a_single_process(tmp_path, small_idx_d
   single_final = _read(single, "summary.json")["final"]
   for key, value in summary["final"].items():
     assert value == pytest.approx(single_final[key], rel=1e-3, abs=1e-5), key
+
+
+def _stop_line(stderr, text):
+  lines = [l for l in stderr.splitlines() if text in l]
+  assert len(lines) == 1, stderr[-3000:]
+  return lines[0]
+
+
+def test_sigterm_and_sigint_checkpoint_and_exit_and_the_rerun_continues_the_same_trajectory(tmp_path,
+                                                                                          small_idx_dir,
+                                                                                          encoder_dir):
+  """Real signals to real train.py processes: SIGTERM stops cleanly (checkpoint, history.json, exit 143); SIGINT
+  past --preemption_grace_s exits 130 at once with the last checkpoint in charge; the last rerun then ends
+  exactly where an uninterrupted run ends."""
+  g_steps = 12  # 25 critic iterations: a signal after the first checkpoint lands mid-run.
+  run = ["--deterministic", "--checkpoint_every=2", f"--max_generator_steps={g_steps}"]
+  reference, stopped = str(tmp_path / "reference"), str(tmp_path / "stopped")
+  uninterrupted = start(command(reference, small_idx_dir, encoder_dir, *run))
+
+  status, err = signal_after_checkpoint(start(command(stopped, small_idx_dir, encoder_dir, *run)), stopped, 2,
+                                        signal.SIGTERM)
+  assert status == 143, err[-3000:]
+  line = _stop_line(err, "SIGTERM: stopped after critic step")
+  critic_step, g_step = (int(n) for n in re.search(r"critic step (\d+) \(generator step (\d+)\)", line).groups())
+  assert 2 <= critic_step < 3 + 2 * (g_steps - 1), line
+  # The checkpoint of the step the signal interrupted, named by the index, and the history up to it.
+  assert checkpointed_critic_step(stopped) == critic_step and f"ckpt-{critic_step} and history.json" in line
+  assert max(g for g, _ in _read(stopped, "history.json")["g_loss"]) == g_step
+  assert not os.path.exists(os.path.join(stopped, "summary.json"))  # The end-of-run work is the rerun's.
+
+  status, err = signal_after_checkpoint(
+      start(command(stopped, small_idx_dir, encoder_dir, *run, "--preemption_grace_s=0")), stopped,
+      critic_step + 1, signal.SIGINT)
+  assert status == 130, err[-3000:]
+  line = _stop_line(err, "SIGINT: the current step and its checkpoint did not finish within --preemption_grace_s=0")
+  last = checkpointed_critic_step(stopped)
+  assert f"ckpt-{last} stays in charge" in line and os.path.isfile(os.path.join(stopped, "checkpoints",
+                                                                              f"ckpt-{last}.index"))
+
+  finish(start(command(stopped, small_idx_dir, encoder_dir, *run)))
+  finish(uninterrupted)
+  assert _read(stopped, "summary.json")["generator_steps"] == g_steps
+  history, resumed = (UNTIMED(_read(w, "history.json")) for w in (reference, stopped))
+  assert set(resumed) == set(history)
+  for key, points in history.items():
+    assert [g for g, _ in resumed[key]] == [g for g, _ in points], key
+    np.testing.assert_allclose([v for _, v in resumed[key]], [v for _, v in points], rtol=1e-6, err_msg=key)
+  reference_weights = checkpoint_weights(os.path.join(reference, "checkpoints"))
+  for name, value in checkpoint_weights(os.path.join(stopped, "checkpoints")).items():
+    np.testing.assert_allclose(value, reference_weights[name], rtol=1e-6, atol=1e-7, err_msg=name)

@@ -52,6 +52,9 @@ flags.DEFINE_string("sampler_preset", "default", "Sampler settings of the end-of
 flags.DEFINE_integer("sample_steps", None, "MALA steps of the end-of-run samples and of the exported "
                      "serving_default signature (default: the preset's; the thesis uses 200).")
 flags.DEFINE_bool("export", False, "At the end, export the sampler SavedModel to WORKDIR/export/N.")
+flags.DEFINE_float("preemption_grace_s", 25.0, "On SIGTERM or SIGINT: finish the step, checkpoint, write "
+                   "history.json and exit (status 143 or 130) within this many seconds; past it, exit at once "
+                   "and the last checkpoint stays in charge.")
 
 # ---- the model -------------------------------------------------------------
 flags.DEFINE_integer("dim", 64, "Width multiplier DIM of G and the critics (64 in the thesis).")
@@ -118,7 +121,7 @@ def config_from_flags():
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
       verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
       sample_per_class=FLAGS.sample_per_class, sampler_preset=FLAGS.sampler_preset,
-      sample_steps=FLAGS.sample_steps, export=FLAGS.export,
+      sample_steps=FLAGS.sample_steps, export=FLAGS.export, preemption_grace_s=FLAGS.preemption_grace_s,
       command=shlex.join(["python", *sys.argv]))
   config.validate()
   options.validate()
@@ -128,7 +131,7 @@ def config_from_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from ppgn_tf import train_lib
+  from ppgn_tf import preemption, train_lib
   # TensorFlow logs an INFO line for every checkpoint it writes; they would drown the run's progress.
   logging.get_absl_logger().addFilter(
       lambda record: not record.pathname.endswith(os.path.join("checkpoint", "functional_saver.py")))
@@ -139,6 +142,8 @@ def main(argv):
     return 2
   try:
     train_lib.train(config, options)
+  except preemption.Preempted as e:  # train_lib logged where the run stands.
+    return e.exit_status
   except (ValueError, train_lib.callbacks_lib.DivergenceError) as e:
     logging.error("%s", e)
     print(f"train.py: error: {e}", file=sys.stderr)
