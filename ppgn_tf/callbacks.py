@@ -172,3 +172,59 @@ class ReconstructionGrid(keras.callbacks.Callback):
     g = int(self.model.generator_steps.numpy())
     self.write(os.path.join(self.directory, f"epoch_{epoch + 1:03d}.png"),
                f"epoch {epoch + 1}, generator step {g}")
+
+
+class TensorBoardImages(keras.callbacks.Callback):
+  """TensorBoard images every `every` G steps (0: none during training) and from `write` at the end.
+
+  `images/reconstructions`: fixed test images x next to G(E(x)), pairs side by side. `images/samples`:
+  the class-conditional sample grid, one row per class, of `chains_per_class` MALA chains with the
+  run's sampler settings. A fixed, small image set and few chains bound the cost. Chief only.
+  """
+
+  def __init__(self, summary_dir: str, images: np.ndarray, every: int, sampler_config, chains_per_class: int = 2,
+               prior_fn=lambda: None, seed: int = 0):
+    super().__init__()
+    self.writer = tf.summary.create_file_writer(summary_dir)
+    self.images = images  # Normalised, float32.
+    self.every = every
+    self.sampler_config = sampler_config
+    self.chains_per_class = chains_per_class
+    self.prior_fn = prior_fn  # The real codes, when the sampler settings read them (computed once, on demand).
+    self.seed = seed
+    self._sampler = None
+    self._written_step = None
+
+  def _sample_grid(self, model) -> np.ndarray:
+    from ppgn_tf import mala_sampler
+    from ppgn_tf.sample import NUM_CLASSES
+    if self._sampler is None:  # Built once: its traced functions are reused at every write.
+      self._sampler = mala_sampler.MalaSampler(
+          model.sampling_generator, model.encoder, self.sampler_config, code_layer=model.config.code_layer,
+          prior=self.prior_fn() if self.sampler_config.needs_code_prior else None)
+    classes = np.repeat(np.arange(NUM_CLASSES), self.chains_per_class).astype(np.int32)
+    seeds = self.seed * 100_000 + np.arange(len(classes), dtype=np.int64)  # The same chains at every write.
+    images = self._sampler.sample(classes, seeds)["images"].numpy()
+    return plots.image_grid(images, nrow=self.chains_per_class)
+
+  def _reconstruction_grid(self, model) -> np.ndarray:
+    recon = data_lib.denormalize(model.reconstruct(tf.constant(self.images))).numpy()
+    pairs = np.stack([data_lib.denormalize(self.images).numpy(), recon], axis=1).reshape(-1, *recon.shape[1:])
+    return plots.image_grid(pairs, nrow=8)  # Four (x, G(E(x))) pairs per row.
+
+  def write(self, model) -> None:
+    """Both pictures at the model's current G step (once per step)."""
+    step = int(model.generator_steps.numpy())
+    if step == self._written_step:
+      return
+    with self.writer.as_default(step=step):
+      for name, grid in (("images/reconstructions", self._reconstruction_grid(model)),
+                         ("images/samples", self._sample_grid(model))):
+        tf.summary.image(name, grid[np.newaxis, :, :, np.newaxis], max_outputs=1)
+    self.writer.flush()
+    self._written_step = step
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = int(logs["g_steps"])
+    if self.every and step % self.every == 0 and step > 0:
+      self.write(self.model)

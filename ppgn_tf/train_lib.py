@@ -4,7 +4,7 @@ Everything a run makes lives under its workdir:
   encoder/            E (encoder.keras) and metrics.json (unless --encoder_dir)
   config.json         the PPGN configuration (a rerun must match it)
   checkpoints/        tf.train.CheckpointManager checkpoints (resume point)
-  tensorboard/        TensorBoard scalars, one point per G step
+  tensorboard/        TensorBoard scalars, one point per G step; images (reconstructions, samples)
   reconstructions/    x next to G(E(x)) at each epoch end
   history.json        every logged quantity per G step
   wasserstein.png     Wasserstein estimates vs G steps (the thesis' Fig. 4)
@@ -15,6 +15,7 @@ Everything a run makes lives under its workdir:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -65,6 +66,7 @@ class RunOptions:
   sample_steps: int | None = None  # Their steps (None: the preset's).
   export: bool = False  # Export the sampler to WORKDIR/export/N at the end.
   command: str | None = None  # The command line, recorded in options.json for reports.
+  image_every: int = 100  # TensorBoard images every N G steps (0: only at the end).
   preemption_grace_s: float = 25.0  # After SIGTERM/SIGINT: the deadline to finish the step and checkpoint.
 
   @property
@@ -99,6 +101,8 @@ class RunOptions:
     if self.sample_steps is not None and self.sample_steps < 0:
       raise ValueError(f"--sample_steps must be >= 0, got {self.sample_steps}")
     self.sampler_config.validate()
+    if self.image_every < 0:
+      raise ValueError(f"--image_every must be >= 0, got {self.image_every}")
     if not self.preemption_grace_s >= 0:
       raise ValueError(f"--preemption_grace_s must be >= 0, got {self.preemption_grace_s}")
     if self.sample_per_class < 0:
@@ -271,6 +275,15 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       config.batch_size, history)
   fixed_test_images = data_lib.normalize(test_split.images[_class_balanced(test_split.labels, 32)]).numpy()
   recon_grid = callbacks_lib.ReconstructionGrid(fixed_test_images, os.path.join(options.workdir, "reconstructions"))
+
+  # Read by the TensorBoard sample grid and by the end of the run: computed once.
+  code_prior = functools.cache(lambda: compute_code_prior(model, train_split))
+
+  tensorboard_images = None
+  if chief:
+    tensorboard_images = callbacks_lib.TensorBoardImages(
+        os.path.join(options.workdir, "tensorboard", "images"), fixed_test_images, options.image_every,
+        options.sampler_config, prior_fn=code_prior, seed=config.seed)
   run_start = time.time()
   base_elapsed = float(elapsed.numpy())
 
@@ -290,6 +303,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   if chief:
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(options.workdir, "tensorboard"), write_graph=False))
     callbacks.append(recon_grid)
+    callbacks.append(tensorboard_images)
 
   if not bounds.reached(model):
     train_ds = data_lib.make_pipeline(train_split, config.batch_size, seed=config.seed, repeat=True,
@@ -326,7 +340,8 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   }
   if chief:
     write_run_pictures(model, step_log.history, options.workdir, recon_grid)
-    prior = save_code_prior(model, train_split, options.workdir)
+    tensorboard_images.write(model)
+    prior = save_code_prior(model, train_split, options.workdir, code_prior())
     if options.sample_per_class:
       summary["samples"] = write_samples(model, options, prior)
     if options.export:
@@ -383,12 +398,19 @@ def load_trained(workdir: str) -> PPGN:
   return model
 
 
-def save_code_prior(model: PPGN, train_split: data_lib.Split, workdir: str):
-  """WORKDIR/code_prior.npz: the codes E(x) of (at most 10,000) training images, which the sampler's
-  h_0 and percentile clipping read. E is frozen, so they are computed once, at the end of training."""
+def compute_code_prior(model: PPGN, train_split: data_lib.Split):
+  """The codes E(x) of (at most 10,000) training images (a mala_sampler.CodePrior)."""
   from ppgn_tf import mala_sampler
-  prior = mala_sampler.CodePrior.from_encoder(model.encoder, data_lib.normalize(train_split.images).numpy(),
-                                              model.config.code_layer, seed=model.config.seed)
+  return mala_sampler.CodePrior.from_encoder(model.encoder, data_lib.normalize(train_split.images).numpy(),
+                                             model.config.code_layer, seed=model.config.seed)
+
+
+def save_code_prior(model: PPGN, train_split: data_lib.Split, workdir: str, prior=None):
+  """WORKDIR/code_prior.npz: the codes E(x) of (at most 10,000) training images, which the sampler's
+  h_0 and percentile clipping read. E is frozen, so they are computed once (`prior`, when given)."""
+  from ppgn_tf import mala_sampler
+  if prior is None:
+    prior = compute_code_prior(model, train_split)
   prior.save(os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE))
   return prior
 

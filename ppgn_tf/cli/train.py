@@ -52,6 +52,8 @@ flags.DEFINE_string("sampler_preset", "default", "Sampler settings of the end-of
 flags.DEFINE_integer("sample_steps", None, "MALA steps of the end-of-run samples and of the exported "
                      "serving_default signature (default: the preset's; the thesis uses 200).")
 flags.DEFINE_bool("export", False, "At the end, export the sampler SavedModel to WORKDIR/export/N.")
+flags.DEFINE_integer("image_every", 100, "Write TensorBoard images (reconstructions, a class-conditional sample "
+                     "grid of 2 chains per class) every N G steps and at the end (0: only at the end).")
 flags.DEFINE_float("preemption_grace_s", 25.0, "On SIGTERM or SIGINT: finish the step, checkpoint, write "
                    "history.json and exit (status 143 or 130) within this many seconds; past it, exit at once "
                    "and the last checkpoint stays in charge.")
@@ -121,7 +123,8 @@ def config_from_flags():
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
       verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
       sample_per_class=FLAGS.sample_per_class, sampler_preset=FLAGS.sampler_preset,
-      sample_steps=FLAGS.sample_steps, export=FLAGS.export, preemption_grace_s=FLAGS.preemption_grace_s,
+      sample_steps=FLAGS.sample_steps, export=FLAGS.export, image_every=FLAGS.image_every,
+      preemption_grace_s=FLAGS.preemption_grace_s,
       command=shlex.join(["python", *sys.argv]))
   config.validate()
   options.validate()
