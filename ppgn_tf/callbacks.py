@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from ppgn_tf import data as data_lib
 from ppgn_tf import plots
-from ppgn_tf.files import write_json
+from ppgn_tf.files import StorageError, cause, write_json
 
 HISTORY_FILE = "history.json"
 
@@ -125,9 +125,29 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
                             f"{int(self.model.generator_steps.numpy())} (critic step "
                             f"{int(self.model.critic_steps.numpy())}); not checkpointed, the last "
                             "checkpoint holds the last good state")
-    if self.before_save is not None:
-      self.before_save()
-    self.manager.save(checkpoint_number=int(self.model.critic_steps.numpy()))
+    number = int(self.model.critic_steps.numpy())
+    if self.manager.latest_checkpoint == os.path.join(self.manager.directory, f"ckpt-{number}"):
+      return  # Saved at this step already (periodically, then at the end): rewriting could only damage it.
+    try:
+      if self.before_save is not None:
+        self.before_save()
+      self.manager.save(checkpoint_number=number)
+    except (OSError, tf.errors.OpError) as e:  # A full or failing disk; TensorFlow reports ENOSPC as an OpError.
+      self._remove_partial(number)
+      detail = cause(e) if isinstance(e, StorageError) else f"{self.manager.directory}: {cause(e)}"
+      raise StorageError(f"checkpoint ckpt-{number} not written ({detail}); the last complete checkpoint "
+                         f"{self.manager.latest_checkpoint or '(none yet)'} stays in charge") from e
+
+  def _remove_partial(self, number: int) -> None:
+    """Frees what a failed save left (its temporary files); the index never named them."""
+    for path in tf.io.gfile.glob(os.path.join(self.manager.directory, f"ckpt-{number}[._]*")):
+      try:
+        if tf.io.gfile.isdir(path):
+          tf.io.gfile.rmtree(path)
+        else:
+          tf.io.gfile.remove(path)
+      except tf.errors.OpError:
+        pass
 
   def on_train_batch_end(self, batch, logs=None):
     if self.every and int(self.model.critic_steps.numpy()) % self.every == 0:

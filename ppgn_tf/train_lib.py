@@ -33,6 +33,7 @@ from ppgn_tf import distribute
 from ppgn_tf import encoder as encoder_lib
 from ppgn_tf import plots
 from ppgn_tf import preemption
+from ppgn_tf import files
 from ppgn_tf.files import write_json
 from ppgn_tf.critic_schedule import CriticSchedule
 from ppgn_tf.ppgn import PPGN, PPGNConfig
@@ -219,7 +220,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   restore_from = check_checkpoints(os.path.join(options.workdir, "checkpoints"))
   if os.path.isfile(os.path.join(options.encoder_path, encoder_lib.ENCODER_FILE)):
     encoder_lib.load_encoder(options.encoder_path)
-  os.makedirs(options.workdir, exist_ok=True)
+  files.make_directory(options.workdir, f"--workdir={options.workdir}")
 
   train_split, test_split = data_lib.load_arrays(options.dataset, options.data_dir)
   logging.info("Data %s: %d train, %d test images", options.dataset, len(train_split), len(test_split))
@@ -318,9 +319,15 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
         model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
                   initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose,
                   shuffle=False)  # The pipeline shuffles (seeded, resumable).
-      finally:
-        if chief:
-          step_log.save(options.workdir)
+      except BaseException:
+        if chief:  # The history up to the failure, without hiding the failure behind a second one.
+          try:
+            step_log.save(options.workdir)
+          except files.StorageError as e:
+            logging.warning("%s", e)
+        raise
+      if chief:
+        step_log.save(options.workdir)
       signum = stop_on_signal.stopped_by or signal_watch.received
       if signum:  # fit()'s end-of-training checkpoint is written; the end-of-run work is left to the rerun.
         raise _preempted(signum, signal_watch, manager, model, chief)

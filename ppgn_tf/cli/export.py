@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from ppgn_tf import serving, train_lib
+  from ppgn_tf import files, serving, train_lib
   try:
     config = sample.sampler_config_from_flags()
     version = serving.check_export_dir(FLAGS.export_dir, FLAGS.version)
@@ -37,7 +37,7 @@ def main(argv):
     # The averaged G when the run keeps one.
     archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior)
     path = serving.write(archive, FLAGS.export_dir, version, settings=config)
-  except ValueError as e:
+  except (ValueError, files.StorageError) as e:
     print(f"export.py: error: {e}", file=sys.stderr)
     return 1
   logging.info("Exported the sampler of %s (generator step %d) to %s", FLAGS.workdir,

@@ -134,7 +134,7 @@ def config_from_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from ppgn_tf import preemption, train_lib
+  from ppgn_tf import files, preemption, train_lib
   # TensorFlow logs an INFO line for every checkpoint it writes; they would drown the run's progress.
   logging.get_absl_logger().addFilter(
       lambda record: not record.pathname.endswith(os.path.join("checkpoint", "functional_saver.py")))
@@ -147,7 +147,7 @@ def main(argv):
     train_lib.train(config, options)
   except preemption.Preempted as e:  # train_lib logged where the run stands.
     return e.exit_status
-  except (ValueError, train_lib.callbacks_lib.DivergenceError) as e:
+  except (ValueError, train_lib.callbacks_lib.DivergenceError, files.StorageError) as e:
     logging.error("%s", e)
     print(f"train.py: error: {e}", file=sys.stderr)
     return 1
