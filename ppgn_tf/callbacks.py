@@ -113,6 +113,7 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
     self.manager = manager
     self.every = every
     self.before_save = before_save
+    self._saved_number = None  # The critic step of this process' last save.
 
   def _save(self):
     # Logged losses come from the forward pass before an update, so a step can
@@ -126,12 +127,15 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
                             f"{int(self.model.critic_steps.numpy())}); not checkpointed, the last "
                             "checkpoint holds the last good state")
     number = int(self.model.critic_steps.numpy())
-    if self.manager.latest_checkpoint == os.path.join(self.manager.directory, f"ckpt-{number}"):
-      return  # Saved at this step already (periodically, then at the end): rewriting could only damage it.
+    if number == self._saved_number:
+      # Saved at this step already (periodically, then at the end): rewriting could only damage it. Every
+      # worker saved at the same steps, so all skip alike (a save is collective).
+      return
     try:
       if self.before_save is not None:
         self.before_save()
       self.manager.save(checkpoint_number=number)
+      self._saved_number = number
     except (OSError, tf.errors.OpError) as e:  # A full or failing disk; TensorFlow reports ENOSPC as an OpError.
       self._remove_partial(number)
       detail = cause(e) if isinstance(e, StorageError) else f"{self.manager.directory}: {cause(e)}"
@@ -199,7 +203,8 @@ class TensorBoardImages(keras.callbacks.Callback):
 
   `images/reconstructions`: fixed test images x next to G(E(x)), pairs side by side. `images/samples`:
   the class-conditional sample grid, one row per class, of `chains_per_class` MALA chains with the
-  run's sampler settings. A fixed, small image set and few chains bound the cost. Chief only.
+  run's sampler settings; at the end, the first chains of the run's end-of-run samples instead (no
+  extra sampling). A fixed, small image set and few chains bound the cost. Chief only.
   """
 
   def __init__(self, summary_dir: str, images: np.ndarray, every: int, sampler_config, chains_per_class: int = 2,
@@ -232,14 +237,26 @@ class TensorBoardImages(keras.callbacks.Callback):
     pairs = np.stack([data_lib.denormalize(self.images).numpy(), recon], axis=1).reshape(-1, *recon.shape[1:])
     return plots.image_grid(pairs, nrow=8)  # Four (x, G(E(x))) pairs per row.
 
-  def write(self, model) -> None:
-    """Both pictures at the model's current G step (once per step)."""
+  def write(self, model, end_samples: np.ndarray | None = None) -> None:
+    """The end-of-run pictures at the model's G step: the reconstructions, and the sample grid cut from
+    `end_samples` (the run's end-of-run samples: images in [0, 1], one class after another) when given."""
+    self._write(model, end_samples, during_training=False)
+
+  def _write(self, model, end_samples, during_training: bool) -> None:
     step = int(model.generator_steps.numpy())
     if step == self._written_step:
       return
+    grids = {"images/reconstructions": self._reconstruction_grid(model)}
+    if during_training:
+      grids["images/samples"] = self._sample_grid(model)
+    elif end_samples is not None:
+      from ppgn_tf.sample import NUM_CLASSES
+      per_class = len(end_samples) // NUM_CLASSES
+      chains = end_samples.reshape(NUM_CLASSES, per_class, *end_samples.shape[1:])[:, :self.chains_per_class]
+      grids["images/samples"] = plots.image_grid(chains.reshape(-1, *end_samples.shape[1:]),
+                                                 nrow=chains.shape[1])
     with self.writer.as_default(step=step):
-      for name, grid in (("images/reconstructions", self._reconstruction_grid(model)),
-                         ("images/samples", self._sample_grid(model))):
+      for name, grid in grids.items():
         tf.summary.image(name, grid[np.newaxis, :, :, np.newaxis], max_outputs=1)
     self.writer.flush()
     self._written_step = step
@@ -247,4 +264,4 @@ class TensorBoardImages(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     step = int(logs["g_steps"])
     if self.every and step % self.every == 0 and step > 0:
-      self.write(self.model)
+      self._write(self.model, None, during_training=True)

@@ -137,12 +137,10 @@ class StopOnSignal(keras.callbacks.Callback):
     self.stopped_by: int | None = None
     self._sum_over_workers = None
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-      def sum_over_replicas(values):
-        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
-
       # A collective after every step: every worker calls it, in the same order as its training steps.
-      self._sum_over_workers = tf.function(
-          lambda values: strategy.experimental_local_results(strategy.run(sum_over_replicas, args=(values,)))[0])
+      # (The same cross-replica reduce as PPGN's loss means.)
+      self._sum_over_workers = tf.function(lambda values: strategy.reduce(
+          tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(values,)), axis=None))
 
   def _agreed_signal(self) -> int | None:
     own = self.watch.received

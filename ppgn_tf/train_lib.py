@@ -347,10 +347,11 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   }
   if chief:
     write_run_pictures(model, step_log.history, options.workdir, recon_grid)
-    tensorboard_images.write(model)
     prior = save_code_prior(model, train_split, options.workdir, code_prior())
+    end_samples = None
     if options.sample_per_class:
-      summary["samples"] = write_samples(model, options, prior)
+      summary["samples"], end_samples = write_samples(model, options, prior)
+    tensorboard_images.write(model, end_samples)  # The end's grid: those samples (no grid without them).
     if options.export:
       summary["export"] = export_sampler(model, options, prior)
     write_json(os.path.join(options.workdir, "summary.json"), summary)
@@ -444,8 +445,10 @@ def make_sampler(workdir: str, model: PPGN, config):
                                   code_layer=model.config.code_layer, prior=prior)
 
 
-def write_samples(model: PPGN, options: RunOptions, prior=None) -> dict:
-  """WORKDIR/samples: a class-conditional grid and chains GIF with the run's sampler settings."""
+def write_samples(model: PPGN, options: RunOptions, prior=None) -> tuple[dict, np.ndarray]:
+  """WORKDIR/samples: a class-conditional grid and chains GIF with the run's sampler settings.
+
+  Returns what sample.write_outputs returns, and the images (one class after another, in [0, 1])."""
   from ppgn_tf import sample
   config = options.sampler_config
   logging.info("Sampling %d chains per class (%d MALA steps, %s sampler)", options.sample_per_class, config.steps,
@@ -454,7 +457,7 @@ def write_samples(model: PPGN, options: RunOptions, prior=None) -> dict:
       model, config, options.sample_per_class, seed=model.config.seed, prior=prior)
   return sample.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
                               options.sample_per_class,
-                              f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps")
+                              f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"), images
 
 
 def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:

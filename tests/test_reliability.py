@@ -14,6 +14,7 @@ import socket
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from train_process import (G_STEPS, checkpoint_weights, checkpointed_critic_step, command, finish,
                            kill_after_checkpoint, signal_after_checkpoint, start)
@@ -157,3 +158,26 @@ def test_sigterm_and_sigint_checkpoint_and_exit_and_the_rerun_continues_the_same
   reference_weights = checkpoint_weights(os.path.join(reference, "checkpoints"))
   for name, value in checkpoint_weights(os.path.join(stopped, "checkpoints")).items():
     np.testing.assert_allclose(value, reference_weights[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_a_sigterm_to_one_worker_stops_every_worker_at_the_same_checkpoint(tmp_path, small_idx_dir, encoder_dir):
+  """Schedulers may signal one host of several: both workers stop after the same step and both write that
+  checkpoint (a save is collective). (Resuming from it is resuming from any checkpoint: tested above for one
+  process; here it would cost two more worker start-ups.)"""
+  run = ["--max_generator_steps=12", "--checkpoint_every=2", "--strategy=multi_worker"]
+  workdir = str(tmp_path / "multi")
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+
+  chief, other = (start(command(workdir, small_idx_dir, encoder_dir, *run),
+                         TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+                   for i in range(2))
+  status, other_err = signal_after_checkpoint(other, workdir, 2, signal.SIGTERM, timeout=400)
+  chief_err = chief.communicate(timeout=400)[1]
+  assert (status, chief.returncode) == (143, 143), other_err[-2000:] + chief_err[-2000:]
+  line = _stop_line(chief_err, "SIGTERM: stopped after critic step")  # The chief learned it from its peer.
+  _stop_line(other_err, "SIGTERM: stopped after critic step")
+  critic_step = int(re.search(r"critic step (\d+)", line).group(1))
+  assert checkpointed_critic_step(workdir) == critic_step
+  worker_copy = tf.train.get_checkpoint_state(os.path.join(workdir, ".worker_tmp", "1"))
+  assert worker_copy.model_checkpoint_path.endswith(f"ckpt-{critic_step}")
+  assert critic_step < 3 + 2 * 11 and not os.path.exists(os.path.join(workdir, "summary.json"))  # Mid-run.
