@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 
 
@@ -21,8 +22,10 @@ def cause(error: BaseException) -> str:
     return str(error)
   if isinstance(error, OSError) and error.errno in errno.errorcode:
     return f"{errno.errorcode[error.errno]}: {error.strerror or os.strerror(error.errno)}"
-  text = str(error).strip().splitlines()
-  return f"{type(error).__name__}: {text[0] if text else ''}"
+  text = (str(error).strip().splitlines() or [""])[0]
+  # TensorFlow wraps the OS message in the failing op's names: "{{function_node ...}} PATH; CAUSE [Op:SaveV2]".
+  text = re.sub(r"\s*\[Op:\w+\]$", "", re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text))
+  return f"{type(error).__name__}: {text}"
 
 
 def make_directory(path, what: str = "directory") -> None:
