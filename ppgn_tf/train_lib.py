@@ -293,7 +293,9 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     if chief:  # The history up to the checkpoint survives a kill.
       step_log.save(options.workdir)
 
-  signal_watch = preemption.SignalWatch(options.preemption_grace_s, lambda: manager.latest_checkpoint)
+  # What the index on disk names: a save cut short may have updated the manager but not yet the index.
+  signal_watch = preemption.SignalWatch(options.preemption_grace_s,
+                                        lambda: tf.train.latest_checkpoint(manager.directory))
   stop_on_signal = preemption.StopOnSignal(signal_watch, strategy)
   callbacks = [
       step_log,
