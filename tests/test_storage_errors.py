@@ -12,7 +12,6 @@ import json
 import os
 
 import keras
-import pytest
 import tensorflow as tf
 
 from test_bad_input import SAME_CONFIG, _error_lines, _snapshot, _train_main
