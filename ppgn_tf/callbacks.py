@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from ppgn_tf import data as data_lib
 from ppgn_tf import plots
-from ppgn_tf.files import write_json
+from ppgn_tf.files import StorageError, cause, write_json
 
 HISTORY_FILE = "history.json"
 
@@ -113,6 +113,7 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
     self.manager = manager
     self.every = every
     self.before_save = before_save
+    self._saved_number = None  # The critic step of this process' last save.
 
   def _save(self):
     # Logged losses come from the forward pass before an update, so a step can
@@ -125,9 +126,32 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
                             f"{int(self.model.generator_steps.numpy())} (critic step "
                             f"{int(self.model.critic_steps.numpy())}); not checkpointed, the last "
                             "checkpoint holds the last good state")
-    if self.before_save is not None:
-      self.before_save()
-    self.manager.save(checkpoint_number=int(self.model.critic_steps.numpy()))
+    number = int(self.model.critic_steps.numpy())
+    if number == self._saved_number:
+      # Saved at this step already (periodically, then at the end): rewriting could only damage it. Every
+      # worker saved at the same steps, so all skip alike (a save is collective).
+      return
+    try:
+      if self.before_save is not None:
+        self.before_save()
+      self.manager.save(checkpoint_number=number)
+      self._saved_number = number
+    except (OSError, tf.errors.OpError) as e:  # A full or failing disk; TensorFlow reports ENOSPC as an OpError.
+      self._remove_partial(number)
+      detail = cause(e) if isinstance(e, StorageError) else f"{self.manager.directory}: {cause(e)}"
+      raise StorageError(f"checkpoint ckpt-{number} not written ({detail}); the last complete checkpoint "
+                         f"{self.manager.latest_checkpoint or '(none yet)'} stays in charge") from e
+
+  def _remove_partial(self, number: int) -> None:
+    """Frees what a failed save left (its temporary files); the index never named them."""
+    for path in tf.io.gfile.glob(os.path.join(self.manager.directory, f"ckpt-{number}[._]*")):
+      try:
+        if tf.io.gfile.isdir(path):
+          tf.io.gfile.rmtree(path)
+        else:
+          tf.io.gfile.remove(path)
+      except tf.errors.OpError:
+        pass
 
   def on_train_batch_end(self, batch, logs=None):
     if self.every and int(self.model.critic_steps.numpy()) % self.every == 0:
@@ -172,3 +196,72 @@ class ReconstructionGrid(keras.callbacks.Callback):
     g = int(self.model.generator_steps.numpy())
     self.write(os.path.join(self.directory, f"epoch_{epoch + 1:03d}.png"),
                f"epoch {epoch + 1}, generator step {g}")
+
+
+class TensorBoardImages(keras.callbacks.Callback):
+  """TensorBoard images every `every` G steps (0: none during training) and from `write` at the end.
+
+  `images/reconstructions`: fixed test images x next to G(E(x)), pairs side by side. `images/samples`:
+  the class-conditional sample grid, one row per class, of `chains_per_class` MALA chains with the
+  run's sampler settings; at the end, the first chains of the run's end-of-run samples instead (no
+  extra sampling). A fixed, small image set and few chains bound the cost. Chief only.
+  """
+
+  def __init__(self, summary_dir: str, images: np.ndarray, every: int, sampler_config, chains_per_class: int = 2,
+               prior_fn=lambda: None, seed: int = 0):
+    super().__init__()
+    self.writer = tf.summary.create_file_writer(summary_dir)
+    self.images = images  # Normalised, float32.
+    self.every = every
+    self.sampler_config = sampler_config
+    self.chains_per_class = chains_per_class
+    self.prior_fn = prior_fn  # The real codes, when the sampler settings read them (computed once, on demand).
+    self.seed = seed
+    self._sampler = None
+    self._written_step = None
+
+  def _sample_grid(self, model) -> np.ndarray:
+    from ppgn_tf import mala_sampler
+    from ppgn_tf.sample import NUM_CLASSES
+    if self._sampler is None:  # Built once: its traced functions are reused at every write.
+      self._sampler = mala_sampler.MalaSampler(
+          model.sampling_generator, model.encoder, self.sampler_config, code_layer=model.config.code_layer,
+          prior=self.prior_fn() if self.sampler_config.needs_code_prior else None)
+    classes = np.repeat(np.arange(NUM_CLASSES), self.chains_per_class).astype(np.int32)
+    seeds = self.seed * 100_000 + np.arange(len(classes), dtype=np.int64)  # The same chains at every write.
+    images = self._sampler.sample(classes, seeds)["images"].numpy()
+    return plots.image_grid(images, nrow=self.chains_per_class)
+
+  def _reconstruction_grid(self, model) -> np.ndarray:
+    recon = data_lib.denormalize(model.reconstruct(tf.constant(self.images))).numpy()
+    pairs = np.stack([data_lib.denormalize(self.images).numpy(), recon], axis=1).reshape(-1, *recon.shape[1:])
+    return plots.image_grid(pairs, nrow=8)  # Four (x, G(E(x))) pairs per row.
+
+  def write(self, model, end_samples: np.ndarray | None = None) -> None:
+    """The end-of-run pictures at the model's G step: the reconstructions, and the sample grid cut from
+    `end_samples` (the run's end-of-run samples: images in [0, 1], one class after another) when given."""
+    self._write(model, end_samples, during_training=False)
+
+  def _write(self, model, end_samples, during_training: bool) -> None:
+    step = int(model.generator_steps.numpy())
+    if step == self._written_step:
+      return
+    grids = {"images/reconstructions": self._reconstruction_grid(model)}
+    if during_training:
+      grids["images/samples"] = self._sample_grid(model)
+    elif end_samples is not None:
+      from ppgn_tf.sample import NUM_CLASSES
+      per_class = len(end_samples) // NUM_CLASSES
+      chains = end_samples.reshape(NUM_CLASSES, per_class, *end_samples.shape[1:])[:, :self.chains_per_class]
+      grids["images/samples"] = plots.image_grid(chains.reshape(-1, *end_samples.shape[1:]),
+                                                 nrow=chains.shape[1])
+    with self.writer.as_default(step=step):
+      for name, grid in grids.items():
+        tf.summary.image(name, grid[np.newaxis, :, :, np.newaxis], max_outputs=1)
+    self.writer.flush()
+    self._written_step = step
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = int(logs["g_steps"])
+    if self.every and step % self.every == 0 and step > 0:
+      self._write(self.model, None, during_training=True)

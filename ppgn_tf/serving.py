@@ -169,7 +169,7 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
   """Writes D/N atomically: into a temporary directory, then renamed into place. `settings` (those of
   serving_default) go to D/N/assets.extra/sampler.json, for the programs that read an export."""
   version = check_export_dir(export_dir, version)
-  os.makedirs(export_dir, exist_ok=True)
+  files.make_directory(export_dir, export_dir)
   final = os.path.join(export_dir, str(version))
   tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
   shutil.rmtree(tmp, ignore_errors=True)
@@ -180,6 +180,9 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
       raise ExportError(f"{final}: version {version} appeared during the export; nothing was replaced")
     os.rename(tmp, final)  # Atomic on one file system.
+  except (OSError, tf.errors.OpError) as e:  # A full disk: TensorFlow reports ENOSPC as ResourceExhaustedError.
+    raise files.StorageError(f"{final}: export not written ({files.cause(e)}); its partial files are "
+                             "removed") from e
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return final

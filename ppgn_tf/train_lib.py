@@ -4,7 +4,7 @@ Everything a run makes lives under its workdir:
   encoder/            E (encoder.keras) and metrics.json (unless --encoder_dir)
   config.json         the PPGN configuration (a rerun must match it)
   checkpoints/        tf.train.CheckpointManager checkpoints (resume point)
-  tensorboard/        TensorBoard scalars, one point per G step
+  tensorboard/        TensorBoard scalars, one point per G step; images (reconstructions, samples)
   reconstructions/    x next to G(E(x)) at each epoch end
   history.json        every logged quantity per G step
   wasserstein.png     Wasserstein estimates vs G steps (the thesis' Fig. 4)
@@ -15,9 +15,11 @@ Everything a run makes lives under its workdir:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
+import signal
 import time
 
 import keras
@@ -30,6 +32,8 @@ from ppgn_tf import data as data_lib
 from ppgn_tf import distribute
 from ppgn_tf import encoder as encoder_lib
 from ppgn_tf import plots
+from ppgn_tf import preemption
+from ppgn_tf import files
 from ppgn_tf.files import write_json
 from ppgn_tf.critic_schedule import CriticSchedule
 from ppgn_tf.ppgn import PPGN, PPGNConfig
@@ -63,6 +67,8 @@ class RunOptions:
   sample_steps: int | None = None  # Their steps (None: the preset's).
   export: bool = False  # Export the sampler to WORKDIR/export/N at the end.
   command: str | None = None  # The command line, recorded in options.json for reports.
+  image_every: int = 100  # TensorBoard images every N G steps (0: only at the end).
+  preemption_grace_s: float = 25.0  # After SIGTERM/SIGINT: the deadline to finish the step and checkpoint.
 
   @property
   def sampler_config(self):
@@ -96,6 +102,10 @@ class RunOptions:
     if self.sample_steps is not None and self.sample_steps < 0:
       raise ValueError(f"--sample_steps must be >= 0, got {self.sample_steps}")
     self.sampler_config.validate()
+    if self.image_every < 0:
+      raise ValueError(f"--image_every must be >= 0, got {self.image_every}")
+    if not self.preemption_grace_s >= 0:
+      raise ValueError(f"--preemption_grace_s must be >= 0, got {self.preemption_grace_s}")
     if self.sample_per_class < 0:
       raise ValueError(f"--sample_per_class must be >= 0, got {self.sample_per_class}")
     if self.precision not in PRECISIONS:
@@ -210,7 +220,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   restore_from = check_checkpoints(os.path.join(options.workdir, "checkpoints"))
   if os.path.isfile(os.path.join(options.encoder_path, encoder_lib.ENCODER_FILE)):
     encoder_lib.load_encoder(options.encoder_path)
-  os.makedirs(options.workdir, exist_ok=True)
+  files.make_directory(options.workdir, f"--workdir={options.workdir}")
 
   train_split, test_split = data_lib.load_arrays(options.dataset, options.data_dir)
   logging.info("Data %s: %d train, %d test images", options.dataset, len(train_split), len(test_split))
@@ -266,6 +276,15 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       config.batch_size, history)
   fixed_test_images = data_lib.normalize(test_split.images[_class_balanced(test_split.labels, 32)]).numpy()
   recon_grid = callbacks_lib.ReconstructionGrid(fixed_test_images, os.path.join(options.workdir, "reconstructions"))
+
+  # Read by the TensorBoard sample grid and by the end of the run: computed once.
+  code_prior = functools.cache(lambda: compute_code_prior(model, train_split))
+
+  tensorboard_images = None
+  if chief:
+    tensorboard_images = callbacks_lib.TensorBoardImages(
+        os.path.join(options.workdir, "tensorboard", "images"), fixed_test_images, options.image_every,
+        options.sampler_config, prior_fn=code_prior, seed=config.seed)
   run_start = time.time()
   base_elapsed = float(elapsed.numpy())
 
@@ -274,14 +293,20 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     if chief:  # The history up to the checkpoint survives a kill.
       step_log.save(options.workdir)
 
+  # What the index on disk names: a save cut short may have updated the manager but not yet the index.
+  signal_watch = preemption.SignalWatch(options.preemption_grace_s,
+                                        lambda: tf.train.latest_checkpoint(manager.directory))
+  stop_on_signal = preemption.StopOnSignal(signal_watch, strategy)
   callbacks = [
       step_log,
       bounds,
+      stop_on_signal,  # Before the checkpoint callback, whose end-of-training save then follows the stop.
       callbacks_lib.PeriodicCheckpoint(manager, options.checkpoint_every, before_save),
   ]
   if chief:
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(options.workdir, "tensorboard"), write_graph=False))
     callbacks.append(recon_grid)
+    callbacks.append(tensorboard_images)
 
   if not bounds.reached(model):
     train_ds = data_lib.make_pipeline(train_split, config.batch_size, seed=config.seed, repeat=True,
@@ -291,13 +316,23 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
                  "+".join(model.critic_names), max_critic_steps, steps_per_epoch,
                  f", {options.max_generator_steps} G steps" if options.max_generator_steps else "",
                  strategy.num_replicas_in_sync)
-    try:
-      model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
-                initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose,
-                shuffle=False)  # The pipeline shuffles (seeded, resumable).
-    finally:
+    with signal_watch:
+      try:
+        model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
+                  initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose,
+                  shuffle=False)  # The pipeline shuffles (seeded, resumable).
+      except BaseException:
+        if chief:  # The history up to the failure, without hiding the failure behind a second one.
+          try:
+            step_log.save(options.workdir)
+          except files.StorageError as e:
+            logging.warning("%s", e)
+        raise
       if chief:
         step_log.save(options.workdir)
+      signum = stop_on_signal.stopped_by or signal_watch.received
+      if signum:  # fit()'s end-of-training checkpoint is written; the end-of-run work is left to the rerun.
+        raise _preempted(signum, signal_watch, manager, model, chief)
   else:
     logging.info("Nothing to train: the run already reached its bounds")
   before_save()
@@ -314,14 +349,27 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   }
   if chief:
     write_run_pictures(model, step_log.history, options.workdir, recon_grid)
-    prior = save_code_prior(model, train_split, options.workdir)
+    prior = save_code_prior(model, train_split, options.workdir, code_prior())
+    end_samples = None
     if options.sample_per_class:
-      summary["samples"] = write_samples(model, options, prior)
+      summary["samples"], end_samples = write_samples(model, options, prior)
+    tensorboard_images.write(model, end_samples)  # The end's grid: those samples (no grid without them).
     if options.export:
       summary["export"] = export_sampler(model, options, prior)
     write_json(os.path.join(options.workdir, "summary.json"), summary)
     logging.info("Summary: %s", json.dumps({k: summary[k] for k in ("generator_steps", "critic_steps", "wall_seconds")}))
   return summary
+
+
+def _preempted(signum, signal_watch, manager, model, chief) -> preemption.Preempted:
+  """Logs the one line saying where the stopped run stands; the exception train.py exits with."""
+  seconds = time.monotonic() - signal_watch.received_at if signal_watch.received_at else 0.0
+  message = (f"{signal.Signals(signum).name}: stopped after critic step {int(model.critic_steps.numpy())} "
+             f"(generator step {int(model.generator_steps.numpy())}), wrote {manager.latest_checkpoint}"
+             f"{' and history.json' if chief else ''} {seconds:.1f} s after the signal; rerun the same command "
+             "to resume")
+  logging.warning("%s", message)
+  return preemption.Preempted(signum, message)
 
 
 def config_from_json(obj: dict) -> PPGNConfig:
@@ -360,12 +408,19 @@ def load_trained(workdir: str) -> PPGN:
   return model
 
 
-def save_code_prior(model: PPGN, train_split: data_lib.Split, workdir: str):
-  """WORKDIR/code_prior.npz: the codes E(x) of (at most 10,000) training images, which the sampler's
-  h_0 and percentile clipping read. E is frozen, so they are computed once, at the end of training."""
+def compute_code_prior(model: PPGN, train_split: data_lib.Split):
+  """The codes E(x) of (at most 10,000) training images and their classes (a mala_sampler.CodePrior)."""
   from ppgn_tf import mala_sampler
-  prior = mala_sampler.CodePrior.from_encoder(model.encoder, data_lib.normalize(train_split.images).numpy(),
-                                              train_split.labels, model.config.code_layer, seed=model.config.seed)
+  return mala_sampler.CodePrior.from_encoder(model.encoder, data_lib.normalize(train_split.images).numpy(),
+                                             train_split.labels, model.config.code_layer, seed=model.config.seed)
+
+
+def save_code_prior(model: PPGN, train_split: data_lib.Split, workdir: str, prior=None):
+  """WORKDIR/code_prior.npz: the codes E(x) of (at most 10,000) training images, which the sampler's
+  h_0 and percentile clipping read. E is frozen, so they are computed once (`prior`, when given)."""
+  from ppgn_tf import mala_sampler
+  if prior is None:
+    prior = compute_code_prior(model, train_split)
   prior.save(os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE))
   return prior
 
@@ -396,8 +451,10 @@ def make_sampler(workdir: str, model: PPGN, config):
                                   code_layer=model.config.code_layer, prior=prior)
 
 
-def write_samples(model: PPGN, options: RunOptions, prior=None) -> dict:
-  """WORKDIR/samples: a class-conditional grid and chains GIF with the run's sampler settings."""
+def write_samples(model: PPGN, options: RunOptions, prior=None) -> tuple[dict, np.ndarray]:
+  """WORKDIR/samples: a class-conditional grid and chains GIF with the run's sampler settings.
+
+  Returns what sample.write_outputs returns, and the images (one class after another, in [0, 1])."""
   from ppgn_tf import sample
   config = options.sampler_config
   logging.info("Sampling %d chains per class (%d MALA steps, %s sampler)", options.sample_per_class, config.steps,
@@ -406,7 +463,7 @@ def write_samples(model: PPGN, options: RunOptions, prior=None) -> dict:
       model, config, options.sample_per_class, seed=model.config.seed, prior=prior)
   return sample.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
                               options.sample_per_class,
-                              f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps")
+                              f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"), images
 
 
 def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:

@@ -58,7 +58,7 @@ def test_helpfull_documents_every_flag():
   for flag in ("--workdir", "--dataset", "--data_dir", "--seed", "--flagfile", "--latent_critics",
                "--critic_selection", "--strategy", "--beta_gan", "--encoder_epochs", "--[no]export", "--[no]image_critic"):
     assert flag in text, flag
-  train_flags = text.split("train.py:")[1].split("\n\n")[0] if "train.py:" in text else text
+  train_flags = text.split("ppgn_tf.cli.train:")[1].split("\n\n")[0]
   # absl prints "(default: ...)" or a help line for each flag; an empty help would show "--x: " + newline.
   assert ":\n    (default" not in train_flags
 

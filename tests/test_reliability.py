@@ -1,20 +1,23 @@
 """Preemption, determinism and several hosts, through train.py as users run it.
 
 Every run here is a real train.py process on train_process.TINY's tiny configuration:
-killed with SIGKILL, rerun, run twice, or run as two workers with TF_CONFIG.
+killed with SIGKILL, stopped with SIGTERM or SIGINT, rerun, run twice, or run as two workers with TF_CONFIG.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from train_process import (G_STEPS, checkpoint_weights, checkpointed_critic_step, command, finish,
-                           kill_after_checkpoint, start)
+                           kill_after_checkpoint, signal_after_checkpoint, start)
 
 # What history.json records that is not a function of the seed.
 UNTIMED = lambda history: {k: v for k, v in history.items() if k != "images_per_second"}
@@ -25,16 +28,43 @@ def _read(workdir, name):
     return json.load(f)
 
 
-def test_deterministic_runs_agree_and_a_killed_run_resumes_the_same_trajectory(tmp_path, small_idx_dir,
-                                                                               encoder_dir):
+def _stop_line(stderr, text):
+  lines = [l for l in stderr.splitlines() if text in l]
+  assert len(lines) == 1, stderr[-3000:]
+  return lines[0]
+
+
+def test_deterministic_runs_agree_and_an_interrupted_run_resumes_the_same_trajectory(tmp_path, small_idx_dir,
+                                                                                     encoder_dir):
   det = ["--deterministic", "--checkpoint_every=1"]  # A checkpoint every critic iteration: kills hit saves.
   first, second, killed = (str(tmp_path / n) for n in ("first", "second", "killed"))
-  # Two uninterrupted runs, and meanwhile one killed twice (after the 4th and the 10th of 17 critic
-  # iterations, at different points of a step), then rerun to the end.
+  # Two uninterrupted runs, and meanwhile one stopped three times in 17 critic iterations, then rerun to
+  # the end: SIGKILL, then real SIGTERM and SIGINT as schedulers and users send them.
   runs = [start(command(w, small_idx_dir, encoder_dir, *det)) for w in (first, second)]
-  for critic_step, delay in ((4, 0.0), (10, 0.013)):
-    kill_after_checkpoint(start(command(killed, small_idx_dir, encoder_dir, *det)), killed, critic_step, delay)
-    assert checkpointed_critic_step(killed) >= critic_step  # The index still names a whole checkpoint.
+  kill_after_checkpoint(start(command(killed, small_idx_dir, encoder_dir, *det)), killed, 4, 0.0)
+  assert checkpointed_critic_step(killed) >= 4  # The index still names a whole checkpoint.
+
+  # SIGTERM: the step finishes, its checkpoint and history.json are written, one line, status 143.
+  status, err = signal_after_checkpoint(start(command(killed, small_idx_dir, encoder_dir, *det)), killed, 6,
+                                        signal.SIGTERM)
+  assert status == 143, err[-3000:]
+  line = _stop_line(err, "SIGTERM: stopped after critic step")
+  critic_step, g_step = (int(n) for n in re.search(r"critic step (\d+) \(generator step (\d+)\)", line).groups())
+  assert 6 <= critic_step < 17 and checkpointed_critic_step(killed) == critic_step, line
+  assert f"ckpt-{critic_step} and history.json" in line
+  assert max(g for g, _ in _read(killed, "history.json")["g_loss"]) == g_step
+  assert not os.path.exists(os.path.join(killed, "summary.json"))  # The end-of-run work is the rerun's.
+
+  # SIGINT past --preemption_grace_s (0: at once, mid-step or mid-save): status 130, the last complete
+  # checkpoint in charge.
+  status, err = signal_after_checkpoint(
+      start(command(killed, small_idx_dir, encoder_dir, *det, "--preemption_grace_s=0")), killed,
+      critic_step + 2, signal.SIGINT)
+  assert status == 130, err[-3000:]
+  line = _stop_line(err, "SIGINT: the current step and its checkpoint did not finish within --preemption_grace_s=0")
+  last = checkpointed_critic_step(killed)
+  assert f"ckpt-{last} stays in charge" in line
+  assert os.path.isfile(os.path.join(killed, "checkpoints", f"ckpt-{last}.index"))
   runs.append(start(command(killed, small_idx_dir, encoder_dir, *det)))
   for r in runs:
     finish(r)
@@ -105,3 +135,27 @@ def test_two_workers_match_each_other_and_a_single_process(tmp_path, small_idx_d
   single_final = _read(single, "summary.json")["final"]
   for key, value in summary["final"].items():
     assert value == pytest.approx(single_final[key], rel=1e-3, abs=1e-5), key
+
+
+
+def test_a_sigterm_to_one_worker_stops_every_worker_at_the_same_checkpoint(tmp_path, small_idx_dir, encoder_dir):
+  """Schedulers may signal one host of several: both workers stop after the same step and both write that
+  checkpoint (a save is collective). (Resuming from it is resuming from any checkpoint: tested above for one
+  process; here it would cost two more worker start-ups.)"""
+  run = ["--max_generator_steps=12", "--checkpoint_every=2", "--strategy=multi_worker"]
+  workdir = str(tmp_path / "multi")
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+
+  chief, other = (start(command(workdir, small_idx_dir, encoder_dir, *run),
+                         TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+                   for i in range(2))
+  status, other_err = signal_after_checkpoint(other, workdir, 2, signal.SIGTERM, timeout=400)
+  chief_err = chief.communicate(timeout=400)[1]
+  assert (status, chief.returncode) == (143, 143), other_err[-2000:] + chief_err[-2000:]
+  line = _stop_line(chief_err, "SIGTERM: stopped after critic step")  # The chief learned it from its peer.
+  _stop_line(other_err, "SIGTERM: stopped after critic step")
+  critic_step = int(re.search(r"critic step (\d+)", line).group(1))
+  assert checkpointed_critic_step(workdir) == critic_step
+  worker_copy = tf.train.get_checkpoint_state(os.path.join(workdir, ".worker_tmp", "1"))
+  assert worker_copy.model_checkpoint_path.endswith(f"ckpt-{critic_step}")
+  assert critic_step < 3 + 2 * 11 and not os.path.exists(os.path.join(workdir, "summary.json"))  # Mid-run.

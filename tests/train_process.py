@@ -54,18 +54,25 @@ def checkpointed_critic_step(workdir) -> int:
   return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else -1
 
 
-def kill_after_checkpoint(process, workdir, critic_step, extra_delay, timeout=240):
-  """SIGKILLs `process` `extra_delay` s after it checkpointed `critic_step`: wherever it then is,
-  mid-step or mid-save."""
+def signal_after_checkpoint(process, workdir, critic_step, signum, extra_delay=0.0, timeout=240):
+  """Sends `signum` to `process` `extra_delay` s after it checkpointed `critic_step` (or a later one);
+  returns its (exit status, stderr)."""
   deadline = time.time() + timeout
   while checkpointed_critic_step(workdir) < critic_step:
-    assert process.poll() is None, "the run ended before it could be killed: " + process.stderr.read()[-2000:]
+    assert process.poll() is None, "the run ended before the signal: " + process.stderr.read()[-2000:]
     assert time.time() < deadline, "no checkpoint appeared"
     time.sleep(0.02)
   time.sleep(extra_delay)
-  process.send_signal(signal.SIGKILL)
-  process.communicate()
-  assert process.returncode == -signal.SIGKILL
+  process.send_signal(signum)
+  _, err = process.communicate(timeout=timeout)
+  return process.returncode, err
+
+
+def kill_after_checkpoint(process, workdir, critic_step, extra_delay, timeout=240):
+  """SIGKILLs `process` `extra_delay` s after it checkpointed `critic_step`: wherever it then is,
+  mid-step or mid-save."""
+  returncode, _ = signal_after_checkpoint(process, workdir, critic_step, signal.SIGKILL, extra_delay, timeout)
+  assert returncode == -signal.SIGKILL
 
 
 def checkpoint_weights(checkpoint_dir, name=None, network=None) -> dict:

@@ -1,0 +1,55 @@
+r"""Exports a trained run's MALA-approx sampler as a standalone SavedModel.
+
+  python export.py --workdir=runs/quickstart --export_dir=exported/ppgn
+
+writes exported/ppgn/N/ (TensorFlow Serving's layout, N one above the highest
+existing version unless --version is given). An existing version is never
+touched. The SavedModel needs TensorFlow only, not this package.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from ppgn_tf import sample
+
+flags.DEFINE_string("workdir", None, "Workdir of a finished (or checkpointed) training run.")
+flags.DEFINE_string("export_dir", None, "Model base path; the SavedModel goes to EXPORT_DIR/VERSION/.")
+flags.DEFINE_integer("version", None, "Version number (default: one above the highest existing).")
+sample.define_sampler_flags("MALA steps of the serving_default signature.")  # Also inpaint's settings.
+flags.mark_flags_as_required(["workdir", "export_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from ppgn_tf import files, serving, train_lib
+  try:
+    config = sample.sampler_config_from_flags()
+    version = serving.check_export_dir(FLAGS.export_dir, FLAGS.version)
+    model = train_lib.load_trained(FLAGS.workdir)
+    prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
+    # The averaged G when the run keeps one.
+    archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior)
+    path = serving.write(archive, FLAGS.export_dir, version, settings=config)
+  except (ValueError, files.StorageError) as e:
+    print(f"export.py: error: {e}", file=sys.stderr)
+    return 1
+  logging.info("Exported the sampler of %s (generator step %d) to %s", FLAGS.workdir,
+               int(model.generator_steps.numpy()), path)
+  print(path)
+  return 0
+
+
+def run():
+  """The console script ppgn-export."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
