@@ -317,31 +317,49 @@ def time_project(encoder, split, bench: BenchConfig, precision: str, experiments
   return out
 
 
-def time_peer(bench: BenchConfig, experiments, split, log) -> dict:
-  """The thesis' code restated in PyTorch (`bench_peer_torch`) on the experiments it has, at this scale."""
+def time_peer(bench: BenchConfig, experiments, split, log, thread_counts=(0,)) -> dict:
+  """The thesis' code restated in PyTorch (`bench_peer_torch`) on the experiments it has, at this scale.
+
+  Each of `thread_counts` (0: PyTorch's default) is timed in turn and every quantity keeps the fastest: on
+  a machine other jobs load, PyTorch's OpenMP threads can wait for each other far longer than they compute.
+  """
   from ppgn_tf import bench_peer_torch as peer
   from ppgn_tf import encoder as encoder_lib
   from ppgn_tf import flops
-  widths = (2, 2, 2) if bench.tiny_encoder else (64, 128, 256)
-  out = {**peer.versions(), "experiments": {}}
-  trainer = None
-  for name in experiments:
-    if name not in peer.CRITICS_OF:
-      log(f"Peer: {name} is not restated in PyTorch (only {', '.join(peer.CRITICS_OF)}); skipped")
-      continue
-    log(f"Peer (PyTorch) training steps: {name} ...")
-    trainer = peer.PeerTrainer(bench.dim, bench.batch_size, widths, peer.CRITICS_OF[name], split.images)
-    out["experiments"][name] = peer.time_training(trainer, CRITIC_ITERATIONS, bench.repeats)
-  if trainer is None:
-    trainer = peer.PeerTrainer(bench.dim, bench.batch_size, widths, ("image",), split.images)
-  log("Peer (PyTorch) sampler, one chain ...")
-  seconds = peer.time_sampler(trainer, bench.sampler_steps, bench.repeats)
   from ppgn_tf.generator import build_generator
+  torch = peer.import_torch()
+  default_threads = torch.get_num_threads()
+  widths = (2, 2, 2) if bench.tiny_encoder else (64, 128, 256)
   encoder = encoder_lib.build_tiny_encoder() if bench.tiny_encoder else encoder_lib.build_encoder()
   net = flops.NetworkFlops.of(build_generator((64,), bench.dim), encoder, {})
   scale = flops.sampler_per_chain(net, SAMPLE_STEPS) / flops.sampler_per_chain(net, bench.sampler_steps)
-  out["sampler"] = {"batch1": {"batch": 1, "measured_steps": bench.sampler_steps, "measured_s": seconds,
-                               "s_per_sample": seconds * scale}}
+  out = {**peer.versions(), "by_threads": {}}
+  for threads in thread_counts:
+    torch.set_num_threads(threads or default_threads)
+    part, trainer = {"experiments": {}}, None
+    for name in experiments:
+      if name not in peer.CRITICS_OF:
+        log(f"Peer: {name} is not restated in PyTorch (only {', '.join(peer.CRITICS_OF)}); skipped")
+        continue
+      log(f"Peer (PyTorch, {torch.get_num_threads()} threads) training steps: {name} ...")
+      trainer = peer.PeerTrainer(bench.dim, bench.batch_size, widths, peer.CRITICS_OF[name], split.images)
+      part["experiments"][name] = peer.time_training(trainer, CRITIC_ITERATIONS, bench.repeats)
+    if trainer is None:
+      trainer = peer.PeerTrainer(bench.dim, bench.batch_size, widths, ("image",), split.images)
+    log(f"Peer (PyTorch, {torch.get_num_threads()} threads) sampler, one chain ...")
+    seconds = peer.time_sampler(trainer, bench.sampler_steps, bench.repeats)
+    part["sampler"] = {"batch1": {"batch": 1, "measured_steps": bench.sampler_steps, "measured_s": seconds,
+                                  "s_per_sample": seconds * scale}}
+    out["by_threads"][str(torch.get_num_threads())] = part
+  torch.set_num_threads(default_threads)
+  parts = list(out["by_threads"].items())
+  fastest = lambda get: min(parts, key=lambda kv: get(kv[1]))
+  out["experiments"] = {}
+  for name in parts[0][1]["experiments"]:
+    threads, part = fastest(lambda p: p["experiments"][name]["g_iteration_s"])
+    out["experiments"][name] = {**part["experiments"][name], "threads": int(threads)}
+  threads, part = fastest(lambda p: p["sampler"]["batch1"]["s_per_sample"])
+  out["sampler"] = {"batch1": {**part["sampler"]["batch1"], "threads": int(threads)}}
   return out
 
 
@@ -374,7 +392,7 @@ def ratios_to_peer(results: dict) -> dict:
 
 def run(config_name: str, precisions=("fp32",), experiments=("vanilla", "combined"), repeats: int | None = None,
         sampler_steps: int | None = None, sampler_batch: int | None = None, profile_dir: str | None = None,
-        peer: str = "none", fma_units: int = 2, log=print) -> dict:
+        peer: str = "none", fma_units: int = 2, peer_threads=(0,), log=print) -> dict:
   """The whole benchmark; returns the JSON-ready results (see the module docstring).
 
   `precisions` are resolved (fp32, bf16); the first gives the headline keys.
@@ -418,7 +436,7 @@ def run(config_name: str, precisions=("fp32",), experiments=("vanilla", "combine
     results["by_precision"][p] = part
     keras.backend.clear_session()
   if peer == "torch":
-    results["peer"] = time_peer(bench, experiments, split, log)
+    results["peer"] = time_peer(bench, experiments, split, log, peer_threads)
     results["ratio_to_peer"] = ratios_to_peer(results)
 
   head_precision = results["by_precision"][precisions[0]]
@@ -494,12 +512,17 @@ def format_table(results: dict) -> str:
                    f"{_fraction(s['sampler_of_theoretical_peak']):>9}")
   if "peer" in results:
     peer = results["peer"]
-    lines += ["", f"[peer: the thesis' training step and one-chain sampler in PyTorch {peer['torch']}, fp32, "
-              f"{peer['torch_threads']} threads]"]
+    lines += ["", f"[peer: the thesis' training step and one-chain sampler in PyTorch {peer['torch']}, fp32; "
+              f"the fastest of {', '.join(peer['by_threads'])} threads]"]
     for name, e in peer["experiments"].items():
       lines.append(f"[peer] {name:<12} critic it {e['critic_iteration_s']:.3f} s, G step {e['generator_step_s']:.3f} s, "
-                   f"G iteration {e['g_iteration_s']:.3f} s")
-    lines.append(f"[peer] sampler, one chain: {peer['sampler']['batch1']['s_per_sample']:.3f} s per 200-step sample")
+                   f"G iteration {e['g_iteration_s']:.3f} s ({e['threads']} threads)")
+    for threads, part in peer["by_threads"].items():
+      lines.append(f"[peer, {threads} threads] " + ", ".join(
+          f"{name} G iteration {e['g_iteration_s']:.3f} s" for name, e in part["experiments"].items()) +
+          f"; sampler {part['sampler']['batch1']['s_per_sample']:.3f} s per sample")
+    lines.append(f"[peer] sampler, one chain: {peer['sampler']['batch1']['s_per_sample']:.3f} s per 200-step sample "
+                 f"({peer['sampler']['batch1']['threads']} threads)")
     lines.append("this project's seconds / the peer's (below 1: faster than the thesis' code):")
     for p, r in results["ratio_to_peer"].items():
       lines.append(f"  {p}: " + ", ".join(f"{k} {v:.2f}x" for k, v in r.items()))
@@ -542,6 +565,8 @@ def define_flags() -> None:
                     "headline keys.")
   flags.DEFINE_enum("peer", "none", list(PEERS), "torch: also time the thesis' training step and one-chain sampler "
                     "restated in PyTorch (needs torch), and print the ratios.")
+  flags.DEFINE_list("peer_threads", ["0"], "PyTorch thread counts the peer is timed with, each in turn (0: "
+                    "PyTorch's default); each quantity keeps the fastest. On a loaded machine try 0,1.")
   flags.DEFINE_list("experiments", ["vanilla", "combined"], f"Which of {', '.join(EXPERIMENTS)}; the first "
                     "gives the headline keys.")
   flags.DEFINE_integer("repeats", None, "Timed rounds (default: the config's).")
@@ -578,6 +603,12 @@ def main(argv):
     return _error(f"--inter_op_threads must be >= 0, got {FLAGS.inter_op_threads}")
   if FLAGS.output and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
     return _error(f"--output={FLAGS.output}: no such directory")
+  try:
+    peer_threads = tuple(int(n) for n in FLAGS.peer_threads)
+  except ValueError:
+    peer_threads = ()
+  if not peer_threads or min(peer_threads) < 0:
+    return _error(f"--peer_threads: expected whole numbers >= 0, got {','.join(FLAGS.peer_threads)}")
   if FLAGS.peer == "torch":
     from ppgn_tf import bench_peer_torch
     try:
@@ -591,7 +622,7 @@ def main(argv):
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   precisions = tuple(dict.fromkeys(precision_lib.resolve(p, "bench") for p in FLAGS.precision))
   results = run(FLAGS.config, precisions, tuple(FLAGS.experiments), FLAGS.repeats, FLAGS.sampler_steps,
-                FLAGS.sampler_batch, FLAGS.profile_dir, FLAGS.peer, FLAGS.fma_units)
+                FLAGS.sampler_batch, FLAGS.profile_dir, FLAGS.peer, FLAGS.fma_units, peer_threads)
   results["inter_op_threads"] = FLAGS.inter_op_threads
   results["command"] = " ".join(["python -m ppgn_tf.bench", *sys.argv[1:]])
   print(format_table(results))
