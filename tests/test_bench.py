@@ -90,7 +90,7 @@ def test_peer_mode_times_the_pytorch_restatement_in_the_same_run(tmp_path):
   output = tmp_path / "bench.json"
   result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", f"--output={output}",
                            "--experiments=vanilla", "--precision=fp32", "--peer=torch", "--repeats=1",
-                           "--sampler_steps=1"],
+                           "--sampler_steps=1", "--peer_threads=0,1"],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   results = json.loads(output.read_text())
@@ -99,6 +99,10 @@ def test_peer_mode_times_the_pytorch_restatement_in_the_same_run(tmp_path):
   for key in ("critic_iteration_s", "generator_step_s", "g_iteration_s"):
     assert math.isfinite(peer["experiments"]["vanilla"][key]) and peer["experiments"]["vanilla"][key] > 0
   assert math.isfinite(peer["experiments"]["vanilla"]["final_losses"]["g_loss"])
+  # Timed with PyTorch's default thread count and with one; each quantity keeps the faster.
+  assert "1" in peer["by_threads"] and len(peer["by_threads"]) in (1, 2)
+  fastest = min(part["experiments"]["vanilla"]["g_iteration_s"] for part in peer["by_threads"].values())
+  assert peer["experiments"]["vanilla"]["g_iteration_s"] == fastest
   ratio = results["ratio_to_peer"]["fp32"]
   assert ratio["vanilla_g_iteration"] == pytest.approx(results["g_iteration_s"] / peer["experiments"]["vanilla"][
       "g_iteration_s"])
@@ -137,6 +141,7 @@ def test_theoretical_peak_from_cpuinfo():
     (["--config=tiny", "--experiments=fancy"], "--experiments"),
     (["--config=tiny", "--output=/no/such/dir/x.json"], "no such directory"),
     (["--config=tiny", "--precision=fp16"], "--precision: choose from auto, fp32, bf16"),
+    (["--config=tiny", "--peer_threads=two"], "--peer_threads: expected whole numbers"),
 ])
 def test_bad_flags_exit_with_one_line(args, message):
   result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", *args], capture_output=True, text=True,
