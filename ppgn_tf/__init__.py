@@ -8,6 +8,8 @@ Modules, by what they hold:
   critic_schedule    the asymmetric critic schedule and random critic choice
   ppgn               the Keras model whose train_step is the algorithm
   bench, flops       python -m ppgn_tf.bench and the useful-FLOP counts it reports
+  bench_peer_torch   the thesis' training step and sampler in PyTorch, the benchmark's --peer=torch
+  precision          --precision: auto (bf16 where the hardware has it), fp32, bf16
 """
 
 import os

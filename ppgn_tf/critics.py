@@ -30,12 +30,44 @@ def relu(x):
   return tf.nn.relu(x), grad
 
 
+def _max_pool_backward(x, y, dy):
+  return tf.raw_ops.MaxPoolGrad(orig_input=x, orig_output=y, grad=dy, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1],
+                                padding="VALID")
+
+
+@tf.custom_gradient
+def max_pool_2x2(x):
+  """2x2 max pooling (stride 2, 'valid') whose derivative treats the argmax positions as constants.
+
+  The same values and gradients as tf.nn.max_pool2d. Why: TensorFlow's second derivative of max pooling
+  hands a tensor of zeros to the pooled input, and the gradient penalty's pass to the weights then runs a
+  whole backward pass of zeros (weight and input gradients of every conv layer before the pool) through
+  the critic's forward pass on the interpolates. Here that path has no gradient at all, so it is pruned.
+  """
+  y = tf.nn.max_pool2d(x, 2, 2, "VALID")
+
+  def grad(dy):
+    return _max_pool_backward(tf.stop_gradient(x), tf.stop_gradient(y), dy)
+  return y, grad
+
+
+class MaxPool2x2(keras.layers.Layer):
+  """keras.layers.MaxPooling2D(2) with `max_pool_2x2`'s derivative (no weights: checkpoints are unchanged)."""
+
+  def call(self, x):
+    return max_pool_2x2(x)
+
+  def compute_output_shape(self, input_shape):
+    batch, height, width, channels = input_shape
+    return batch, height // 2, width // 2, channels
+
+
 def _conv_critic(inputs, x, plan, name: str) -> keras.Model:
   """conv/pool stack from `plan` ((filters, kernel) or 'pool'), then disc_fc1 -> 1."""
   conv = 0
   for step in plan:
     if step == "pool":
-      x = keras.layers.MaxPooling2D(2, name=f"pool{conv}")(x)
+      x = MaxPool2x2(name=f"pool{conv}")(x)
     else:
       conv += 1
       filters, kernel = step

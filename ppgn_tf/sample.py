@@ -30,17 +30,21 @@ from ppgn_tf import plots
 NUM_CLASSES = 10
 
 
-def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = 10, prior=None):
+def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = 10, prior=None,
+                           precision: str = "fp32"):
   """Runs the library sampler for every class; returns (images [10*k,28,28,1] in [0,1], frames, probs).
 
   Uses the averaged G when the run keeps one; `prior` (the real codes) when the settings read them.
+  `precision` (fp32 or bf16) is what G and E compute in; the chain state h stays float32.
   """
   import tensorflow as tf
   from ppgn_tf import data as data_lib
   from ppgn_tf import mala_sampler
+  from ppgn_tf import precision as precision_lib
   keep_every = max(config.steps // gif_frames, 1) if gif_frames and config.steps else 0
-  generator = model.sampling_generator
-  sampler = mala_sampler.MalaSampler(generator, model.encoder, dataclasses.replace(config, keep_every=keep_every),
+  generator = precision_lib.in_precision(model.sampling_generator, precision)
+  encoder = precision_lib.in_precision(model.encoder, precision)
+  sampler = mala_sampler.MalaSampler(generator, encoder, dataclasses.replace(config, keep_every=keep_every),
                                      code_layer=model.config.code_layer, prior=prior)
   classes = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
   seeds = seed * 100_000 + np.arange(len(classes), dtype=np.int64)
@@ -164,6 +168,11 @@ def define_sampler_flags(steps_help: str | None = None) -> None:
     getattr(flags, f"DEFINE_{kind}")(name, None, help_text)
 
 
+def define_precision_flag(help_text: str) -> None:
+  flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16"], f"fp32, bf16, or auto (bf16 where the CPU "
+                    f"or GPU computes bfloat16 natively, else fp32). {help_text}")
+
+
 def sampler_overrides_from_flags() -> dict:
   """The sampler settings given on the command line (not left to the preset)."""
   return {name: FLAGS[name].value for name in SAMPLER_FLAGS if FLAGS[name].present}
@@ -206,6 +215,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("per_class", 10, "Chains per class (columns of the grid).")
   flags.DEFINE_integer("seed", 0, "Seed of the chains (h_0 and noise).")
   define_sampler_flags()
+  define_precision_flag("With --workdir: what G and E compute in (the chain state h stays float32). A SavedModel "
+                        "computes in the precision it was exported with.")
   flags.DEFINE_integer("gif_frames", 10, "Frames of chains.gif (0: no GIF).")
   flags.DEFINE_string("inpaint_image", None, "In-paint this image instead of sampling: a 28x28 grayscale .png, a "
                       ".npy of pixels in [0, 1], or test:N (test image N of the run's data set).")
@@ -293,13 +304,17 @@ def main(argv):
     if FLAGS.workdir:
       from ppgn_tf import train_lib
       config = sampler_config_from_flags()
+      from ppgn_tf import precision as precision_lib
       model = train_lib.load_trained(FLAGS.workdir)
       prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
       output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
       images, frames, probs = sample_grid_from_model(model, config, FLAGS.per_class, FLAGS.seed, FLAGS.gif_frames,
-                                                     prior)
+                                                     prior, precision_lib.resolve(FLAGS.precision, "sample"))
       title = f"{FLAGS.workdir}: generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
     else:
+      if FLAGS["precision"].present and FLAGS.precision != "auto":
+        raise ValueError("--precision applies to --workdir only (a SavedModel computes in the precision it was "
+                         "exported with: export.py --precision)")
       path = newest_version(FLAGS.saved_model)
       config = saved_model_sampler_config(path)
       output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
@@ -325,7 +340,9 @@ def _inpaint_main():
       options = json.load(f)
     image, mask = inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
                                  options.get("data_dir"))
-    sampler = train_lib.make_sampler(FLAGS.workdir, train_lib.load_trained(FLAGS.workdir), config)
+    from ppgn_tf import precision as precision_lib
+    sampler = train_lib.make_sampler(FLAGS.workdir, train_lib.load_trained(FLAGS.workdir), config,
+                                     precision_lib.resolve(FLAGS.precision, "sample"))
     run = lambda x, m, c, s: {k: v.numpy() for k, v in sampler.inpaint(x, m, c, s).items()}
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
     title = f"{FLAGS.workdir}: in-painting, {config.steps} MALA steps"

@@ -38,12 +38,19 @@ class ExportError(ValueError):
 
 
 def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
-                  code_layer: str = "fc1", prior: mala_sampler.CodePrior | None = None
+                  code_layer: str = "fc1", prior: mala_sampler.CodePrior | None = None, precision: str = "fp32"
                   ) -> keras.export.ExportArchive:
   """An ExportArchive holding G, E and the five signatures (see the module docstring).
 
   `prior` (the real codes) is needed when `config` reads them (h0 from codes, percentile clipping).
+  `precision` (fp32 or bf16) is what G and E compute in inside the graph; every input and output is float32
+  (or integer) either way, and TensorFlow has CPU kernels for every bfloat16 op used (oneDNN's, or Eigen's
+  where oneDNN is off or the CPU lacks bfloat16), so a bf16 export runs on any machine, emulated and slower
+  where the hardware has no bfloat16.
   """
+  from ppgn_tf import precision as precision_lib
+  generator = precision_lib.in_precision(generator, precision)
+  encoder = precision_lib.in_precision(encoder, precision)
   config.validate()
   mala_sampler.check_prior(config, prior)
   code_shape = [int(d) for d in generator.input.shape[1:]]
@@ -153,6 +160,16 @@ def check_export_dir(export_dir: str, version: int | None) -> int:
 
 
 SETTINGS_FILE = os.path.join("assets.extra", "sampler.json")  # TensorFlow Serving ignores assets.extra.
+EXPORT_INFO_FILE = os.path.join("assets.extra", "export.json")  # What the graph computes in.
+
+
+def read_export_precision(path: str) -> str:
+  """fp32 or bf16: what an export's G and E compute in (fp32 for exports older than the file)."""
+  info = os.path.join(path, EXPORT_INFO_FILE)
+  if not os.path.isfile(info):
+    return "fp32"
+  with open(info) as f:
+    return json.load(f)["precision"]
 
 
 def read_sampler_settings(path: str) -> mala_sampler.SamplerConfig | None:
@@ -165,9 +182,10 @@ def read_sampler_settings(path: str) -> mala_sampler.SamplerConfig | None:
 
 
 def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None,
-          settings: mala_sampler.SamplerConfig | None = None) -> str:
+          settings: mala_sampler.SamplerConfig | None = None, precision: str = "fp32") -> str:
   """Writes D/N atomically: into a temporary directory, then renamed into place. `settings` (those of
-  serving_default) go to D/N/assets.extra/sampler.json, for the programs that read an export."""
+  serving_default) go to D/N/assets.extra/sampler.json, for the programs that read an export; `precision`
+  (the one `build_archive` was given) to D/N/assets.extra/export.json."""
   version = check_export_dir(export_dir, version)
   files.make_directory(export_dir, export_dir)
   final = os.path.join(export_dir, str(version))
@@ -177,6 +195,7 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
     archive.write_out(tmp, verbose=False)
     if settings is not None:
       files.write_json(os.path.join(tmp, SETTINGS_FILE), sampler_config.to_json(settings))
+    files.write_json(os.path.join(tmp, EXPORT_INFO_FILE), {"precision": precision})
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
       raise ExportError(f"{final}: version {version} appeared during the export; nothing was replaced")
     os.rename(tmp, final)  # Atomic on one file system.

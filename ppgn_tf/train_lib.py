@@ -34,6 +34,7 @@ from ppgn_tf import encoder as encoder_lib
 from ppgn_tf import plots
 from ppgn_tf import preemption
 from ppgn_tf import files
+from ppgn_tf import precision as precision_lib
 from ppgn_tf.files import write_json
 from ppgn_tf.critic_schedule import CriticSchedule
 from ppgn_tf.ppgn import PPGN, PPGNConfig
@@ -41,7 +42,6 @@ from ppgn_tf.ppgn import PPGN, PPGNConfig
 ENCODER_BATCH_SIZE = 64
 CONFIG_FILE = "config.json"
 OPTIONS_FILE = "options.json"  # The latest invocation's RunOptions (where its encoder lives).
-PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ class RunOptions:
   epochs: int = 15
   max_generator_steps: int | None = None
   strategy: str = "auto"
-  precision: str = "fp32"
+  precision: str = precision_lib.AUTO  # auto, fp32 or bf16 (ppgn_tf.precision); options.json holds the resolved one.
   checkpoint_every: int = 500
   keep_checkpoints: int = 3
   verbose: int = 1
@@ -108,8 +108,8 @@ class RunOptions:
       raise ValueError(f"--preemption_grace_s must be >= 0, got {self.preemption_grace_s}")
     if self.sample_per_class < 0:
       raise ValueError(f"--sample_per_class must be >= 0, got {self.sample_per_class}")
-    if self.precision not in PRECISIONS:
-      raise ValueError(f"--precision={self.precision}: choose from {', '.join(PRECISIONS)}")
+    if self.precision not in precision_lib.CHOICES:
+      raise ValueError(f"--precision={self.precision}: choose from {', '.join(precision_lib.CHOICES)}")
     distribute.check_strategy(self.strategy)
     data_lib.check_source(self.dataset)
     if self.encoder_dir is not None:
@@ -233,12 +233,12 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     logging.info("--encoder_only: stopping after the encoder (test accuracy %.4f)", metrics["test_accuracy"])
     return {"encoder": metrics}
 
-  keras.mixed_precision.set_global_policy(PRECISIONS[options.precision])
+  # Variables are float32 under either policy, so a checkpoint resumes in the other precision.
+  options = dataclasses.replace(options, precision=precision_lib.resolve(options.precision, "train"))
   keras.utils.set_random_seed(config.seed)
-  with strategy.scope():
+  with strategy.scope(), precision_lib.policy_scope(options.precision):
     model = PPGN(encoder, config)
     model.compile()
-  keras.mixed_precision.set_global_policy("float32")
 
   elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed_seconds")
   checkpoint = tf.train.Checkpoint(elapsed_seconds=elapsed, **model.checkpoint_items())
@@ -344,6 +344,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       "this_invocation_seconds": time.time() - start,
       "critics": list(model.critic_names),
       "replicas": strategy.num_replicas_in_sync,
+      "precision": options.precision,
       "final": {k: float(v.numpy()) for k, v in model.latest.items()},
       "encoder_test_accuracy": encoder_lib.read_metrics(options.encoder_path).get("test_accuracy"),
   }
@@ -442,12 +443,13 @@ def load_code_prior(workdir: str, model: PPGN):
   return save_code_prior(model, train_split, workdir)
 
 
-def make_sampler(workdir: str, model: PPGN, config):
+def make_sampler(workdir: str, model: PPGN, config, precision: str = precision_lib.FP32):
   """The library sampler of a trained run: its averaged G when it keeps one, and its real codes when
-  `config` reads them."""
+  `config` reads them; G and E compute in `precision` (fp32 or bf16)."""
   from ppgn_tf import mala_sampler
   prior = load_code_prior(workdir, model) if config.needs_code_prior else None
-  return mala_sampler.MalaSampler(model.sampling_generator, model.encoder, config,
+  return mala_sampler.MalaSampler(precision_lib.in_precision(model.sampling_generator, precision),
+                                  precision_lib.in_precision(model.encoder, precision), config,
                                   code_layer=model.config.code_layer, prior=prior)
 
 
@@ -460,7 +462,7 @@ def write_samples(model: PPGN, options: RunOptions, prior=None) -> tuple[dict, n
   logging.info("Sampling %d chains per class (%d MALA steps, %s sampler)", options.sample_per_class, config.steps,
                options.sampler_preset)
   images, frames, probs = sample.sample_grid_from_model(
-      model, config, options.sample_per_class, seed=model.config.seed, prior=prior)
+      model, config, options.sample_per_class, seed=model.config.seed, prior=prior, precision=options.precision)
   return sample.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
                               options.sample_per_class,
                               f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"), images
@@ -470,8 +472,10 @@ def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:
   """Exports the sampler (the run's sampler settings) to WORKDIR/export/N, TensorFlow Serving's layout."""
   from ppgn_tf import serving
   config = options.sampler_config
-  archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior)
-  path = serving.write(archive, os.path.join(options.workdir, "export"), settings=config)
+  archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
+                                  precision=options.precision)
+  path = serving.write(archive, os.path.join(options.workdir, "export"), settings=config,
+                       precision=options.precision)
   logging.info("Exported the sampler to %s", path)
   return path
 

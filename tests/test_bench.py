@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import subprocess
 import sys
 
 import keras
 import pytest
 
-from ppgn_tf import flops
+from ppgn_tf import bench, flops, precision
 
 from conftest import REPO
 
@@ -53,6 +55,7 @@ def test_paper_generator_forward_flops():
 
 
 def test_tiny_benchmark_writes_every_key(tmp_path):
+  """The default --precision=auto: bf16 where the CPU has native bfloat16, fp32 elsewhere, logged with why."""
   output = tmp_path / "bench.json"
   result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", f"--output={output}",
                            "--experiments=randomized,fc1"],
@@ -62,6 +65,19 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
   results = json.loads(output.read_text())
   for key in KEYS:
     assert isinstance(results[key], float) and math.isfinite(results[key]) and results[key] > 0, key
+  expected = "bf16" if precision.cpu_flags() & {"amx_bf16", "avx512_bf16"} else "fp32"
+  assert results["precisions"] == [expected] and list(results["by_precision"]) == [expected]
+  assert re.search(rf"bench: precision {expected} \(auto: ", result.stderr), result.stderr[-2000:]
+  peaks = results["peaks"]
+  assert peaks["probe"]["fp32"]["repeats"] >= 5
+  assert peaks["probe"]["fp32"]["best_flops"] >= peaks["probe"]["fp32"]["median_flops"] > 0
+  assert results["cpu"]["flags"] and results["cpu"]["physical_cores"] >= 1
+  if results["cpu"]["mhz"]:
+    assert peaks["measured_fp32_of_theoretical"] == pytest.approx(
+        peaks["measured_fp32"] / peaks["theoretical_fp32"])
+  head = results["experiments"]["randomized"]
+  assert head["g_iteration_of_measured_peak"] == pytest.approx(head["g_iteration_flops_per_s"] / peaks[
+      f"measured_{expected}"])
   assert set(results["experiments"]) == {"randomized", "fc1"} and results["headline_experiment"] == "randomized"
   randomized, fc1_only = results["experiments"]["randomized"], results["experiments"]["fc1"]
   # Random selection trains D or D_fc1 (p = 0.5): its useful work lies between D_fc1 alone and both.
@@ -69,10 +85,63 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
   assert results["load_start"]["load_1m"] >= 0
 
 
+def test_peer_mode_times_the_pytorch_restatement_in_the_same_run(tmp_path):
+  pytest.importorskip("torch")  # An optional dependency: pip install torch.
+  output = tmp_path / "bench.json"
+  result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", f"--output={output}",
+                           "--experiments=vanilla", "--precision=fp32", "--peer=torch", "--repeats=1",
+                           "--sampler_steps=1", "--peer_threads=0,1"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  results = json.loads(output.read_text())
+  peer = results["peer"]
+  assert peer["torch"] and set(peer["experiments"]) == {"vanilla"}
+  for key in ("critic_iteration_s", "generator_step_s", "g_iteration_s"):
+    assert math.isfinite(peer["experiments"]["vanilla"][key]) and peer["experiments"]["vanilla"][key] > 0
+  assert math.isfinite(peer["experiments"]["vanilla"]["final_losses"]["g_loss"])
+  # Timed with PyTorch's default thread count and with one; each quantity keeps the faster.
+  assert "1" in peer["by_threads"] and len(peer["by_threads"]) in (1, 2)
+  fastest = min(part["experiments"]["vanilla"]["g_iteration_s"] for part in peer["by_threads"].values())
+  assert peer["experiments"]["vanilla"]["g_iteration_s"] == fastest
+  ratio = results["ratio_to_peer"]["fp32"]
+  assert ratio["vanilla_g_iteration"] == pytest.approx(results["g_iteration_s"] / peer["experiments"]["vanilla"][
+      "g_iteration_s"])
+  assert ratio["sampler_batch1"] > 0 and "fp32: vanilla_g_iteration" in result.stdout
+
+
+def test_peer_without_torch_is_one_line_before_any_work(tmp_path):
+  blocker = tmp_path / "no_torch" / "torch"  # Shadows any installed torch with one that cannot be imported.
+  blocker.mkdir(parents=True)
+  (blocker / "__init__.py").write_text("raise ImportError('No module named torch')\n")
+  result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", "--peer=torch"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "PYTHONPATH": f"{blocker.parent}{os.pathsep}{REPO}"})
+  assert result.returncode == 1
+  lines = [l for l in result.stderr.splitlines() if l.strip()]
+  assert lines[-1].startswith("bench: error: --peer=torch needs PyTorch") and "pip install torch" in lines[-1]
+  assert "Peak" not in result.stdout
+
+
+def test_theoretical_peak_from_cpuinfo():
+  cpuinfo = "\n\n".join(
+      f"processor\t: {i}\nmodel name\t: Test CPU\nphysical id\t: 0\ncore id\t: {i // 2}\ncpu MHz\t\t: 2500.000\n"
+      f"flags\t\t: fpu sse2 avx avx2 fma" for i in range(4))  # 2 cores with 2 hyper-threads each.
+  info = bench.cpu_info(cpuinfo)
+  assert info["model_name"] == "Test CPU" and info["physical_cores"] == 2 and info["logical_cpus"] == 4
+  peak = bench.theoretical_peak(info)
+  assert peak["fp32_flops"] == 2 * 8 * 2 * 2 * 2.5e9  # cores x AVX2 lanes x FMA units x 2 x clock.
+  assert peak["bf16_flops"] is None
+  amx = bench.theoretical_peak({**info, "flags": info["flags"] + ["avx512f", "avx512_bf16", "amx_bf16"]})
+  assert amx["fp32_flops"] == 2 * 16 * 2 * 2 * 2.5e9 and amx["bf16_flops"] == 2 * 1024 * 2.5e9
+  assert bench.theoretical_peak({**info, "mhz": None})["fp32_flops"] is None
+
+
 @pytest.mark.parametrize("args, message", [
     (["--config=tiny", "--repeats=0"], "--repeats must be >= 1"),
     (["--config=tiny", "--experiments=fancy"], "--experiments"),
     (["--config=tiny", "--output=/no/such/dir/x.json"], "no such directory"),
+    (["--config=tiny", "--precision=fp16"], "--precision: choose from auto, fp32, bf16"),
+    (["--config=tiny", "--peer_threads=two"], "--peer_threads: expected whole numbers"),
 ])
 def test_bad_flags_exit_with_one_line(args, message):
   result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", *args], capture_output=True, text=True,

@@ -186,3 +186,39 @@ def test_build_critics_in_given_order(enc):
   # Each critic has its own weights.
   assert len({id(v) for c in built.values() for v in c.trainable_variables}) == \
       sum(len(c.trainable_variables) for c in built.values())
+
+
+def test_critic_pooling_has_max_pooling_values_and_derivatives_up_to_the_penalty():
+  """MaxPool2x2 prunes only the all-zero second-derivative path: the penalty's weight gradients are
+  TensorFlow's max pooling's, up to float summation order."""
+  import tensorflow as tf
+  from ppgn_tf import losses
+  x = tf.constant(_images(2, seed=5))
+  np.testing.assert_array_equal(critics.max_pool_2x2(x).numpy(), tf.nn.max_pool2d(x, 2, 2, "VALID").numpy())
+
+  keras.utils.set_random_seed(6)
+  pruned = critics.build_image_critic(dim=DIM)
+  plain_layers = [keras.layers.MaxPooling2D(2) if isinstance(l, critics.MaxPool2x2) else l
+                  for l in pruned.layers[1:-2]]
+
+  def plain(u):  # The same weights with Keras' max pooling.
+    for layer in plain_layers:
+      u = layer(u)
+    return tf.reshape(pruned.get_layer("disc_fc1")(u), [-1])
+
+  real, fake = tf.constant(_images(3, seed=7)), tf.constant(_images(3, seed=8))
+  epsilon = tf.constant([0.2, 0.5, 0.9])
+  grads = {}
+  for name, critic in (("pruned", pruned), ("plain", plain)):
+    with tf.GradientTape() as tape:
+      penalty = losses.gradient_penalty(critic, real, fake, epsilon)
+    grads[name] = tape.gradient(penalty, pruned.trainable_variables)
+  # Biases reach the penalty only through ReLU masks and argmax positions: Keras' pooling computes their
+  # gradient as zeros (the pruned path), MaxPool2x2 leaves it out.
+  for a, b in zip(grads["pruned"], grads["plain"]):
+    if a is None:
+      assert b is None or not np.any(b.numpy())
+  kernels = [(a, b) for a, b in zip(grads["pruned"], grads["plain"]) if a is not None]
+  assert len(kernels) == 5 and all(float(tf.reduce_max(tf.abs(a))) > 0 for a, _ in kernels)
+  for a, b in kernels:
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)

@@ -264,12 +264,14 @@ def test_versions_are_never_overwritten(exported, tmp_path):
 def test_export_cli(trained_workdir, loaded, tmp_path):
   export_dir = str(tmp_path / "m")
   out = _run([sys.executable, "export.py", f"--workdir={trained_workdir}", f"--export_dir={export_dir}",
-              "--sampler_preset=thesis", "--steps=5"], cwd=REPO)
+              "--sampler_preset=thesis", "--steps=5", "--precision=fp32"], cwd=REPO)  # fp32: compared at 1e-5.
   assert out.returncode == 0, out.stderr[-3000:]
   path = os.path.join(export_dir, "1")
   assert out.stdout.strip().splitlines()[-1] == path
   assert os.path.isfile(os.path.join(path, "saved_model.pb"))
   assert serving.read_sampler_settings(path) == SamplerConfig(steps=5)  # The thesis' Eq. 8, 5 steps.
+  assert serving.read_export_precision(path) == "fp32"
+  assert "export: precision fp32 (--precision=fp32)" in out.stderr
   # --steps reached serving_default: it equals the fixture export's `sample` at 5 steps.
   cli = _serve(tf.saved_model.load(path).signatures["serving_default"], [1, 6], [3, 4])
   five = _serve(loaded.signatures["sample"], [1, 6], [3, 4], steps=tf.constant(5), epsilon1=tf.constant(1e-2),
@@ -307,7 +309,7 @@ def test_sample_cli_from_workdir_and_saved_model(trained_workdir, exported, tmp_
   from_workdir = str(tmp_path / "from_workdir")
   # The export's settings are the thesis' (with --steps over them): the workdir is sampled with the same.
   out = _run([sys.executable, "-m", "ppgn_tf.sample", f"--workdir={trained_workdir}", *common,
-              "--sampler_preset=thesis", f"--output_dir={from_workdir}"], cwd=REPO)
+              "--sampler_preset=thesis", f"--output_dir={from_workdir}", "--precision=fp32"], cwd=REPO)  # As exported.
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.strip().splitlines()[-1] == os.path.join(from_workdir, "samples.png")
   a = _check_sample_outputs(from_workdir, 2, 3)  # keep_every 2: h_0, h_2, h_4.

@@ -16,8 +16,9 @@ import tensorflow as tf
 from conftest import REPO
 
 G_STEPS = 8
-# D and D_fc1, 2 critic iterations per G step after a 1-round warm-up of 3.
-TINY = ["--dim=2", "--batch_size=8", "--critic_iters=2",
+# D and D_fc1, 2 critic iterations per G step after a 1-round warm-up of 3. fp32 whatever the CPU: these
+# tests compare runs to each other at float32 tolerances, not the precision auto would pick.
+TINY = ["--precision=fp32", "--dim=2", "--batch_size=8", "--critic_iters=2",
         "--critic_iters_long=3", "--long_rounds_until=1", "--verbose=0", "--sample_per_class=0",
         f"--max_generator_steps={G_STEPS}"]
 

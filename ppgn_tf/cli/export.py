@@ -21,6 +21,9 @@ flags.DEFINE_string("workdir", None, "Workdir of a finished (or checkpointed) tr
 flags.DEFINE_string("export_dir", None, "Model base path; the SavedModel goes to EXPORT_DIR/VERSION/.")
 flags.DEFINE_integer("version", None, "Version number (default: one above the highest existing).")
 sample.define_sampler_flags("MALA steps of the serving_default signature.")  # Also inpaint's settings.
+sample.define_precision_flag("What the exported G and E compute in, whatever precision trained them; inputs and "
+                             "outputs are float32 either way and a bf16 export runs on any CPU (emulated, slower, "
+                             "where it lacks bfloat16: export with fp32 for such a serving machine).")
 flags.mark_flags_as_required(["workdir", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -29,14 +32,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from ppgn_tf import files, serving, train_lib
+  from ppgn_tf import precision as precision_lib
   try:
     config = sample.sampler_config_from_flags()
     version = serving.check_export_dir(FLAGS.export_dir, FLAGS.version)
     model = train_lib.load_trained(FLAGS.workdir)
     prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
     # The averaged G when the run keeps one.
-    archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior)
-    path = serving.write(archive, FLAGS.export_dir, version, settings=config)
+    precision = precision_lib.resolve(FLAGS.precision, "export")
+    archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
+                                    precision=precision)
+    path = serving.write(archive, FLAGS.export_dir, version, settings=config, precision=precision)
   except (ValueError, files.StorageError) as e:
     print(f"export.py: error: {e}", file=sys.stderr)
     return 1

@@ -40,7 +40,10 @@ flags.DEFINE_integer("epochs", 15, "Passes over the training data; one critic it
 flags.DEFINE_integer("max_generator_steps", None, "Stop after this many G steps (whichever bound comes first).")
 flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy: auto (mirrored when >1 GPU), "
                   "default, mirrored (all local GPUs, else CPUs), multi_worker (needs TF_CONFIG).")
-flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "fp32, or bf16 (mixed bfloat16 for G and critics).")
+flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16"], "bf16: mixed bfloat16 for G and the critics "
+                  "(variables, losses, the gradient penalty's norm and Adam stay float32; checkpoints load in either); "
+                  "auto: bf16 where the CPU (amx_bf16, avx512_bf16) or GPU computes bfloat16 natively, else fp32. "
+                  "Also the precision of the end-of-run samples and export.")
 flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N critic iterations (0: only at the end).")
 flags.DEFINE_integer("keep_checkpoints", 3, "How many recent checkpoints to keep.")
 flags.DEFINE_integer("verbose", 1, "Keras progress display: 0 silent, 1 progress bar, 2 one line per epoch.")

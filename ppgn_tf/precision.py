@@ -1,0 +1,109 @@
+"""--precision: fp32, bf16 (Keras mixed bfloat16), or auto (bf16 where the hardware computes it natively).
+
+What bf16 covers: the convolutions and dense layers of G and the critics in
+training, of G and E in the sampler and the exported SavedModel. What stays
+float32 whatever the precision: every variable (so Adam's state, checkpoints
+and the averaged G), the losses and the gradient penalty's norm (`losses` casts
+to float32 first), the last layer of each network (G's deconv5, the critics'
+disc_fc1, E's fc2), and the sampler's chain state h with its updates. E stays
+float32 in training, as it is frozen and loaded from encoder.keras.
+
+Without native bfloat16 (AVX512_BF16 or AMX on the CPU, or a GPU of compute
+capability 8.0 or later) bf16 is emulated and slower than fp32, so auto picks
+fp32 there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+AUTO, FP32, BF16 = "auto", "fp32", "bf16"
+CHOICES = (AUTO, FP32, BF16)
+POLICIES = {FP32: "float32", BF16: "mixed_bfloat16"}
+NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# Layers that compute in float32 under any precision: each network's output feeds losses or the sampler's h.
+FLOAT32_LAYERS = ("deconv5", "disc_fc1", "fc2")
+
+
+def cpu_flags(cpuinfo_text: str | None = None) -> set[str]:
+  """The flags of the first processor in /proc/cpuinfo (or in `cpuinfo_text`); empty when unreadable."""
+  if cpuinfo_text is None:
+    try:
+      with open("/proc/cpuinfo") as f:
+        cpuinfo_text = f.read()
+    except OSError:
+      return set()
+  for line in cpuinfo_text.splitlines():
+    if line.startswith("flags"):
+      return set(line.split(":", 1)[1].split())
+  return set()
+
+
+def gpus_with_bf16() -> list[str]:
+  """Names of the visible GPUs that compute bfloat16 natively (compute capability >= 8.0)."""
+  import tensorflow as tf
+  names = []
+  for gpu in tf.config.list_physical_devices("GPU"):
+    details = tf.config.experimental.get_device_details(gpu)
+    if tuple(details.get("compute_capability", (0, 0))) >= (8, 0):
+      names.append(details.get("device_name", gpu.name))
+  return names
+
+
+def choose(requested: str, flags: set[str], bf16_gpus=()) -> tuple[str, str]:
+  """(fp32 or bf16, why) for --precision=requested on hardware with these CPU flags and bf16 GPUs."""
+  if requested not in CHOICES:
+    raise ValueError(f"--precision={requested}: choose from {', '.join(CHOICES)}")
+  native = [f for f in NATIVE_BF16_CPU_FLAGS if f in flags]
+  if requested == FP32:
+    return FP32, "--precision=fp32"
+  if requested == BF16:
+    if native or bf16_gpus:
+      return BF16, "--precision=bf16"
+    return BF16, "--precision=bf16, emulated: no native bfloat16 here (slower than fp32)"
+  if bf16_gpus:
+    return BF16, f"auto: GPU with native bfloat16 ({', '.join(bf16_gpus)})"
+  if native:
+    return BF16, f"auto: the CPU computes bfloat16 natively ({', '.join(native)})"
+  return FP32, "auto: no native bfloat16 (no amx_bf16 or avx512_bf16 CPU flag, no GPU of compute capability >= 8.0)"
+
+
+def resolve(requested: str, program: str = "") -> str:
+  """fp32 or bf16 for this machine; logs the choice and the reason in one line."""
+  from absl import logging
+  chosen, why = choose(requested, cpu_flags(), gpus_with_bf16() if requested == AUTO else ())
+  logging.info("%sprecision %s (%s)", f"{program}: " if program else "", chosen, why)
+  return chosen
+
+
+@contextlib.contextmanager
+def policy_scope(precision: str):
+  """Keras' global dtype policy for `precision` while building networks; float32 again afterwards."""
+  import keras
+  previous = keras.mixed_precision.global_policy().name
+  keras.mixed_precision.set_global_policy(POLICIES[precision])
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+
+
+def in_precision(model, precision: str):
+  """`model` itself in fp32 when it computes in float32, else a copy computing in `precision`.
+
+  The copy shares nothing with `model`: it has the same layers and current weights, each layer's dtype
+  policy set to `precision`'s except FLOAT32_LAYERS. Its weights are float32 either way.
+  """
+  import keras
+  target = POLICIES[precision]
+  policy_of = lambda name: "float32" if name in FLOAT32_LAYERS else target
+  layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+  if all(l.dtype_policy.name == policy_of(l.name) for l in layers):
+    return model
+
+  def clone_layer(layer):
+    return layer.__class__.from_config({**layer.get_config(), "dtype": policy_of(layer.name)})
+
+  copy = keras.models.clone_model(model, clone_function=clone_layer)
+  copy.set_weights(model.get_weights())
+  return copy

@@ -1,0 +1,149 @@
+"""--precision: auto's choice from CPU flags, a bf16 training step, checkpoints across precisions, bf16 export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ppgn_tf import critic_schedule, data, encoder as encoder_lib, ppgn, precision, serving, train_lib
+from ppgn_tf.mala_sampler import SamplerConfig
+
+from conftest import REPO
+
+AVX2_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B12
+flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2
+"""
+AVX512_CPUINFO = AVX2_CPUINFO.replace("avx2 bmi2", "avx2 bmi2 avx512f avx512bw avx512_vnni")
+SAPPHIRE_RAPIDS_CPUINFO = AVX512_CPUINFO.replace("avx512_vnni", "avx512_vnni avx512_bf16 amx_bf16 amx_tile")
+COOPER_LAKE_CPUINFO = AVX512_CPUINFO.replace("avx512_vnni", "avx512_vnni avx512_bf16")
+
+
+@pytest.mark.parametrize("cpuinfo, requested, expected", [
+    (AVX2_CPUINFO, "auto", "fp32"),
+    (AVX512_CPUINFO, "auto", "fp32"),  # AVX-512 alone has no bfloat16 arithmetic.
+    (SAPPHIRE_RAPIDS_CPUINFO, "auto", "bf16"),
+    (COOPER_LAKE_CPUINFO, "auto", "bf16"),
+    (SAPPHIRE_RAPIDS_CPUINFO, "fp32", "fp32"),
+    (AVX2_CPUINFO, "bf16", "bf16"),
+    ("", "auto", "fp32"),  # Unreadable flags: the safe choice.
+])
+def test_auto_picks_bf16_only_with_native_bfloat16(cpuinfo, requested, expected):
+  chosen, why = precision.choose(requested, precision.cpu_flags(cpuinfo))
+  assert chosen == expected
+  if requested == "auto":
+    assert why.startswith("auto: ")
+    assert ("natively" in why) == (expected == "bf16")
+
+
+def test_explicit_bf16_without_hardware_says_emulated_and_a_bf16_gpu_wins():
+  assert "emulated" in precision.choose("bf16", precision.cpu_flags(AVX2_CPUINFO))[1]
+  assert "emulated" not in precision.choose("bf16", precision.cpu_flags(COOPER_LAKE_CPUINFO))[1]
+  chosen, why = precision.choose("auto", precision.cpu_flags(AVX2_CPUINFO), bf16_gpus=["NVIDIA A100"])
+  assert chosen == "bf16" and "A100" in why
+  with pytest.raises(ValueError, match="--precision=fp16"):
+    precision.choose("fp16", set())
+
+
+def test_cpu_flags_read_this_machine():
+  flags = precision.cpu_flags()
+  if os.path.isfile("/proc/cpuinfo"):
+    assert "fpu" in flags or "fp" in flags or "neon" in flags or "sse2" in flags  # x86 or arm.
+
+
+def _tiny_model(encoder, precision_name):
+  config = ppgn.PPGNConfig(dim=2, batch_size=8, latent_critics=("fc1",),
+                           schedule=critic_schedule.CriticSchedule(2, 2, 1, 1000))
+  with precision.policy_scope(precision_name):
+    return ppgn.PPGN(encoder, config)
+
+
+def test_bf16_training_steps_keep_float32_variables_and_finite_losses(small_idx_dir, tmp_path):
+  encoder = encoder_lib.build_tiny_encoder()
+  model = _tiny_model(encoder, "bf16")
+  import keras
+  assert keras.mixed_precision.global_policy().name == "float32"  # The scope restored it.
+  assert model.generator.get_layer("deconv2").compute_dtype == "bfloat16"
+  assert model.critics["image"].get_layer("conv1").compute_dtype == "bfloat16"
+  assert model.generator.get_layer("deconv5").compute_dtype == "float32"
+  train, _ = data.load_arrays(f"idx:{small_idx_dir}")
+  batches = iter(data.make_pipeline(train, 8, seed=0, repeat=True))
+  step = tf.function(model.train_step)
+  for _ in range(4):  # Two G steps.
+    logs = step(next(batches))
+  assert int(logs["g_steps"]) == 2
+  for key, value in logs.items():
+    assert np.isfinite(float(value)), key
+  assert float(logs["gp_image"]) > 0 and float(logs["l_x"]) > 0
+  variables = (model.generator.weights + model.critics["image"].weights + model.critics["fc1"].weights +
+               model.generator_optimizer.variables + model.critic_optimizers["image"].variables)
+  assert {v.dtype for v in variables} <= {"float32", "int64"}
+  assert any(v.dtype == "float32" and "momentum" in v.path for v in model.generator_optimizer.variables)
+
+  # The same checkpoint restores into an fp32 model: bf16 training leaves float32 variables only.
+  path = tf.train.Checkpoint(**model.checkpoint_items()).write(str(tmp_path / "ckpt"))
+  fp32 = _tiny_model(encoder, "fp32")
+  assert fp32.generator.get_layer("deconv2").compute_dtype == "float32"
+  tf.train.Checkpoint(**fp32.checkpoint_items()).read(path).assert_existing_objects_matched()
+  for a, b in zip(model.generator.weights + model.critics["image"].weights,
+                  fp32.generator.weights + fp32.critics["image"].weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+  assert int(fp32.generator_steps.numpy()) == 2
+
+
+def test_in_precision_copies_weights_and_keeps_outputs_float32():
+  from ppgn_tf.generator import build_generator
+  generator = build_generator((64,), 4)
+  assert precision.in_precision(generator, "fp32") is generator
+  bf16 = precision.in_precision(generator, "bf16")
+  assert bf16.get_layer("deconv3").compute_dtype == "bfloat16" and bf16.get_layer("deconv5").dtype == "float32"
+  for a, b in zip(generator.weights, bf16.weights):
+    assert b.dtype == "float32"
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  codes = tf.random.stateless_normal([3, 64], seed=[0, 1])
+  expected, got = generator(codes).numpy(), bf16(codes)
+  assert got.dtype == tf.float32
+  # bfloat16 keeps 8 bits of mantissa: close to fp32, not equal to it.
+  scale = np.abs(expected).max()
+  assert 0 < np.abs(got.numpy() - expected).max() < 0.05 * scale
+
+
+def test_a_bf16_export_serves_float32_with_or_without_onednn(trained_workdir, tmp_path):
+  """Exported in bf16, the SavedModel's signatures take and return float32 of the usual shapes; it also
+  runs on TensorFlow's Eigen kernels (oneDNN off), as on a CPU without bfloat16 or oneDNN."""
+  model = train_lib.load_trained(trained_workdir)
+  archive = serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=2), "fc1", precision="bf16")
+  path = serving.write(archive, str(tmp_path / "export"), settings=SamplerConfig(steps=2), precision="bf16")
+  assert serving.read_export_precision(path) == "bf16"
+  script = f"""
+import json, numpy as np, tensorflow as tf
+s = tf.saved_model.load({path!r}).signatures
+out = s["serving_default"](class_id=tf.constant([3, 7], tf.int32), seed=tf.constant([1, 2], tf.int64))
+gen = s["generate"](codes=tf.zeros([2, 64]))
+enc = s["encode"](images=tf.fill([2, 28, 28, 1], 0.5))
+print(json.dumps({{k: [v.dtype.name, v.shape.as_list(), bool(np.isfinite(v.numpy()).all())]
+                  for k, v in {{**out, "generated": gen["images"], **{{"enc_" + k: v for k, v in enc.items()}}}}.items()}}))
+"""
+  for onednn in ("1", "0"):
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO,
+                            env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outputs == {
+        "images": ["float32", [2, 28, 28, 1], True], "codes": ["float32", [2, 64], True],
+        "class_probs": ["float32", [2, 10], True], "generated": ["float32", [2, 28, 28, 1], True],
+        "enc_codes": ["float32", [2, 64], True], "enc_class_probs": ["float32", [2, 10], True]}, onednn
+
+
+def test_sample_refuses_precision_for_a_saved_model(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "ppgn_tf.sample", f"--saved_model={tmp_path}", "--precision=bf16"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert result.returncode == 1
+  assert "sample: error: --precision applies to --workdir only" in result.stderr
