@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import data, encoder as encoder_lib, train_lib
+from ppgn_tf import data, encoder as encoder_lib, random_streams, train_lib
 from ppgn_tf.mala_sampler import (CodePrior, MalaSampler, SamplerConfig, check_inpaint_inputs, clip_bounds,
                                   initial_codes, mala_step, named_mask, preset, row_normal, run_chains)
 
@@ -89,7 +89,8 @@ def test_mala_step_noise_is_epsilon3_times_row_normal(tiny):
   np.testing.assert_allclose(noisy - base, 0.3 * noise, atol=1e-5)
   # Keyed per row by (seed, step): a row's draw ignores the rest of the batch, and steps differ.
   np.testing.assert_allclose(row_normal(tf.constant([12], tf.int64), step, [CODE]).numpy()[0], noise[1])
-  np.testing.assert_allclose(noise[1], tf.random.stateless_normal([CODE], seed=[12, step]).numpy())
+  key = random_streams.draw_key(12, random_streams.MALA_NOISE, step)  # The row's noise stream at the step.
+  np.testing.assert_allclose(noise[1], tf.random.stateless_normal([CODE], seed=key).numpy())
   assert not np.allclose(row_normal(tf.constant(seeds, tf.int64), step + 1, [CODE]).numpy(), noise)
   assert not np.allclose(noise[0], noise[1])
 
