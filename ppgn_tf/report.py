@@ -72,7 +72,8 @@ def run_identity(workdir: str, name: str) -> dict:
   """What groups a run: its name, seed and configuration without the seed (config.json, options.json)."""
   config = _read_json(os.path.join(workdir, CONFIG_FILE)) or {}
   options = _read_json(os.path.join(workdir, OPTIONS_FILE)) or {}
-  return {"name": name, "seed": config.get("seed", 0), "key": stats.configuration_key(config, options)}
+  return {"name": name, "path": os.path.normpath(os.path.abspath(workdir)), "seed": config.get("seed", 0),
+          "key": stats.configuration_key(config, options)}
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -148,14 +148,16 @@ def configuration_key(config: dict, options: dict) -> str:
 
 
 def group_runs(runs: list[dict]) -> list[dict]:
-  """Groups runs (dicts with name, seed, key = configuration_key) that differ only in seed.
+  """Groups runs (dicts with name, seed, key = configuration_key, and optionally path, whose group_name names the
+  group; else the name's) that differ only in seed.
 
   Returns groups in the order of their first run: {name, key, runs: [run, ...] sorted by seed}. Raises
   ValueError when two runs of one group have the same seed (the same run twice).
   """
   groups: dict[str, dict] = {}
   for run in runs:
-    group = groups.setdefault(run["key"], {"name": group_name(run["name"]), "key": run["key"], "runs": []})
+    name = group_name(run.get("path") or run["name"])
+    group = groups.setdefault(run["key"], {"name": name, "key": run["key"], "runs": []})
     clash = next((r for r in group["runs"] if r["seed"] == run["seed"]), None)
     if clash:
       raise ValueError(f"{clash['name']} and {run['name']} are the same configuration and seed {run['seed']}")

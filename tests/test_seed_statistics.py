@@ -102,6 +102,9 @@ def test_group_runs_that_differ_only_in_seed():
   assert "seed" not in json.loads(groups[0]["key"]) and "options.workdir" not in json.loads(groups[0]["key"])
   with pytest.raises(ValueError, match="3a/seed0 and 3a_again/seed0 are the same configuration and seed 0"):
     st.group_runs([_run("3a/seed0", 0), _run("3a_again/seed0", 0)])
+  # A lone run reported by its basename is still grouped by its path.
+  lone = dict(_run("seed0", 0), path="/runs/3a_vanilla/seed0")
+  assert [g["name"] for g in st.group_runs([lone])] == ["3a_vanilla"]
   # Two configurations under one name: each is named by its first run.
   named = st.group_runs([_run("x/seed0", 0), _run("x/seed1", 1, dim=4)])
   assert [g["name"] for g in named] == ["x/seed0", "x/seed1"]
