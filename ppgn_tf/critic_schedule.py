@@ -11,6 +11,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from ppgn_tf import random_streams
+
 ALL = "all"
 RANDOM = "random"
 SELECTIONS = (ALL, RANDOM)
@@ -64,14 +66,15 @@ def select_critics(selection: str,
 
   'all' trains every critic. 'random' draws one critic (the first with
   probability `first_probability`, the others sharing the rest equally) from
-  a stateless generator keyed by (seed, critic_step), except in long rounds,
+  the seed's critic-choice stream at `critic_step` (`random_streams`), except in long rounds,
   where every critic is trained, as in the thesis' code.
   """
   if selection == ALL or num_critics == 1:
     return tf.ones([num_critics])
   if selection != RANDOM:
     raise ValueError(f"unknown critic selection '{selection}' (choose from {', '.join(SELECTIONS)})")
-  u = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(critic_step, tf.int64)]))
+  u = tf.random.stateless_uniform([], seed=random_streams.draw_key(seed, random_streams.CRITIC_CHOICE,
+                                                                   critic_step))
   rest = (1.0 - first_probability) / (num_critics - 1)
   # Upper edges of each critic's interval in [0, 1).
   edges = tf.constant([first_probability + rest * k for k in range(num_critics)], tf.float32)

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from ppgn_tf import idx_format
+from ppgn_tf import random_streams
 
 # MNIST statistics (pixels in [0, 1]); every network sees (x - MEAN) / STD.
 MEAN = 0.1307
@@ -120,6 +121,7 @@ def make_pipeline(split: Split,
                   batch_size: int,
                   *,
                   seed: int,
+                  stream: str = random_streams.DATA_ORDER,
                   shuffle: bool = True,
                   drop_remainder: bool = True,
                   repeat: bool = False,
@@ -130,9 +132,10 @@ def make_pipeline(split: Split,
   With `features` (per-example arrays, e.g. a frozen encoder's outputs) each
   batch is (images, labels, features) with the features' matching rows.
 
-  With `repeat`, epoch e is shuffled with seed (seed, e), so the stream is a
-  fixed function of `seed` and `start_batch` resumes it exactly where a run
-  stopped (needed for preemption-safe, deterministic training).
+  The order is drawn from `seed`'s random stream `stream` (`random_streams`).
+  With `repeat`, epoch e is shuffled with that stream's draw e, so the batches
+  are a fixed function of `seed` and `start_batch` resumes them exactly where a
+  run stopped (needed for preemption-safe, deterministic training).
   """
   if start_batch and not repeat:
     raise ValueError("start_batch needs repeat=True (a resumable stream)")
@@ -149,7 +152,8 @@ def make_pipeline(split: Split,
       # A stateless permutation per epoch: the order depends on (seed, epoch) only.
       order = tf.range(len(split))
       if shuffle:
-        order = tf.argsort(tf.random.stateless_uniform([len(split)], seed=tf.stack([tf.constant(seed, tf.int64), epoch])))
+        key = random_streams.draw_key(seed, stream, epoch)
+        order = tf.argsort(tf.random.stateless_uniform([len(split)], seed=key))
       return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
 
     first_epoch = start_batch // batches_per_epoch
@@ -161,7 +165,8 @@ def make_pipeline(split: Split,
     ds = tf.data.Dataset.from_tensor_slices((images, labels, extra))
     if shuffle:
       # Iterated once per Keras epoch: a new (seeded) order each time.
-      ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+      ds = ds.shuffle(len(split), seed=random_streams.integer_seed(seed, stream),
+                      reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   if features:
     ds = ds.map(lambda x, y, f: (normalize(x), y, f), num_parallel_calls=tf.data.AUTOTUNE)

@@ -15,6 +15,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from ppgn_tf import random_streams
+
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 # Layers of E in forward order; each is exposed as an output of the model.
@@ -121,7 +123,7 @@ def pretrain_encoder(train_ds: tf.data.Dataset,
   `train_ds` and `test_ds` yield (normalised images, labels) batches. Returns
   the trained encoder and a metrics dict (test accuracy, loss history, time).
   """
-  keras.utils.set_random_seed(seed)
+  random_streams.seed_keras(seed, random_streams.ENCODER_INITIALISATION)
   encoder = build_encoder()
   classifier = _classifier(encoder)
   learning_rate = recipe.learning_rate

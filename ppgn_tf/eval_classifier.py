@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from ppgn_tf import data as data_lib
+from ppgn_tf import random_streams
 
 MODEL_FILE = "eval_classifier.keras"
 METRICS_FILE = "metrics.json"
@@ -39,16 +40,18 @@ def build_eval_classifier() -> keras.Model:
 def train_eval_classifier(train: data_lib.Split, test: data_lib.Split, *, epochs: int = 8, seed: int = 1,
                           verbose: int = 0) -> tuple[keras.Model, dict]:
   """Adam with small random shifts; returns the model and its held-out accuracy."""
-  keras.utils.set_random_seed(seed)
+  random_streams.seed_keras(seed, random_streams.EVAL_CLASSIFIER_INITIALISATION)
   model = build_eval_classifier()
   images = keras.Input((28, 28, 1))
+  shifts_seed = random_streams.integer_seed(seed, random_streams.EVAL_CLASSIFIER_AUGMENTATION)
   shifted = keras.layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant",
-                                           fill_value=-data_lib.MEAN / data_lib.STD, seed=seed)(images)
+                                           fill_value=-data_lib.MEAN / data_lib.STD, seed=shifts_seed)(images)
   trainer = keras.Model(images, model(shifted)["logits"])
   trainer.compile(keras.optimizers.Adam(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
   start = time.time()
-  trainer.fit(data_lib.make_pipeline(train, 64, seed=seed), epochs=epochs, verbose=verbose, shuffle=False)
+  batches = data_lib.make_pipeline(train, 64, seed=seed, stream=random_streams.EVAL_CLASSIFIER_DATA_ORDER)
+  trainer.fit(batches, epochs=epochs, verbose=verbose, shuffle=False)
   accuracy = float(np.mean(predict(model, data_lib.normalize(test.images).numpy()).argmax(1) == test.labels))
   return model, {"test_accuracy": accuracy, "train_seconds": time.time() - start, "epochs": epochs}
 

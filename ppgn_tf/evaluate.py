@@ -159,7 +159,8 @@ def sample_chains(sample, per_class: int, seed: int, batch: int):
   """All chains through `sample(classes, seeds) -> (images, E's probs)`, `batch` per call, logging progress:
   (images, E's probs, requested classes)."""
   requested = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
-  seeds = seed * 100_000 + np.arange(len(requested), dtype=np.int64)  # As sample.py: same chains.
+  from ppgn_tf import random_streams
+  seeds = random_streams.chain_seeds(seed, len(requested))  # As sample.py: same chains.
   images, probs = [], []
   start = time.time()
   for lo in range(0, len(requested), batch):
@@ -199,7 +200,9 @@ class Reference:
                                                                     plan.data_dir)
     self.real_feats = eval_classifier.features(self.classifier, data_lib.normalize(self.test.images).numpy())
     # The floor: the same distance between real images, as many as the samples (at most half the test set).
-    order = np.random.default_rng(seed).permutation(len(self.test))
+    from ppgn_tf import random_streams
+    rng = random_streams.numpy_generator(seed, random_streams.EVALUATION_FLOOR_SPLIT)
+    order = rng.permutation(len(self.test))
     self.floor_size = min(sample_count, len(self.test) // 2)
     self.floor = metrics.frechet_distance(self.real_feats[order[:self.floor_size]],
                                           self.real_feats[order[self.floor_size:]])

@@ -51,15 +51,15 @@ def log_critic_loss(real_scores, fake_scores) -> tf.Tensor:
           tf.reduce_mean(tf.nn.softplus(_f32(fake_scores))))
 
 
-def gradient_penalty(critic: Callable[[tf.Tensor], tf.Tensor], real, fake, epsilon) -> tf.Tensor:
-  """E[(||grad_u D(u)||_2 - 1)^2] at u = eps * real + (1 - eps) * fake.
+def gradient_penalty(critic: Callable[[tf.Tensor], tf.Tensor], real, fake, mix) -> tf.Tensor:
+  """E[(||grad_u D(u)||_2 - 1)^2] at u = mix * real + (1 - mix) * fake.
 
-  `epsilon` holds one U[0, 1] draw per example; the norm is over each
-  example's whole input, whatever its shape.
+  `mix` holds one U[0, 1] draw per example (WGAN-GP's interpolation weight, the "epsilon" of Gulrajani et
+  al., not MALA's); the norm is over each example's whole input, whatever its shape.
   """
   real, fake = _f32(real), _f32(fake)
-  eps = tf.reshape(_f32(epsilon), [-1] + [1] * (len(real.shape) - 1))
-  interpolates = eps * real + (1.0 - eps) * fake
+  mix = tf.reshape(_f32(mix), [-1] + [1] * (len(real.shape) - 1))
+  interpolates = mix * real + (1.0 - mix) * fake
   with tf.GradientTape() as tape:
     tape.watch(interpolates)
     scores = _f32(critic(interpolates))

@@ -17,8 +17,9 @@ which keeps the variety G can draw:
 
 One forward pass G -> E per step gives both R_h and the conditioning
 objective. Conditioning is on a class (log-softmax of fc2) or on any unit of any
-encoder layer. Randomness is stateless and keyed per row by the row's seed, so a
-chain's result depends only on its own seed and target, whatever batch it runs in.
+encoder layer. Randomness is stateless and keyed per row by the row's seed (`random_streams`: its
+h_0, prior-pick and noise streams), so a chain's result depends only on its own seed and target, whatever
+batch it runs in.
 
 The functions here take plain Keras models (or anything callable the same way,
 like the layers restored from a SavedModel) and tensors, so the exported sampler
@@ -35,15 +36,13 @@ import tensorflow as tf
 
 from ppgn_tf import data as data_lib
 from ppgn_tf import files
+from ppgn_tf import random_streams
 from ppgn_tf.encoder import NUM_CLASSES
 # The settings live in a module without TensorFlow, so programs can define their flags before importing it.
 from ppgn_tf.sampler_config import (H0_CLASS_CODES, H0_CODES, H0_MARGINALS, H0_MODES, H0_NORMAL,  # noqa: F401
                                     PRESETS, SamplerConfig, named_mask, preset, NAMED_MASKS)
 
 CLASS = "class"  # Condition on log C_c: the log-softmax of fc2.
-# Stream ids of the per-row draws (the noise is keyed by (seed, step), step >= 0).
-_INIT_STREAM = -1  # h_0 ~ N(0, 1), and its redraws at restarts.
-_PRIOR_STREAM = -2  # Which real codes h_0 is taken from, and at restarts.
 
 
 # ---- the real codes -------------------------------------------------------------------------------
@@ -66,7 +65,8 @@ class CodePrior:
     if labels is not None:
       labels = np.asarray(labels, np.int32)
     if len(images) > max_codes:
-      keep = np.sort(np.random.default_rng(seed).choice(len(images), max_codes, replace=False))
+      rng = random_streams.numpy_generator(seed, random_streams.CODE_PRIOR_SUBSET)
+      keep = np.sort(rng.choice(len(images), max_codes, replace=False))
       images = images[keep]
       labels = None if labels is None else labels[keep]
     encode = tf.function(lambda x: encoder(x, training=False)[code_layer])
@@ -128,22 +128,11 @@ def check_prior(config: SamplerConfig, prior: CodePrior | None, condition_layer:
 
 # ---- per-row randomness ---------------------------------------------------------------------------
 
-def _row_keys(seeds, stream: int, index) -> tf.Tensor:
-  """[N, 2] stateless keys, one per row: the row's seed, a stream, and an index within the stream."""
-  seeds = tf.cast(seeds, tf.int64)
-  index = tf.cast(index, tf.int32)
-  return tf.map_fn(lambda s: tf.cast(tf.random.experimental.stateless_fold_in(
-      tf.stack([s, tf.constant(stream, tf.int64)]), index), tf.int64), seeds,
-      fn_output_signature=tf.TensorSpec([2], tf.int64))
-
-
 def row_normal(seeds, step, shape) -> tf.Tensor:
-  """One N(0, 1) draw of `shape` per row, keyed by (seeds[i], step): independent of the batch."""
-  seeds = tf.cast(seeds, tf.int64)
-  step = tf.cast(step, tf.int64)
-  return tf.map_fn(
-      lambda s: tf.random.stateless_normal(shape, seed=tf.stack([s, step])),
-      seeds, fn_output_signature=tf.TensorSpec(shape, tf.float32))
+  """One N(0, 1) draw of `shape` per row from the row's noise stream at `step`: independent of the batch."""
+  keys = random_streams.row_draw_keys(seeds, random_streams.MALA_NOISE, step)
+  return tf.map_fn(lambda k: tf.random.stateless_normal(shape, seed=k), keys,
+                   fn_output_signature=tf.TensorSpec(shape, tf.float32))
 
 
 def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, draw=0, *, targets=None,
@@ -156,14 +145,14 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
   """
   code_shape = [int(d) for d in code_shape]
   if mode == H0_NORMAL:
-    keys = _row_keys(seeds, _INIT_STREAM, draw)
+    keys = random_streams.row_draw_keys(seeds, random_streams.MALA_H0, draw)
     return tf.map_fn(lambda k: tf.random.stateless_normal(code_shape, seed=k), keys,
                      fn_output_signature=tf.TensorSpec(code_shape, tf.float32))
   if prior_codes is None:
     raise ValueError(f"--h0={mode} needs the real codes (a CodePrior)")
   prior_codes = tf.convert_to_tensor(prior_codes, tf.float32)
   count = tf.shape(prior_codes, out_type=tf.int64)[0]
-  keys = _row_keys(seeds, _PRIOR_STREAM, draw)
+  keys = random_streams.row_draw_keys(seeds, random_streams.MALA_PRIOR_PICK, draw)
   if mode == H0_CODES:
     picks = tf.map_fn(lambda k: tf.random.stateless_uniform([], seed=k, minval=0, maxval=count, dtype=tf.int64),
                       keys, fn_output_signature=tf.TensorSpec([], tf.int64))

@@ -190,6 +190,32 @@ def save_curves(curves, path: str, title: str | None = None,
   _save_figure(fig, path)
 
 
+def save_band_curves(curves, path: str, title: str | None = None, xlabel: str = "generator steps",
+                     ylabel: str | None = None) -> None:
+  """Writes a PNG with one line per curve and its shaded band; `curves` maps name -> (steps, mean, low, high),
+  low and high None where there is no band (a single seed)."""
+  curves = {str(n): c for n, c in dict(curves).items() if len(c[0])}
+  if not curves:
+    raise ValueError("save_band_curves: nothing to plot (no curve has a point)")
+  fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=_DPI)
+  try:
+    for name, (steps, mean, low, high) in curves.items():
+      line, = ax.plot(steps, mean, label=name, marker="." if len(steps) < 50 else None)
+      if low is not None and high is not None:
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.set_xlabel(xlabel)
+    if ylabel:
+      ax.set_ylabel(ylabel)
+    if title:
+      ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+  except BaseException:
+    plt.close(fig)
+    raise
+  _save_figure(fig, path)
+
+
 def save_setting_bars(names, series, path: str, title: str | None = None) -> None:
   """Writes a PNG of grouped horizontal bars: one group per name (e.g. a sampler setting), one bar per series
   (`series` maps label -> one value per name); a dashed line at 1 marks ratios' parity."""

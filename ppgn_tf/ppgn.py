@@ -22,6 +22,7 @@ import tensorflow as tf
 from ppgn_tf import critic_schedule as schedule_lib
 from ppgn_tf import encoder as encoder_lib
 from ppgn_tf import losses
+from ppgn_tf import random_streams
 from ppgn_tf.critics import IMAGE, build_critics
 from ppgn_tf.generator import build_generator
 
@@ -94,6 +95,13 @@ class PPGNConfig:
       raise ValueError("--adam_beta_1 and --adam_beta_2 must be in [0, 1)")
     if not 0.0 <= self.generator_ema < 1.0:
       raise ValueError(f"--generator_ema must be in [0, 1), got {self.generator_ema}")
+
+
+def gradient_penalty_mix(seed: int, critic: str, critic_step, batch_size: int) -> tf.Tensor:
+  """[batch_size] interpolation weights w ~ U[0, 1] of critic `critic`'s gradient penalty at `critic_step`
+  (u = w real + (1 - w) fake), drawn for the global batch from the critic's own stream."""
+  return tf.random.stateless_uniform([batch_size],
+                                     seed=random_streams.gradient_penalty_key(seed, critic, critic_step))
 
 
 def _adam(config: PPGNConfig, name: str) -> keras.optimizers.Optimizer:
@@ -219,7 +227,7 @@ class PPGN(keras.Model):
         real, fake = real_images, fake_images
       else:
         real, fake = real_features[name], fake_features[name]
-      update = lambda k=k, name=name, real=real, fake=fake: self._critic_update(k, name, real, fake)
+      update = lambda name=name, real=real, fake=fake: self._critic_update(name, real, fake)
       if self.config.critic_selection == schedule_lib.ALL:
         update()
       else:
@@ -245,26 +253,25 @@ class PPGN(keras.Model):
       fake_features = self.encoder(fake_images, training=False)
     return real_features, fake_images, fake_features
 
-  def _critic_update(self, k: int, name: str, real, fake):
+  def _critic_update(self, name: str, real, fake):
     """One optimizer step of critic `name` (cross-replica context)."""
     strategy = self.distribute_strategy
-    per_replica = strategy.run(self._critic_replica_step, args=(k, name, real, fake))
+    per_replica = strategy.run(self._critic_replica_step, args=(name, real, fake))
     self._record({f"{key}_{name}": v for key, v in self._mean(per_replica).items()})
     return tf.constant(True)
 
-  def _critic_replica_step(self, k: int, name: str, real, fake):
+  def _critic_replica_step(self, name: str, real, fake):
     critic = self.critics[name]
     replicas = self.distribute_strategy.num_replicas_in_sync
-    epsilon = self._replica_slice(tf.random.stateless_uniform(
-        [self.config.batch_size], seed=tf.stack([tf.constant(self.config.seed * 1000 + k, tf.int64),
-                                                 self.critic_steps.read_value()])), tf.shape(real)[0])
+    mix = self._replica_slice(gradient_penalty_mix(self.config.seed, name, self.critic_steps.read_value(),
+                                                   self.config.batch_size), tf.shape(real)[0])
     with tf.GradientTape() as tape:
       real_scores = critic(real, training=True)
       fake_scores = critic(fake, training=True)
       loss = losses.critic_loss(self.config.gan_loss, real_scores, fake_scores)
       gp = tf.constant(0.0)
       if self.config.gp_weight > 0:
-        gp = losses.gradient_penalty(lambda u: critic(u, training=True), real, fake, epsilon)
+        gp = losses.gradient_penalty(lambda u: critic(u, training=True), real, fake, mix)
       loss = loss + self.config.gp_weight * gp
       # Summed over replicas by the optimizer: the gradient of the global-batch mean.
       scaled_loss = loss / replicas

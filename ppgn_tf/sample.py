@@ -41,13 +41,14 @@ def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_fra
   from ppgn_tf import data as data_lib
   from ppgn_tf import mala_sampler
   from ppgn_tf import precision as precision_lib
+  from ppgn_tf import random_streams
   keep_every = max(config.steps // gif_frames, 1) if gif_frames and config.steps else 0
   generator = precision_lib.in_precision(model.sampling_generator, precision)
   encoder = precision_lib.in_precision(model.encoder, precision)
   sampler = mala_sampler.MalaSampler(generator, encoder, dataclasses.replace(config, keep_every=keep_every),
                                      code_layer=model.config.code_layer, prior=prior)
   classes = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
-  seeds = seed * 100_000 + np.arange(len(classes), dtype=np.int64)
+  seeds = random_streams.chain_seeds(seed, len(classes))
   out = sampler.sample(classes, seeds)
   images = out["images"].numpy()
   frames = []
@@ -63,9 +64,10 @@ def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 
   chosen at export), else its `sample` signature with config's steps and epsilons (frames by re-running
   shorter chains)."""
   import tensorflow as tf
+  from ppgn_tf import random_streams
   signatures = tf.saved_model.load(path).signatures
   classes = tf.constant(np.repeat(np.arange(NUM_CLASSES), per_class), tf.int32)
-  seeds = tf.constant(seed * 100_000 + np.arange(NUM_CLASSES * per_class), tf.int64)
+  seeds = tf.constant(random_streams.chain_seeds(seed, NUM_CLASSES * per_class), tf.int64)
   exported = read_export_settings(path)
   settings = config or exported
 
@@ -271,8 +273,9 @@ def inpaint_inputs(image_arg: str, mask_arg: str, dataset: str | None, data_dir:
 def inpaint_grid(run, image, mask, per_class: int, seed: int = 0):
   """`run(images, mask, classes, seeds) -> dict` once for every class: (grid images with the masked input first
   in each row, the completed images' class probabilities)."""
+  from ppgn_tf import random_streams
   classes = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
-  seeds = seed * 100_000 + np.arange(len(classes), dtype=np.int64)
+  seeds = random_streams.chain_seeds(seed, len(classes))
   images = np.repeat(image[None], len(classes), axis=0)
   masks = np.repeat(mask[None], len(classes), axis=0)
   out = run(images, masks, classes, seeds)

@@ -35,6 +35,7 @@ from ppgn_tf import plots
 from ppgn_tf import preemption
 from ppgn_tf import files
 from ppgn_tf import precision as precision_lib
+from ppgn_tf import random_streams
 from ppgn_tf.files import write_json
 from ppgn_tf.critic_schedule import CriticSchedule
 from ppgn_tf.ppgn import PPGN, PPGNConfig
@@ -201,7 +202,8 @@ def _class_balanced(labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def _encoder_datasets(train, test, seed):
-  return (data_lib.make_pipeline(train, ENCODER_BATCH_SIZE, seed=seed),
+  return (data_lib.make_pipeline(train, ENCODER_BATCH_SIZE, seed=seed,
+                                 stream=random_streams.ENCODER_DATA_ORDER),
           data_lib.make_pipeline(test, 256, seed=seed, shuffle=False, drop_remainder=False))
 
 
@@ -212,7 +214,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   options.validate()
   check_config_matches(options.workdir, config)
   if options.deterministic:
-    keras.utils.set_random_seed(config.seed)
+    random_streams.seed_keras(config.seed, random_streams.NETWORK_INITIALISATION)
     tf.config.experimental.enable_op_determinism()
   strategy = distribute.make_strategy(options.strategy)
   chief = distribute.is_chief(strategy)
@@ -235,7 +237,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
 
   # Variables are float32 under either policy, so a checkpoint resumes in the other precision.
   options = dataclasses.replace(options, precision=precision_lib.resolve(options.precision, "train"))
-  keras.utils.set_random_seed(config.seed)
+  random_streams.seed_keras(config.seed, random_streams.NETWORK_INITIALISATION)
   with strategy.scope(), precision_lib.policy_scope(options.precision):
     model = PPGN(encoder, config)
     model.compile()

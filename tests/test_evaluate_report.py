@@ -192,11 +192,21 @@ def test_classifier_of_another_dataset_is_refused(shared_classifier_dir, evaluat
     evaluate.load_eval_classifier(shared_classifier_dir, "mnist_offline", None)
 
 
+def _record_seed(workdir: str, seed: int) -> None:
+  """Rewrites a copied run's config.json as if it had been trained at `seed` (the report reads only files)."""
+  path = os.path.join(workdir, "config.json")
+  with open(path) as f:
+    config = json.load(f)
+  with open(path, "w") as f:
+    json.dump({**config, "seed": seed}, f)
+
+
 def test_report_builds_from_two_tiny_runs(evaluated_run, trained_workdir, tmp_path, shared_classifier_dir):
   """run_a is evaluated already; run_b is not: the CLI's --evaluate evaluates it, then writes the report."""
   run_a, _ = evaluated_run
   run_b = str(tmp_path / "run_b")
   shutil.copytree(trained_workdir, run_b)
+  _record_seed(run_b, 1)  # Two copies of one run at one seed would be refused as the same run twice.
   output = tmp_path / "docs" / "report.md"
   notes = tmp_path / "notes.md"
   notes.write_text("## Findings\n\nLatent critics: see below.\n")
@@ -225,11 +235,95 @@ def test_report_builds_from_two_tiny_runs(evaluated_run, trained_workdir, tmp_pa
   assert "| run_b G(E(x)) | " + " | ".join(f"{row['accuracy']:.2f}" for row in recon_b["per_class_table"]) in per_class
   images = [cell.split("](")[1].rstrip(") |") for line in markdown.splitlines() for cell in line.split("| ")
             if "![" in cell]
-  assert len(images) == 4  # Sample grid and Wasserstein curves of each run.
+  assert len(images) == 3  # The sample grid of each run, the Wasserstein band of their configuration.
   for image in images:
     path = output.parent / image
     assert path.is_file() and not path.is_symlink() and path.stat().st_size > 0, image
   assert "## Commands" in markdown and "cmd a" in markdown and "python -m ppgn_tf.evaluate" in markdown
+
+
+@pytest.fixture(scope="module")
+def two_seed_runs(tmp_path_factory, trained_workdir, small_idx_dir, encoder_dir, shared_classifier_dir):
+  """Tiny runs of two configurations (3a: D; 3e: D and D_fc1) at seeds 0 and 1, evaluated; 3e at seed 0 is the
+  shared tiny run."""
+  from conftest import tiny_config
+  from ppgn_tf import train_lib
+  root = tmp_path_factory.mktemp("seeds")
+  workdirs = []
+  for name, latent_critics in (("3a_vanilla", ()), ("3e_combined", ("fc1",))):
+    for seed in (0, 1):
+      workdir = str(root / name / f"seed{seed}")
+      if name == "3e_combined" and seed == 0:
+        shutil.copytree(trained_workdir, workdir)
+      else:
+        train_lib.train(tiny_config(latent_critics=latent_critics, seed=seed),
+                        train_lib.RunOptions(workdir=workdir, dataset=f"idx:{small_idx_dir}", encoder_dir=encoder_dir,
+                                             max_generator_steps=2, verbose=0, checkpoint_every=0,
+                                             sample_per_class=0))
+      plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir)
+      evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2), per_class=2, batch=20, recon_images=16)
+      workdirs.append(workdir)
+  return workdirs
+
+
+def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed_runs, tmp_path):
+  from ppgn_tf import report, seed_statistics
+  output = tmp_path / "docs" / "report.md"
+  markdown = report.build_report(two_seed_runs, str(output), title="Two seeds")
+  with open(tmp_path / "docs" / "report.json") as f:
+    numbers = json.load(f)
+  evaluations = {}
+  for w in two_seed_runs:
+    with open(os.path.join(w, "evaluation.json")) as f:
+      evaluations[(os.path.basename(os.path.dirname(w)), int(w[-1]))] = json.load(f)
+  # Grouped by configuration without the seed: two groups of seeds 0 and 1.
+  assert [(g["name"], g["seeds"]) for g in numbers["groups"]] == [("3a_vanilla", [0, 1]), ("3e_combined", [0, 1])]
+  for group in numbers["groups"]:
+    fd = group["metrics"]["frechet_distance"]
+    per_seed = [evaluations[(group["name"], seed)]["frechet_distance"] for seed in (0, 1)]
+    assert [fd["values"][str(seed)] for seed in (0, 1)] == per_seed  # Each seed's value is kept.
+    expected = seed_statistics.mean_interval(per_seed)  # Two seeds: mean +- 12.706 * sd / sqrt(2).
+    assert fd["mean"] == pytest.approx(np.mean(per_seed)) and fd["n"] == 2
+    assert (fd["low"], fd["high"]) == pytest.approx((expected.low, expected.high))
+    assert fd["high"] - fd["low"] == pytest.approx(2 * 12.706 * np.std(per_seed, ddof=1) / np.sqrt(2), rel=1e-4)
+    recon = group["metrics"]["recon_frechet_distance"]  # G's reconstructions beside the samples.
+    assert recon["values"]["1"] == evaluations[(group["name"], 1)]["reconstructions"]["frechet_distance"]
+  over_seeds = markdown.split("## Over seeds")[1].split("## ")[0]
+  row = next(l for l in over_seeds.splitlines() if l.startswith("| 3a_vanilla |"))
+  fd = numbers["groups"][0]["metrics"]["frechet_distance"]
+  assert "| 0, 1 | image |" in row and f"{fd['mean']:.1f} [{fd['low']:.1f}, {fd['high']:.1f}]" in row
+  # The claims: those between 3a and 3e from their seed-paired differences, the rest not run.
+  claims = {c["claim"]: c for c in numbers["claims"]}
+  comparable = claims["3e comparable to 3a"]
+  assert comparable["verdict"] in (seed_statistics.HOLDS, seed_statistics.DOES_NOT_HOLD, seed_statistics.UNDECIDED)
+  fd_part = comparable["parts"][0]
+  assert fd_part["metric"] == "frechet_distance" and set(fd_part["differences"]) == {"0", "1"}
+  assert fd_part["differences"]["1"] == pytest.approx(evaluations[("3e_combined", 1)]["frechet_distance"]
+                                                      - evaluations[("3a_vanilla", 1)]["frechet_distance"])
+  assert claims["3c below 3a (not as sharp)"]["verdict"] == seed_statistics.MISSING
+  section = markdown.split("## The thesis' claims, from seed-paired differences")[1].split("\n## ")[0]
+  assert "| 3e comparable to 3a | FD 3e_combined − 3a_vanilla: " in section and "2 seeds" in section
+  assert "| 3c below 3a (not as sharp) | no runs of 3c | **not run** |" in section
+  assert "### Claims that need paper scale" in section and "--seed=$seed" in section  # "3e slower" always is.
+  # Fig. 4: one band picture per configuration.
+  figure = markdown.split("## Wasserstein estimates (Fig. 4)")[1].split("## Commands")[0]
+  for name in ("3a_vanilla", "3e_combined"):
+    assert f"![{name}](report_images/{name}_wasserstein_band.png)" in figure
+    assert (tmp_path / "docs" / "report_images" / f"{name}_wasserstein_band.png").stat().st_size > 1000
+
+
+def test_report_refuses_one_run_twice(evaluated_run, tmp_path):
+  from ppgn_tf import report
+  run_a, _ = evaluated_run
+  again = str(tmp_path / "again")
+  shutil.copytree(run_a, again)
+  with pytest.raises(ValueError, match="same configuration and seed 0"):
+    report.build_report([run_a, again], str(tmp_path / "report.md"))
+  out = _run(["-m", "ppgn_tf.report", run_a, again, "--evaluate", f"--output={tmp_path / 'cli.md'}"])
+  assert out.returncode == 1  # Refused before evaluating anything.
+  errors = _error_lines(out.stderr, "report")
+  assert len(errors) == 1 and "same configuration and seed 0" in errors[0], out.stderr[-2000:]
+  assert sorted(os.listdir(tmp_path)) == ["again"]  # Nothing written, no images directory either.
 
 
 def test_report_and_tables_build_from_an_evaluation_without_reconstructions(evaluated_run, tmp_path):
@@ -242,7 +336,8 @@ def test_report_and_tables_build_from_an_evaluation_without_reconstructions(eval
   shutil.copy(os.path.join(workdir, "summary.json"), run / "summary.json")
   (run / "evaluation.json").write_text(json.dumps(old))
   markdown = report.build_report([str(run)], str(tmp_path / "report.md"))
-  row = next(l for l in markdown.split("### Accuracy per class")[0].splitlines() if l.startswith("| old_run |"))
+  per_run = markdown.split("## Metrics")[1].split("### Accuracy per class")[0]
+  row = next(l for l in per_run.splitlines() if l.startswith("| old_run |"))
   cells = [c.strip() for c in row.split("|")[1:-1]]
   assert cells[2] == f"{old['accuracy']:.3f}" and cells[7:10] == ["-", "-", "-"]
   assert "| old_run | " in markdown.split("### Accuracy per class")[1] and "old_run G(E(x))" not in markdown

