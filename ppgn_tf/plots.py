@@ -177,17 +177,22 @@ def save_curves(curves, path: str, title: str | None = None,
     for name, steps, values in lines:
       # Markers keep single-point curves (e.g. after one eval) visible.
       ax.plot(steps, values, label=name, marker="." if steps.size < 50 else None)
-    ax.set_xlabel(xlabel)
-    if ylabel:
-      ax.set_ylabel(ylabel)
-    if title:
-      ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    _label_axes(ax, xlabel, ylabel, title)
   except BaseException:
     plt.close(fig)
     raise
   _save_figure(fig, path)
+
+
+def _label_axes(ax, xlabel: str, ylabel: str | None, title: str | None) -> None:
+  """Axis labels, title, a light grid and the legend of a curves plot."""
+  ax.set_xlabel(xlabel)
+  if ylabel:
+    ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  ax.grid(True, alpha=0.3)
+  ax.legend()
 
 
 def save_band_curves(curves, path: str, title: str | None = None, xlabel: str = "generator steps",
@@ -203,13 +208,7 @@ def save_band_curves(curves, path: str, title: str | None = None, xlabel: str = 
       line, = ax.plot(steps, mean, label=name, marker="." if len(steps) < 50 else None)
       if low is not None and high is not None:
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
-    ax.set_xlabel(xlabel)
-    if ylabel:
-      ax.set_ylabel(ylabel)
-    if title:
-      ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    _label_axes(ax, xlabel, ylabel, title)
   except BaseException:
     plt.close(fig)
     raise
