@@ -17,6 +17,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import ppgn_tf  # noqa: E402,F401  Sets TensorFlow's oneDNN default before any test module imports TensorFlow.
 
+# The slowest modules first, by their summed --durations under `-n 2`. pyproject.toml runs the suite with
+# --dist=loadscope --no-loadscope-reorder: each module runs whole on one worker, so its module-scoped fixtures (a
+# SavedModel, an evaluated run, two trained seeds) are built once, not once per worker and per chunk; and the
+# long modules start first, so the short ones even out the two workers' ends. Modules not listed follow in
+# alphabetical order.
+SLOWEST_MODULES_FIRST = ("test_reliability", "test_training", "test_serving", "test_evaluate_report",
+                         "test_generator_ema", "test_bad_input", "test_encoder_and_cli", "test_storage_errors",
+                         "test_bench", "test_precision", "test_installed_commands", "test_tensorboard_images",
+                         "test_mala_sampler")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOWEST_MODULES_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # Stable: a module's own order is kept.
+
 
 @pytest.fixture(scope="session")
 def small_idx_dir(tmp_path_factory) -> str:
