@@ -16,9 +16,9 @@ import tensorflow as tf
 from absl import logging
 
 from ppgn_tf import random_streams
+from ppgn_tf.data.idx_format import NUM_CLASSES
 
 IMAGE_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
 # Layers of E in forward order; each is exposed as an output of the model.
 LAYER_NAMES = ("conv1", "conv2", "conv3", "fc1", "fc2")
 

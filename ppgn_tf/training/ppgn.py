@@ -19,12 +19,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ppgn_tf import critic_schedule as schedule_lib
-from ppgn_tf import encoder as encoder_lib
-from ppgn_tf import losses
 from ppgn_tf import random_streams
-from ppgn_tf.critics import IMAGE, build_critics
-from ppgn_tf.generator import build_generator
+from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.model import losses
+from ppgn_tf.model.critics import IMAGE, build_critics
+from ppgn_tf.model.generator import build_generator
+from ppgn_tf.training import critic_schedule as schedule_lib
 
 
 @dataclasses.dataclass(frozen=True)

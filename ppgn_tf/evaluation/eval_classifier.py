@@ -14,8 +14,8 @@ import time
 import keras
 import numpy as np
 
-from ppgn_tf import data as data_lib
 from ppgn_tf import random_streams
+from ppgn_tf.data import datasets as data_lib
 
 MODEL_FILE = "eval_classifier.keras"
 METRICS_FILE = "metrics.json"
