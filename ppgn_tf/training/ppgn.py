@@ -56,6 +56,9 @@ class PPGNConfig:
   def critic_names(self) -> tuple[str, ...]:
     return ((IMAGE,) if self.image_critic else ()) + tuple(self.latent_critics)
 
+  def __post_init__(self):
+    self.validate()  # The one check: a PPGNConfig that exists is consistent.
+
   def validate(self) -> None:
     """Raises ValueError (one line naming the flag) for an inconsistent configuration."""
     def positive(name, value):
@@ -114,7 +117,6 @@ class PPGN(keras.Model):
 
   def __init__(self, encoder: keras.Model, config: PPGNConfig, **kwargs):
     super().__init__(name="ppgn", **kwargs)
-    config.validate()
     self.config = config
     self.schedule = config.schedule
     encoder.trainable = False

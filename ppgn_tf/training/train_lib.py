@@ -85,8 +85,11 @@ class RunOptions:
   def encoder_path(self) -> str:
     return self.encoder_dir or os.path.join(self.workdir, "encoder")
 
+  def __post_init__(self):
+    self.validate()  # The one check, before any heavy work: RunOptions that exist are usable.
+
   def validate(self) -> None:
-    """Raises ValueError (one line naming the flag) before any heavy work."""
+    """Raises ValueError (one line naming the flag)."""
     if not self.workdir:
       raise ValueError("--workdir is required")
     if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
@@ -213,8 +216,6 @@ def _encoder_datasets(train, test, seed):
 def train(config: PPGNConfig, options: RunOptions) -> dict:
   """Runs (or resumes) a training run; returns the summary written to summary.json."""
   start = time.time()
-  config.validate()
-  options.validate()
   check_config_matches(options.workdir, config)
   if options.deterministic:
     random_streams.seed_keras(config.seed, random_streams.NETWORK_INITIALISATION)
