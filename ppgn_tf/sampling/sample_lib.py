@@ -93,8 +93,8 @@ def newest_version(path: str) -> str:
 def write_outputs(images, frames, probs, output_dir: str, per_class: int, title: str) -> dict:
   """samples.png (one row per class), chains.gif, samples.npz (pixels, classes) and samples.json."""
   os.makedirs(output_dir, exist_ok=True)
-  np.savez_compressed(os.path.join(output_dir, "samples.npz"), images=images.astype(np.float32),
-                      classes=np.repeat(np.arange(NUM_CLASSES), per_class))
+  files.atomic_write(os.path.join(output_dir, "samples.npz"), lambda out: np.savez_compressed(
+      out, images=images.astype(np.float32), classes=np.repeat(np.arange(NUM_CLASSES), per_class)))
   plots.save_image_grid(images, os.path.join(output_dir, "samples.png"), nrow=per_class,
                         row_labels=[str(c) for c in range(NUM_CLASSES)], title=title)
   if frames:
