@@ -26,43 +26,40 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app
 from absl import flags
 
 from ppgn_tf import precision as precision_lib
+from ppgn_tf.cli import runner
 from ppgn_tf.files import write_json
 from ppgn_tf.perf import bench as bench_lib
 from ppgn_tf.perf import bench_peer_torch
 
 FLAGS = flags.FLAGS
 
-
-def define_flags() -> None:
-  """The program's flags (import one program per process: they share names)."""
-  flags.DEFINE_enum("config", "paper", list(bench_lib.CONFIGS), "Scale: paper (DIM 64, batch 32), quickstart "
-                    "(DIM 8) or tiny (DIM 2, a self-test).")
-  flags.DEFINE_string("output", None, "Write the results as JSON here.")
-  flags.DEFINE_list("precision", ["auto"], "Comma-separated, each timed in turn: fp32, bf16 (mixed bfloat16 for "
-                    "G and the critics; E stays fp32 in training as in train.py, and bf16 in the sampler), or auto "
-                    "(bf16 where the CPU or GPU computes bfloat16 natively, else fp32). The first gives the "
-                    "headline keys.")
-  flags.DEFINE_enum("peer", "none", list(bench_lib.PEERS), "torch: also time the thesis' training step and "
-                    "one-chain sampler restated in PyTorch (needs torch), and print the ratios.")
-  flags.DEFINE_list("peer_threads", ["0"], "PyTorch thread counts the peer is timed with, each in turn (0: "
-                    "PyTorch's default); each quantity keeps the fastest. On a loaded machine try 0,1.")
-  flags.DEFINE_list("experiments", ["vanilla", "combined"], f"Which of {', '.join(bench_lib.EXPERIMENTS)}; the "
-                    "first gives the headline keys.")
-  flags.DEFINE_integer("repeats", None, "Timed rounds (default: the config's).")
-  flags.DEFINE_integer("sampler_steps", None, "MALA steps actually run, scaled to 200 (default: the config's).")
-  flags.DEFINE_integer("sampler_batch", None, "Chains of the batched sampler (default: the config's).")
-  flags.DEFINE_integer("fma_units", 2, "FMA units per core for the theoretical peak (not in /proc/cpuinfo; 2 for "
-                       "Intel since Haswell and AMD since Zen 2).")
-  flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0: TensorFlow's default).")
-  flags.DEFINE_bool("onednn", True, "Run TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=1). TensorFlow turns "
-                    "them on by default only on AVX-512 CPUs; elsewhere its Eigen kernels run, built without "
-                    "AVX2/FMA, about 2x slower. Set before TensorFlow is imported.")
-  flags.DEFINE_string("profile_dir", None, "Also trace one round per experiment and one sampler run with the "
-                      "TensorFlow profiler here, and print the top ops.")
+flags.DEFINE_enum("config", "paper", list(bench_lib.CONFIGS), "Scale: paper (DIM 64, batch 32), quickstart "
+                  "(DIM 8) or tiny (DIM 2, a self-test).")
+flags.DEFINE_string("output", None, "Write the results as JSON here.")
+flags.DEFINE_list("precision", ["auto"], "Comma-separated, each timed in turn: fp32, bf16 (mixed bfloat16 for "
+                  "G and the critics; E stays fp32 in training as in train.py, and bf16 in the sampler), or auto "
+                  "(bf16 where the CPU or GPU computes bfloat16 natively, else fp32). The first gives the "
+                  "headline keys.")
+flags.DEFINE_enum("peer", "none", list(bench_lib.PEERS), "torch: also time the thesis' training step and "
+                  "one-chain sampler restated in PyTorch (needs torch), and print the ratios.")
+flags.DEFINE_list("peer_threads", ["0"], "PyTorch thread counts the peer is timed with, each in turn (0: "
+                  "PyTorch's default); each quantity keeps the fastest. On a loaded machine try 0,1.")
+flags.DEFINE_list("experiments", ["vanilla", "combined"], f"Which of {', '.join(bench_lib.EXPERIMENTS)}; the "
+                  "first gives the headline keys.")
+flags.DEFINE_integer("repeats", None, "Timed rounds (default: the config's).")
+flags.DEFINE_integer("sampler_steps", None, "MALA steps actually run, scaled to 200 (default: the config's).")
+flags.DEFINE_integer("sampler_batch", None, "Chains of the batched sampler (default: the config's).")
+flags.DEFINE_integer("fma_units", 2, "FMA units per core for the theoretical peak (not in /proc/cpuinfo; 2 for "
+                     "Intel since Haswell and AMD since Zen 2).")
+flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0: TensorFlow's default).")
+flags.DEFINE_bool("onednn", True, "Run TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=1). TensorFlow turns "
+                  "them on by default only on AVX-512 CPUs; elsewhere its Eigen kernels run, built without "
+                  "AVX2/FMA, about 2x slower. Set before TensorFlow is imported.")
+flags.DEFINE_string("profile_dir", None, "Also trace one round per experiment and one sampler run with the "
+                    "TensorFlow profiler here, and print the top ops.")
 
 
 def _error(message: str) -> int:
@@ -119,13 +116,7 @@ def main(argv):
   return 0
 
 
-define_flags()
-
-
-def run():
-  """The console script ppgn-bench; python -m ppgn_tf.bench."""
-  app.run(main)
-
+run = runner.runner(main)  # The console script ppgn-bench; python -m ppgn_tf.bench.
 
 if __name__ == "__main__":
   run()

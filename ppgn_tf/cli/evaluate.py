@@ -17,37 +17,33 @@ from __future__ import annotations
 import shlex
 import sys
 
-from absl import app
 from absl import flags
 
+from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.evaluation import evaluate_lib
 
 FLAGS = flags.FLAGS
 
-
-def define_flags() -> None:
-  """The program's flags (import one program per process: they share names)."""
-  flags.DEFINE_string("workdir", None, "A training run's workdir (its latest checkpoint, library sampler).")
-  flags.DEFINE_string("saved_model", None, "An exported SavedModel: version directory or model base path.")
-  flags.DEFINE_integer("per_class", 100, "Chains per class.")
-  # With --saved_model and none of these, the export's serving_default runs, with the settings it was exported with.
-  sampler_flags.define_sampler_flags("MALA steps per chain.")
-  flags.DEFINE_string("dataset", None, "Data set of the real test images and of the evaluation classifier "
-                      "(default: the workdir's, from options.json; needed for a SavedModel outside a workdir).")
-  flags.DEFINE_string("data_dir", None, "tfds data directory (default: the workdir's).")
-  flags.DEFINE_string("eval_classifier_dir", None, "Where the evaluation classifier is cached (trained there if "
-                      "absent; default WORKDIR/eval_classifier or next to the SavedModel). Share one per data set.")
-  flags.DEFINE_string("output", None, "The JSON written (default WORKDIR/evaluation.json or next to the SavedModel).")
-  flags.DEFINE_integer("batch", 200, "Chains per sampler call (progress is logged after each).")
-  flags.DEFINE_integer("seed", 0, "Seed of the chains (the same chains as ppgn_tf.sample's).")
-  flags.DEFINE_integer("recon_images", 0, "Test images for the reconstruction error (0: all).")
+flags.DEFINE_string("workdir", None, "A training run's workdir (its latest checkpoint, library sampler).")
+flags.DEFINE_string("saved_model", None, "An exported SavedModel: version directory or model base path.")
+flags.DEFINE_integer("per_class", 100, "Chains per class.")
+# With --saved_model and none of these, the export's serving_default runs, with the settings it was exported with.
+sampler_flags.define_sampler_flags("MALA steps per chain.")
+flags.DEFINE_string("dataset", None, "Data set of the real test images and of the evaluation classifier "
+                    "(default: the workdir's, from options.json; needed for a SavedModel outside a workdir).")
+flags.DEFINE_string("data_dir", None, "tfds data directory (default: the workdir's).")
+flags.DEFINE_string("eval_classifier_dir", None, "Where the evaluation classifier is cached (trained there if "
+                    "absent; default WORKDIR/eval_classifier or next to the SavedModel). Share one per data set.")
+flags.DEFINE_string("output", None, "The JSON written (default WORKDIR/evaluation.json or next to the SavedModel).")
+flags.DEFINE_integer("batch", 200, "Chains per sampler call (progress is logged after each).")
+flags.DEFINE_integer("seed", 0, "Seed of the chains (the same chains as ppgn_tf.sample's).")
+flags.DEFINE_integer("recon_images", 0, "Test images for the reconstruction error (0: all).")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  runner.refuse_arguments(argv)
   try:
     evaluate_lib.check_counts(FLAGS.per_class, FLAGS.batch, FLAGS.recon_images)  # Before the plan reads files.
     plan = evaluate_lib.make_plan(FLAGS.workdir, FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir,
@@ -61,20 +57,13 @@ def main(argv):
                                    recon_images=FLAGS.recon_images,
                                    command=shlex.join(["python", "-m", "ppgn_tf.evaluate", *sys.argv[1:]]))
   except ValueError as e:
-    print(f"evaluate: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-    return 1
+    return runner.error("evaluate", e)
   print(evaluate_lib.format_tables(result))
   print(plan.output)
   return 0
 
 
-define_flags()
-
-
-def run():
-  """The console script ppgn-evaluate; python -m ppgn_tf.evaluate."""
-  app.run(main)
-
+run = runner.runner(main)  # The console script ppgn-evaluate; python -m ppgn_tf.evaluate.
 
 if __name__ == "__main__":
   run()

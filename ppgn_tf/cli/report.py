@@ -20,29 +20,26 @@ import os
 import shlex
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
+from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
 from ppgn_tf.evaluation import evaluate_lib
 from ppgn_tf.evaluation import report_lib
 
 FLAGS = flags.FLAGS
 
-
-def define_flags() -> None:
-  """The program's flags (import one program per process: they share names)."""
-  flags.DEFINE_string("output", "docs/reproduction.md", "The markdown written.")
-  flags.DEFINE_string("title", "PPGN runs", "Its title.")
-  flags.DEFINE_string("notes", None, "A markdown file placed after the title (conclusions drawn from the numbers).")
-  flags.DEFINE_string("images_dir", None, "Where pictures are copied (default: OUTPUT_STEM_images beside it).")
-  flags.DEFINE_bool("evaluate", False, "Run ppgn_tf.evaluate for workdirs without evaluation.json.")
-  flags.DEFINE_integer("per_class", 100, "With --evaluate: chains per class.")
-  flags.DEFINE_integer("batch", 200, "With --evaluate: chains per sampler call.")
-  flags.DEFINE_string("eval_classifier_dir", None, "With --evaluate: a shared evaluation classifier directory "
-                      "(default: each workdir's own).")
-  sampler_flags.define_sampler_flags("With --evaluate: MALA steps per chain.")
+flags.DEFINE_string("output", "docs/reproduction.md", "The markdown written.")
+flags.DEFINE_string("title", "PPGN runs", "Its title.")
+flags.DEFINE_string("notes", None, "A markdown file placed after the title (conclusions drawn from the numbers).")
+flags.DEFINE_string("images_dir", None, "Where pictures are copied (default: OUTPUT_STEM_images beside it).")
+flags.DEFINE_bool("evaluate", False, "Run ppgn_tf.evaluate for workdirs without evaluation.json.")
+flags.DEFINE_integer("per_class", 100, "With --evaluate: chains per class.")
+flags.DEFINE_integer("batch", 200, "With --evaluate: chains per sampler call.")
+flags.DEFINE_string("eval_classifier_dir", None, "With --evaluate: a shared evaluation classifier directory "
+                    "(default: each workdir's own).")
+sampler_flags.define_sampler_flags("With --evaluate: MALA steps per chain.")
 
 
 def _evaluate_command(workdir: str, config) -> str:
@@ -75,19 +72,12 @@ def main(argv):
     report_lib.build_report(workdirs, FLAGS.output, FLAGS.title, FLAGS.images_dir,
                  command=shlex.join(["python", "-m", "ppgn_tf.report", *sys.argv[1:]]), notes=notes)
   except ValueError as e:
-    print(f"report: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-    return 1
+    return runner.error("report", e)
   print(FLAGS.output)
   return 0
 
 
-define_flags()
-
-
-def run():
-  """The console script ppgn-report; python -m ppgn_tf.report."""
-  app.run(main)
-
+run = runner.runner(main)  # The console script ppgn-report; python -m ppgn_tf.report.
 
 if __name__ == "__main__":
   run()

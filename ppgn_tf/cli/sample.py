@@ -17,43 +17,38 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import tensorflow as tf
-from absl import app
 from absl import flags
 from absl import logging
 
 from ppgn_tf import precision as precision_lib
+from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
 from ppgn_tf.sampling import sample_lib
 from ppgn_tf.training import train_lib
 
 FLAGS = flags.FLAGS
 
-
-def define_flags() -> None:
-  """The program's flags (import one program per process: they share names)."""
-  flags.DEFINE_string("workdir", None, "A training run's workdir (uses its latest checkpoint).")
-  flags.DEFINE_string("saved_model", None, "An exported SavedModel: version directory or model base path.")
-  flags.DEFINE_string("output_dir", None, "Where to write samples.png, chains.gif, samples.json "
-                      "(default: WORKDIR/samples, or SAVED_MODEL/../samples).")
-  flags.DEFINE_integer("per_class", 10, "Chains per class (columns of the grid).")
-  flags.DEFINE_integer("seed", 0, "Seed of the chains (h_0 and noise).")
-  sampler_flags.define_sampler_flags()
-  sampler_flags.define_precision_flag("With --workdir: what G and E compute in (the chain state h stays float32). "
-                                      "A SavedModel computes in the precision it was exported with.")
-  flags.DEFINE_integer("gif_frames", 10, "Frames of chains.gif (0: no GIF).")
-  flags.DEFINE_string("inpaint_image", None, "In-paint this image instead of sampling: a 28x28 grayscale .png, a "
-                      ".npy of pixels in [0, 1], or test:N (test image N of the run's data set).")
-  flags.DEFINE_string("inpaint_mask", "right", "Known pixels for --inpaint_image: a named mask (left, right, top, "
-                      "bottom: that half is known; centre: the border is known) or a .png/.npy of 0 (fill in) "
-                      "and 1 (known).")
+flags.DEFINE_string("workdir", None, "A training run's workdir (uses its latest checkpoint).")
+flags.DEFINE_string("saved_model", None, "An exported SavedModel: version directory or model base path.")
+flags.DEFINE_string("output_dir", None, "Where to write samples.png, chains.gif, samples.json "
+                    "(default: WORKDIR/samples, or SAVED_MODEL/../samples).")
+flags.DEFINE_integer("per_class", 10, "Chains per class (columns of the grid).")
+flags.DEFINE_integer("seed", 0, "Seed of the chains (h_0 and noise).")
+sampler_flags.define_sampler_flags()
+sampler_flags.define_precision_flag("With --workdir: what G and E compute in (the chain state h stays float32). "
+                                    "A SavedModel computes in the precision it was exported with.")
+flags.DEFINE_integer("gif_frames", 10, "Frames of chains.gif (0: no GIF).")
+flags.DEFINE_string("inpaint_image", None, "In-paint this image instead of sampling: a 28x28 grayscale .png, a "
+                    ".npy of pixels in [0, 1], or test:N (test image N of the run's data set).")
+flags.DEFINE_string("inpaint_mask", "right", "Known pixels for --inpaint_image: a named mask (left, right, top, "
+                    "bottom: that half is known; centre: the border is known) or a .png/.npy of 0 (fill in) "
+                    "and 1 (known).")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  runner.refuse_arguments(argv)
   try:
     if (FLAGS.workdir is None) == (FLAGS.saved_model is None):
       raise ValueError("give exactly one of --workdir and --saved_model")
@@ -83,8 +78,7 @@ def main(argv):
                                                                       FLAGS.gif_frames)
       title = f"{path}: {(config or sample_lib.read_export_settings(path)).steps} MALA steps"
   except ValueError as e:
-    print(f"sample: error: {e}", file=sys.stderr)
-    return 1
+    return runner.error("sample", e)
   stats = sample_lib.write_outputs(images, frames, probs, output_dir, FLAGS.per_class, title)
   logging.info("Wrote %s/samples.png%s; encoder's own accuracy on the samples %.3f",
                output_dir, " and chains.gif" if frames else "", stats["encoder_accuracy"])
@@ -126,13 +120,7 @@ def _inpaint_main():
   return 0
 
 
-define_flags()
-
-
-def run():
-  """The console script ppgn-sample; python -m ppgn_tf.sample."""
-  app.run(main)
-
+run = runner.runner(main)  # The console script ppgn-sample; python -m ppgn_tf.sample.
 
 if __name__ == "__main__":
   run()

@@ -21,17 +21,22 @@ SAMPLER_FLAGS = {
     "steps": ("integer", "Steps of each chain."),
     "epsilon1": ("float", "Weight of the prior term R_h(h) - h."),
     "epsilon2": ("float", "Weight of the class-conditioning gradient."),
-    "epsilon3": ("float", "Standard deviation of the noise (the thesis: 1e-15; larger values let chains mix)."),
-    "epsilon4": ("float", "In-painting: weight of the gradient pulling G(h) towards the known pixels."),
+    "epsilon3": ("float", "Standard deviation of the noise "
+                          "(the thesis: 1e-15; larger values let chains mix)."),
+    "epsilon4": ("float", "In-painting: weight of the gradient pulling G(h) "
+                          "towards the known pixels."),
     "h0": ("string", "Where chains start: normal (N(0, 1), the thesis), codes (the code E(x) of a random "
                      "training image of any class), class_codes (of a random training image of the requested "
                      "class) or marginals (each unit drawn from that unit's values over the training codes)."),
     "clip_min": ("float", "Clip codes to at least this value after each step."),
     "clip_max": ("float", "Clip codes to at most this value after each step."),
-    "clip_percentile": ("float", "Clip each unit to the [p, 100-p] percentile range of the training codes."),
+    "clip_percentile": ("float", "Clip each unit to the [p, 100-p] percentile range "
+                                 "of the training codes."),
     "normalize_step": ("bool", "Divide each step by its mean absolute value (the original PPGN sampler)."),
-    "step_size": ("float", "Step size lr multiplying every step (1: Eq. 8 as written)."),
-    "step_size_end": ("float", "Step size at the last step, linear from --step_size (default: constant)."),
+    "step_size": ("float", "Step size lr multiplying every step "
+                           "(1: Eq. 8 as written)."),
+    "step_size_end": ("float", "Step size at the last step, linear from --step_size "
+                               "(default: constant)."),
     "reset_every": ("integer", "Restart each chain from a fresh h_0 every N steps (0: never)."),
     "stop_probability": ("float", "A chain stops moving once E gives the requested class this probability "
                                   "(default: never)."),

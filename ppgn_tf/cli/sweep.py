@@ -17,36 +17,32 @@ import os
 import shlex
 import sys
 
-from absl import app
 from absl import flags
 
 from ppgn_tf import files
+from ppgn_tf.cli import runner
 from ppgn_tf.evaluation import evaluate_lib
 from ppgn_tf.evaluation import sweep_lib
 
 FLAGS = flags.FLAGS
 
-
-def define_flags() -> None:
-  """The program's flags (import one program per process: they share names)."""
-  flags.DEFINE_string("workdir", None, "A finished training run's workdir.")
-  flags.DEFINE_list("grid", list(sweep_lib.GRID), f"Settings to try, by name: {', '.join(sweep_lib.GRID)}.")
-  flags.DEFINE_integer("per_class", 20, "Chains per class for every setting.")
-  flags.DEFINE_integer("seed", 0, "Seed of the chains.")
-  flags.DEFINE_integer("batch", 200, "Chains per sampler call.")
-  flags.DEFINE_float("min_accuracy", 0.95, "The choice rule's accuracy threshold.")
-  flags.DEFINE_float("min_diversity_ratio", 0.85, "The choice rule's diversity threshold, as a share of the "
-                     "diversity of G's reconstructions G(E(x)).")
-  flags.DEFINE_float("min_real_diversity_ratio", 0.4, "The choice rule's other diversity threshold, as a share "
-                     "of the real test digits' diversity.")
-  flags.DEFINE_integer("best", 4, "Settings shown as sample grids besides the thesis'.")
-  flags.DEFINE_string("eval_classifier_dir", None, "Evaluation classifier (default WORKDIR/eval_classifier).")
-  flags.DEFINE_string("output", "docs/sampler.md", "The markdown written (pictures in OUTPUT_STEM_images/).")
+flags.DEFINE_string("workdir", None, "A finished training run's workdir.")
+flags.DEFINE_list("grid", list(sweep_lib.GRID), f"Settings to try, by name: {', '.join(sweep_lib.GRID)}.")
+flags.DEFINE_integer("per_class", 20, "Chains per class for every setting.")
+flags.DEFINE_integer("seed", 0, "Seed of the chains.")
+flags.DEFINE_integer("batch", 200, "Chains per sampler call.")
+flags.DEFINE_float("min_accuracy", 0.95, "The choice rule's accuracy threshold.")
+flags.DEFINE_float("min_diversity_ratio", 0.85, "The choice rule's diversity threshold, as a share of the "
+                   "diversity of G's reconstructions G(E(x)).")
+flags.DEFINE_float("min_real_diversity_ratio", 0.4, "The choice rule's other diversity threshold, as a share "
+                   "of the real test digits' diversity.")
+flags.DEFINE_integer("best", 4, "Settings shown as sample grids besides the thesis'.")
+flags.DEFINE_string("eval_classifier_dir", None, "Evaluation classifier (default WORKDIR/eval_classifier).")
+flags.DEFINE_string("output", "docs/sampler.md", "The markdown written (pictures in OUTPUT_STEM_images/).")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  runner.refuse_arguments(argv)
   try:
     if not FLAGS.workdir:
       raise ValueError("--workdir is required")
@@ -67,19 +63,12 @@ def main(argv):
     files.write_json(os.path.splitext(FLAGS.output)[0] + ".json",
                      {k: v for k, v in result.items() if k != "grids"})
   except ValueError as e:
-    print(f"sweep: error: {str(e).splitlines()[0]}", file=sys.stderr)
-    return 1
+    return runner.error("sweep", e)
   print(FLAGS.output)
   return 0
 
 
-define_flags()
-
-
-def run():
-  """python -m ppgn_tf.sweep."""
-  app.run(main)
-
+run = runner.runner(main)  # python -m ppgn_tf.sweep.
 
 if __name__ == "__main__":
   run()

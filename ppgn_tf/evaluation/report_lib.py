@@ -1,14 +1,6 @@
-"""A markdown report across training runs (metrics, sample grids, Wasserstein curves); the `report` program's library.
-
-Each WORKDIR needs summary.json (a finished run) and evaluation.json (from
-ppgn_tf.evaluate; --evaluate runs it where missing). Pictures are copied, not
-linked, into an images directory beside the markdown, so the report stands alone.
-
-Runs that differ only in seed (config.json without its seed, the same data and bounds) form one group,
-named after the runs (`3a_vanilla/seed0`, `3a_vanilla_s0` -> `3a_vanilla`). Each metric of a group is given as
-its mean over seeds with a 95% t interval, each seed's value in the per-run table and in OUTPUT_STEM.json;
-Fig. 4 shows each group's mean Wasserstein estimates with that interval as a band; and the thesis' claims
-(groups named 3a..3g) are decided from seed-paired differences (`ppgn_tf/seed_statistics.py`).
+"""The report's library: a markdown report across training runs (metrics, sample grids as Fig. 3, Wasserstein
+curves as Fig. 4), runs grouped by seed with t intervals and seed-paired claims (`seed_statistics`). The
+program, and what a WORKDIR must hold: ppgn_tf/cli/report.py.
 """
 
 from __future__ import annotations

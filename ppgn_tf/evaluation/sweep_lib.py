@@ -1,14 +1,5 @@
-r"""A grid of sampler settings on one trained run, judged as `ppgn_tf.evaluate` judges, written up as markdown.
-
-  python -m ppgn_tf.sweep --workdir=runs/quickstart --output=docs/sampler.md
-  python -m ppgn_tf.sweep --workdir=runs/quickstart --grid=thesis,codes_clip --per_class=50
-
-Every setting samples the same chains (seeds) per class with the run's G (the
-averaged G when the run keeps one). The markdown holds a table (accuracy, mean p,
-Fréchet distance, diversity, each beside G's ceiling: its reconstructions G(E(x))
-of the test images), a plot of those figures for every setting, sample grids for
-the best few settings with the thesis' settings as the first row, and the choice
-rule's pick. The sampler's `default` preset is that pick on the quick start.
+"""The sweep's library: a grid of named sampler settings run on one trained run with the same chains, each
+judged as evaluate judges, the choice rule, and the markdown write-up (the program: ppgn_tf/cli/sweep.py).
 """
 
 from __future__ import annotations

@@ -1,22 +1,6 @@
-"""The benchmark's timings: training and sampling speed against this machine's peak, in fp32 and bf16, beside
-the thesis' code. The program is ppgn_tf/cli/bench.py (python -m ppgn_tf.bench).
-
-Measures, after warm-up and as medians over `--repeats` rounds: seconds per
-critic iteration, per G step and per steady-state G iteration (5 critic
-iterations + 1 G step) of the chosen experiments, and seconds per 200-step
-MALA sample at batch 1 and batched, once per --precision. Each is set against
-its useful FLOPs (`ppgn_tf.perf.flops`), the FLOP/s of a large convolution measured
-here first (the best of several repeats), and the theoretical peak of these
-cores (cores x vector lanes x FMA units x 2 x clock, from /proc/cpuinfo).
-
---peer=torch also times the thesis' training step and its one-chain sampler
-restated in PyTorch (`ppgn_tf.perf.bench_peer_torch`), at the same scale in the
-same run, and prints this project's times as ratios of the peer's.
-
-The sampler runs `--sampler_steps` steps and is scaled to 200 by FLOPs (each
-step costs the same), so the paper configuration finishes in minutes.
-Timings on a shared machine are noisy: the load average at start and end is
-recorded, and ratios taken within one run are the reliable numbers.
+"""The benchmark's measurements: the peak probe, this project's training steps and sampler per precision,
+the PyTorch peer, and run() that makes the results JSON. What each number means is the program's help
+(ppgn_tf/cli/bench.py, python -m ppgn_tf.bench --help). Imports TensorFlow: the program loads it after --onednn.
 """
 
 from __future__ import annotations
