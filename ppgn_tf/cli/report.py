@@ -11,7 +11,7 @@ Runs that differ only in seed (config.json without its seed, the same data and b
 named after the runs (`3a_vanilla/seed0`, `3a_vanilla_s0` -> `3a_vanilla`). Each metric of a group is given as
 its mean over seeds with a 95% t interval, each seed's value in the per-run table and in OUTPUT_STEM.json;
 Fig. 4 shows each group's mean Wasserstein estimates with that interval as a band; and the thesis' claims
-(groups named 3a..3g) are decided from seed-paired differences (`ppgn_tf/seed_statistics.py`).
+(groups named 3a..3g) are decided from seed-paired differences (`ppgn_tf/evaluation/seed_statistics.py`).
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
     lines += _claims_section(claims)
   lines += ["## Metrics", "",
             "Each run (each seed). Judged by an evaluation classifier independent of E "
-            "(`ppgn_tf/eval_classifier.py`). Accuracy: share "
+            "(`ppgn_tf/evaluation/eval_classifier.py`). Accuracy: share "
             "of samples labelled as the requested class; mean p: its mean probability of that class; FD: Fréchet "
             "distance of its features, samples vs real test images (floor: real vs real, as many images); "
             "diversity: mean pairwise L2 distance within a class, pixels in [0, 1] (real test images in "
