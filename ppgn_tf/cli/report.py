@@ -70,7 +70,7 @@ def main(argv):
           evaluate_lib.evaluate(plan, config, FLAGS.per_class, batch=FLAGS.batch,
                                 command=_evaluate_command(w, config))
     report_lib.build_report(workdirs, FLAGS.output, FLAGS.title, FLAGS.images_dir,
-                 command=shlex.join(["python", "-m", "ppgn_tf.report", *sys.argv[1:]]), notes=notes)
+                            command=shlex.join(["python", "-m", "ppgn_tf.report", *sys.argv[1:]]), notes=notes)
   except ValueError as e:
     return runner.error("report", e)
   print(FLAGS.output)

@@ -93,10 +93,10 @@ def _inpaint_main():
     with open(os.path.join(FLAGS.workdir, train_lib.OPTIONS_FILE)) as f:
       options = json.load(f)
     image, mask = sample_lib.inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
-                                 options.get("data_dir"))
+                                            options.get("data_dir"))
     sampler = train_lib.make_sampler(FLAGS.workdir, train_lib.load_trained(FLAGS.workdir), config,
                                      precision_lib.resolve(FLAGS.precision, "sample"))
-    run = lambda x, m, c, s: {k: v.numpy() for k, v in sampler.inpaint(x, m, c, s).items()}
+    inpaint = lambda x, m, c, s: {k: v.numpy() for k, v in sampler.inpaint(x, m, c, s).items()}
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
     title = f"{FLAGS.workdir}: in-painting, {config.steps} MALA steps"
   else:
@@ -105,14 +105,14 @@ def _inpaint_main():
       raise ValueError("with --saved_model, in-painting runs the settings it was exported with")
     options = sample_lib.find_workdir_options(path)
     image, mask = sample_lib.inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
-                                 options.get("data_dir"))
+                                            options.get("data_dir"))
     signature = tf.saved_model.load(path).signatures["inpaint"]
-    run = lambda x, m, c, s: {k: v.numpy() for k, v in signature(
+    inpaint = lambda x, m, c, s: {k: v.numpy() for k, v in signature(
         images=tf.constant(x, tf.float32), mask=tf.constant(m, tf.float32), class_id=tf.constant(c, tf.int32),
         seed=tf.constant(s, tf.int64)).items()}
     output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
     title = f"{path}: in-painting"
-  grid, probs = sample_lib.inpaint_grid(run, image, mask, FLAGS.per_class, FLAGS.seed)
+  grid, probs = sample_lib.inpaint_grid(inpaint, image, mask, FLAGS.per_class, FLAGS.seed)
   stats = sample_lib.write_inpaint_outputs(grid, probs, output_dir, FLAGS.per_class, title)
   logging.info("Wrote %s/inpaint.png; encoder's own accuracy on the completions %.3f", output_dir,
                stats["encoder_accuracy"])

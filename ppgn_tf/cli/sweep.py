@@ -57,8 +57,8 @@ def main(argv):
         raise ValueError(f"--{name} must be >= 0, got {FLAGS[name].value}")
     command = shlex.join(["python", "-m", "ppgn_tf.sweep", *sys.argv[1:]])
     result = sweep_lib.run_sweep(FLAGS.workdir, FLAGS.grid, FLAGS.per_class, FLAGS.seed, FLAGS.batch,
-                       FLAGS.eval_classifier_dir, FLAGS.min_accuracy, FLAGS.min_diversity_ratio,
-                       FLAGS.min_real_diversity_ratio)
+                                 FLAGS.eval_classifier_dir, FLAGS.min_accuracy, FLAGS.min_diversity_ratio,
+                                 FLAGS.min_real_diversity_ratio)
     sweep_lib.write_report(result, FLAGS.output, FLAGS.best, command)
     files.write_json(os.path.splitext(FLAGS.output)[0] + ".json",
                      {k: v for k, v in result.items() if k != "grids"})

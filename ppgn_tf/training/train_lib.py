@@ -464,9 +464,9 @@ def write_samples(model: PPGN, options: RunOptions, prior=None) -> tuple[dict, n
                options.sampler_preset)
   images, frames, probs = sample_lib.sample_grid_from_model(
       model, config, options.sample_per_class, seed=model.config.seed, prior=prior, precision=options.precision)
+  title = f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
   return sample_lib.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
-                              options.sample_per_class,
-                              f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"), images
+                                  options.sample_per_class, title), images
 
 
 def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:
