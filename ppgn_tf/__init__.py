@@ -1,15 +1,14 @@
 """ppgn_tf: Plug & Play Generative Networks (PPGN-h) with latent critics.
 
-Modules, by what they hold:
-  data, idx_format   data sources and the IDX reader
-  encoder            E / classifier C, its pre-training and storage
-  generator, critics G, the image critic D and latent critics
-  losses             pure loss functions
-  critic_schedule    the asymmetric critic schedule and random critic choice
-  ppgn               the Keras model whose train_step is the algorithm
-  bench, flops       python -m ppgn_tf.bench and the useful-FLOP counts it reports
-  bench_peer_torch   the thesis' training step and sampler in PyTorch, the benchmark's --peer=torch
-  precision          --precision: auto (bf16 where the hardware has it), fp32, bf16
+Subpackages, in the order of the pipeline:
+  data         data sources, tf.data pipelines, the IDX reader
+  model        the networks (E / C, G, the image and latent critics) and the pure loss functions
+  training     the Keras model whose train_step is the algorithm, the critic schedule, one training run
+  sampling     the MALA sampler, its settings, sample pictures and the SavedModel signatures
+  evaluation   metrics, the independent classifier, evaluate, the sweep, reports and seed statistics
+  perf         the benchmark, its useful-FLOP counts and the thesis' step in PyTorch
+  cli          the programs (flags and main); ppgn_tf.sample, .evaluate, .report, .bench, .sweep run them
+Shared by all: files (atomic writes), random_streams (named streams from one seed), precision, plots.
 """
 
 import os

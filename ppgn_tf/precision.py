@@ -11,11 +11,16 @@ float32 in training, as it is frozen and loaded from encoder.keras.
 Without native bfloat16 (AVX512_BF16 or AMX on the CPU, or a GPU of compute
 capability 8.0 or later) bf16 is emulated and slower than fp32, so auto picks
 fp32 there.
+
+TensorFlow and Keras are imported inside the functions that need them: the benchmark program reads this
+module before its --onednn flag decides how TensorFlow loads.
 """
 
 from __future__ import annotations
 
 import contextlib
+
+from absl import logging
 
 AUTO, FP32, BF16 = "auto", "fp32", "bf16"
 CHOICES = (AUTO, FP32, BF16)
@@ -70,7 +75,6 @@ def choose(requested: str, flags: set[str], bf16_gpus=()) -> tuple[str, str]:
 
 def resolve(requested: str, program: str = "") -> str:
   """fp32 or bf16 for this machine; logs the choice and the reason in one line."""
-  from absl import logging
   chosen, why = choose(requested, cpu_flags(), gpus_with_bf16() if requested == AUTO else ())
   logging.info("%sprecision %s (%s)", f"{program}: " if program else "", chosen, why)
   return chosen

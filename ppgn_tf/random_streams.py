@@ -18,6 +18,7 @@ keep it apart from MALA's epsilons.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -129,5 +130,4 @@ def chain_seeds(seed: int, count: int) -> np.ndarray:
 
 def seed_keras(seed: int, stream: str) -> None:
   """Seeds Keras' initialisers (and Python, NumPy, TensorFlow's global generators) from a stream."""
-  import keras
   keras.utils.set_random_seed(integer_seed(seed, stream))

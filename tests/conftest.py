@@ -36,7 +36,8 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def small_idx_dir(tmp_path_factory) -> str:
   """512 train / 128 test real digits (class-balanced) as an IDX directory."""
-  from ppgn_tf import data, idx_format
+  from ppgn_tf.data import datasets as data
+  from ppgn_tf.data import idx_format
   train, test = data.load_arrays("mnist_offline")
   directory = tmp_path_factory.mktemp("small_idx")
 
@@ -55,7 +56,8 @@ def small_idx_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def encoder_dir(tmp_path_factory, small_idx_dir) -> str:
   """An encoder pre-trained for one epoch on the small IDX set, saved as train.py saves it."""
-  from ppgn_tf import data, encoder
+  from ppgn_tf.data import datasets as data
+  from ppgn_tf.model import encoder
   train, test = data.load_arrays(f"idx:{small_idx_dir}")
   enc, metrics = encoder.pretrain_encoder(
       data.make_pipeline(train, 64, seed=0),
@@ -68,7 +70,8 @@ def encoder_dir(tmp_path_factory, small_idx_dir) -> str:
 
 def tiny_config(**overrides):
   """A PPGNConfig at tiny widths: D and D_fc1, a first round of 3 critic iterations, then 2 per G step."""
-  from ppgn_tf import critic_schedule, ppgn
+  from ppgn_tf.training import critic_schedule
+  from ppgn_tf.training import ppgn
   return ppgn.PPGNConfig(**{"dim": 2, "batch_size": 8, "latent_critics": ("fc1",),
                             "schedule": critic_schedule.CriticSchedule(2, 3, 1, 1000), **overrides})
 
@@ -76,7 +79,7 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory, small_idx_dir, encoder_dir) -> str:
   """A finished tiny run (D and D_fc1, 2 G steps) with checkpoints, as train.py leaves it."""
-  from ppgn_tf import train_lib
+  from ppgn_tf.training import train_lib
   workdir = str(tmp_path_factory.mktemp("trained") / "run")
   config = tiny_config()
   options = train_lib.RunOptions(workdir=workdir, dataset=f"idx:{small_idx_dir}", encoder_dir=encoder_dir,

@@ -16,8 +16,11 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 
-from ppgn_tf import data, encoder as encoder_lib, ppgn, train_lib  # noqa: E402
-from ppgn_tf.critic_schedule import CriticSchedule  # noqa: E402
+from ppgn_tf.data import datasets as data
+from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.training import ppgn
+from ppgn_tf.training import train_lib  # noqa: E402
+from ppgn_tf.training.critic_schedule import CriticSchedule  # noqa: E402
 
 
 def run(strategy, encoder_dir, train):

@@ -91,7 +91,7 @@ def test_train_refuses_a_damaged_checkpoint_and_keeps_it(finished, small_idx_dir
 def test_a_lost_index_resumes_from_the_newest_complete_checkpoint(finished, small_idx_dir, encoder_dir):
   """A kill between a first checkpoint's files and its index (or a deleted index) loses nothing; a
   half-written first save (ckpt-N_temp) is ignored."""
-  from ppgn_tf import train_lib
+  from ppgn_tf.training import train_lib
   _delete_checkpoint_index(finished)
   os.makedirs(os.path.join(finished, "checkpoints", "ckpt-99_temp"))
   newest = train_lib.check_checkpoints(os.path.join(finished, "checkpoints"))
@@ -104,7 +104,7 @@ def test_a_lost_index_resumes_from_the_newest_complete_checkpoint(finished, smal
 
 
 def test_a_relative_workdir_finds_its_checkpoint(trained_workdir, monkeypatch):
-  from ppgn_tf import train_lib
+  from ppgn_tf.training import train_lib
   monkeypatch.chdir(os.path.dirname(trained_workdir))
   relative = os.path.join(os.path.basename(trained_workdir), "checkpoints")
   latest = train_lib.check_checkpoints(relative)
@@ -161,8 +161,9 @@ def test_programs_refuse_bad_input_with_one_line(tmp_path, trained_workdir):
   half_mask = tmp_path / "half_mask.npy"
   np.save(half_mask, np.ones((28, 14)))
   exported = tmp_path / "export"
-  from ppgn_tf import serving, train_lib
-  from ppgn_tf.mala_sampler import SamplerConfig
+  from ppgn_tf.sampling import serving
+  from ppgn_tf.training import train_lib
+  from ppgn_tf.sampling.mala_sampler import SamplerConfig
   model = train_lib.load_trained(trained_workdir)
   serving.write(serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=1)), str(exported))
 

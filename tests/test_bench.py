@@ -12,7 +12,9 @@ import sys
 import keras
 import pytest
 
-from ppgn_tf import bench, flops, precision
+from ppgn_tf import precision
+from ppgn_tf.perf import bench
+from ppgn_tf.perf import flops
 
 from conftest import REPO
 
@@ -48,7 +50,7 @@ def test_algorithm_counts_compose_forward_counts():
 
 def test_paper_generator_forward_flops():
   """G at DIM 64: deconv4 alone is 13*13 inputs * 7*7 * 256 * 256 multiply-adds."""
-  from ppgn_tf.generator import build_generator
+  from ppgn_tf.model.generator import build_generator
   table = dict(flops.layer_table(build_generator((64,), 64)))
   assert table["deconv4"] == 2 * 13 * 13 * 7 * 7 * 256 * 256
   assert sum(table.values()) == 1_675_896_832

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf.critic_schedule import CriticSchedule, select_critics
+from ppgn_tf.training.critic_schedule import CriticSchedule, select_critics
 
 EXPECTED_FIRST_30 = [100] * 25 + [5] * 5
 

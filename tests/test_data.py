@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import data, idx_format
+from ppgn_tf.data import datasets as data
+from ppgn_tf.data import idx_format
 
 
 def _labels_of(ds, limit=None):

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from ppgn_tf import data, encoder as encoder_lib
+from ppgn_tf.data import datasets as data
+from ppgn_tf.model import encoder as encoder_lib
 
 from conftest import REPO
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ppgn_tf import data, eval_classifier
+from ppgn_tf.data import datasets as data
+from ppgn_tf.evaluation import eval_classifier
 
 
 def test_architecture_differs_from_encoder():

@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from ppgn_tf import evaluate, mala_sampler
+from ppgn_tf.evaluation import evaluate_lib as evaluate
+from ppgn_tf.sampling import mala_sampler
 
 from conftest import REPO
 
@@ -124,7 +125,8 @@ def test_reconstruction_metrics_are_those_of_the_reconstructions(kind, recon_ima
                                                                  tmp_path, shared_classifier_dir):
   """With G(E(x)) = x, the ceiling is the real test images' own figures; with a constant gray G(E(x)), none of
   them (diversity 0, accuracy that of one label for all): the figures come from the reconstructions, once."""
-  from ppgn_tf import data, eval_classifier
+  from ppgn_tf.data import datasets as data
+  from ppgn_tf.evaluation import eval_classifier
   workdir, result = evaluated_run
   calls = []
   reconstruct = (lambda x: x) if kind == "identity" else (lambda x: np.full_like(x, 0.5))
@@ -171,7 +173,8 @@ def test_batching_does_not_change_the_samples(evaluated_run, tmp_path, shared_cl
 
 def test_saved_model_gives_the_workdir_figures(evaluated_run, shared_classifier_dir):
   """The exported signatures (sample; encode then generate) give what the library gives."""
-  from ppgn_tf import serving, train_lib
+  from ppgn_tf.sampling import serving
+  from ppgn_tf.training import train_lib
   workdir, result = evaluated_run
   model = train_lib.load_trained(workdir)
   export = serving.write(serving.build_archive(model.generator, model.encoder, mala_sampler.SamplerConfig(steps=2),
@@ -247,7 +250,7 @@ def two_seed_runs(tmp_path_factory, trained_workdir, small_idx_dir, encoder_dir,
   """Tiny runs of two configurations (3a: D; 3e: D and D_fc1) at seeds 0 and 1, evaluated; 3e at seed 0 is the
   shared tiny run."""
   from conftest import tiny_config
-  from ppgn_tf import train_lib
+  from ppgn_tf.training import train_lib
   root = tmp_path_factory.mktemp("seeds")
   workdirs = []
   for name, latent_critics in (("3a_vanilla", ()), ("3e_combined", ("fc1",))):
@@ -267,7 +270,8 @@ def two_seed_runs(tmp_path_factory, trained_workdir, small_idx_dir, encoder_dir,
 
 
 def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed_runs, tmp_path):
-  from ppgn_tf import report, seed_statistics
+  from ppgn_tf.evaluation import report_lib as report
+  from ppgn_tf.evaluation import seed_statistics
   output = tmp_path / "docs" / "report.md"
   markdown = report.build_report(two_seed_runs, str(output), title="Two seeds")
   with open(tmp_path / "docs" / "report.json") as f:
@@ -313,7 +317,7 @@ def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed
 
 
 def test_report_refuses_one_run_twice(evaluated_run, tmp_path):
-  from ppgn_tf import report
+  from ppgn_tf.evaluation import report_lib as report
   run_a, _ = evaluated_run
   again = str(tmp_path / "again")
   shutil.copytree(run_a, again)
@@ -328,7 +332,7 @@ def test_report_refuses_one_run_twice(evaluated_run, tmp_path):
 
 def test_report_and_tables_build_from_an_evaluation_without_reconstructions(evaluated_run, tmp_path):
   """evaluation.json written before G's ceiling was measured: "-" where its figures would be."""
-  from ppgn_tf import report
+  from ppgn_tf.evaluation import report_lib as report
   workdir, result = evaluated_run
   old = {k: v for k, v in json.loads(json.dumps(result)).items() if k not in CEILING_KEYS}
   run = tmp_path / "old_run"
@@ -384,7 +388,7 @@ def test_evaluate_overrides_sampler_settings_without_retraining(evaluated_run, t
 
 
 def test_sweep_writes_the_table_plot_grids_and_choice(trained_workdir, tmp_path, shared_classifier_dir):
-  from ppgn_tf import sweep
+  from ppgn_tf.evaluation import sweep_lib as sweep
   output = tmp_path / "docs" / "sampler.md"
   out = _run(["-m", "ppgn_tf.sweep", f"--workdir={trained_workdir}", "--grid=thesis,codes_clip,class_codes_clip_50_steps",
               "--per_class=2", "--best=1", "--min_accuracy=0", "--min_diversity_ratio=0", "--min_real_diversity_ratio=0", f"--eval_classifier_dir={shared_classifier_dir}",
@@ -405,7 +409,7 @@ def test_sweep_writes_the_table_plot_grids_and_choice(trained_workdir, tmp_path,
 
 
 def test_sweep_choice_rule():
-  from ppgn_tf import sweep
+  from ppgn_tf.evaluation import sweep_lib as sweep
   rows = [{"name": "a", "accuracy": 0.99, "frechet_distance": 50.0, "diversity": 2.0},
           {"name": "b", "accuracy": 0.90, "frechet_distance": 10.0, "diversity": 3.0},  # Best FD, too inaccurate.
           {"name": "c", "accuracy": 0.96, "frechet_distance": 40.0, "diversity": 1.0},

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import data, encoder as encoder_lib, ppgn, train_lib
+from ppgn_tf.data import datasets as data
+from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.training import ppgn
+from ppgn_tf.training import train_lib
 
 from conftest import tiny_config
 from train_process import checkpoint_weights, command, finish, kill_after_checkpoint, start

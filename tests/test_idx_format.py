@@ -9,8 +9,8 @@ import struct
 import numpy as np
 import pytest
 
-from ppgn_tf import idx_format
-from ppgn_tf.idx_format import (
+from ppgn_tf.data import idx_format
+from ppgn_tf.data.idx_format import (
     MNIST_FILES,
     IdxFormatError,
     check_idx_directory,

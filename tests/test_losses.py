@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import losses
+from ppgn_tf.model import losses
 
 REAL = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
 FAKE = np.array([0.0, 4.0, -1.0], np.float32)

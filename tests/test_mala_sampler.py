@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import data, encoder as encoder_lib, random_streams, train_lib
-from ppgn_tf.mala_sampler import (CodePrior, MalaSampler, SamplerConfig, check_inpaint_inputs, clip_bounds,
+from ppgn_tf import random_streams
+from ppgn_tf.data import datasets as data
+from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.training import train_lib
+from ppgn_tf.sampling.mala_sampler import (CodePrior, MalaSampler, SamplerConfig, check_inpaint_inputs, clip_bounds,
                                   initial_codes, mala_step, named_mask, preset, row_normal, run_chains)
 
 CODE = 4  # Code size of the tiny hand-checked networks.
@@ -236,7 +239,7 @@ def test_clipping_keeps_codes_in_range(nets):
 
 
 def test_default_h0_for_a_spatial_code_layer():
-  from ppgn_tf.generator import build_generator
+  from ppgn_tf.model.generator import build_generator
   generator = build_generator(encoder_lib.layer_shapes(encoder_lib.build_encoder())["conv3"], dim=2)
   sampler = MalaSampler(generator, encoder_lib.build_encoder(), SamplerConfig(steps=1), code_layer="conv3")
   out = sampler.sample(np.array([1, 2], np.int32), np.array([1, 2], np.int64))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ppgn_tf import metrics
+from ppgn_tf.evaluation import metrics
 
 
 def _with_moments(n: int, mean, cov, seed: int = 0) -> np.ndarray:

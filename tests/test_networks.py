@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from ppgn_tf import critics, encoder, generator
+from ppgn_tf.model import critics
+from ppgn_tf.model import encoder
+from ppgn_tf.model import generator
 
 DIM = 4
 
@@ -192,7 +194,7 @@ def test_critic_pooling_has_max_pooling_values_and_derivatives_up_to_the_penalty
   """MaxPool2x2 prunes only the all-zero second-derivative path: the penalty's weight gradients are
   TensorFlow's max pooling's, up to float summation order."""
   import tensorflow as tf
-  from ppgn_tf import losses
+  from ppgn_tf.model import losses
   x = tf.constant(_images(2, seed=5))
   np.testing.assert_array_equal(critics.max_pool_2x2(x).numpy(), tf.nn.max_pool2d(x, 2, 2, "VALID").numpy())
 

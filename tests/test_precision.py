@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import critic_schedule, data, encoder as encoder_lib, ppgn, precision, serving, train_lib
-from ppgn_tf.mala_sampler import SamplerConfig
+from ppgn_tf import precision
+from ppgn_tf.training import critic_schedule
+from ppgn_tf.data import datasets as data
+from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.training import ppgn
+from ppgn_tf.sampling import serving
+from ppgn_tf.training import train_lib
+from ppgn_tf.sampling.mala_sampler import SamplerConfig
 
 from conftest import REPO
 
@@ -99,7 +105,7 @@ def test_bf16_training_steps_keep_float32_variables_and_finite_losses(small_idx_
 
 
 def test_in_precision_copies_weights_and_keeps_outputs_float32():
-  from ppgn_tf.generator import build_generator
+  from ppgn_tf.model.generator import build_generator
   generator = build_generator((64,), 4)
   assert precision.in_precision(generator, "fp32") is generator
   bf16 = precision.in_precision(generator, "bf16")

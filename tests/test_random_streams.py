@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from ppgn_tf import random_streams as rs
-from ppgn_tf.critic_schedule import select_critics
-from ppgn_tf.ppgn import gradient_penalty_mix
+from ppgn_tf.training.critic_schedule import select_critics
+from ppgn_tf.training.ppgn import gradient_penalty_mix
 
 SEEDS = range(5)
 STEPS = 300  # Critic steps, MALA steps: more than the earliest collisions of hand-built keys needed.
@@ -63,8 +63,8 @@ def test_no_two_draws_share_a_key():
 def test_stream_table_is_one_to_one():
   assert len(set(rs.STREAMS.values())) == len(rs.STREAMS)
   assert len(set(rs.CRITIC_IDS.values())) == len(rs.CRITIC_IDS)
-  from ppgn_tf import encoder
-  from ppgn_tf.critics import IMAGE
+  from ppgn_tf.model import encoder
+  from ppgn_tf.model.critics import IMAGE
   assert set(rs.CRITIC_IDS) == {IMAGE, *encoder.LAYER_NAMES}  # Every critic train.py can build has one.
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ppgn_tf import seed_statistics as st
+from ppgn_tf.evaluation import seed_statistics as st
 
 
 @pytest.mark.parametrize("df,expected", [(1, 12.706), (2, 4.303), (4, 2.776), (30, 2.042), (40, 2.021),

@@ -15,8 +15,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from ppgn_tf import data, serving, train_lib
-from ppgn_tf.mala_sampler import MalaSampler, SamplerConfig, initial_codes
+from ppgn_tf.data import datasets as data
+from ppgn_tf.sampling import serving
+from ppgn_tf.training import train_lib
+from ppgn_tf.sampling.mala_sampler import MalaSampler, SamplerConfig, initial_codes
 
 from conftest import REPO
 
@@ -335,8 +337,8 @@ def test_sample_cli_needs_exactly_one_source(which, trained_workdir, exported, t
 
 
 def test_export_with_a_spatial_code_layer(tmp_path):
-  from ppgn_tf import encoder as encoder_lib
-  from ppgn_tf.generator import build_generator
+  from ppgn_tf.model import encoder as encoder_lib
+  from ppgn_tf.model.generator import build_generator
   encoder = encoder_lib.build_encoder()
   generator = build_generator(encoder_lib.layer_shapes(encoder)["conv3"], dim=2)
   path = serving.write(serving.build_archive(generator, encoder, SamplerConfig(steps=1), "conv3"),
@@ -355,7 +357,7 @@ RICH = SamplerConfig(steps=STEPS, epsilon3=0.1, h0="class_codes", clip_percentil
 @pytest.fixture(scope="module")
 def rich(model, trained_workdir, tmp_path_factory):
   """(version path, loaded SavedModel, library sampler) with every sampler option that reads the real codes."""
-  from ppgn_tf import mala_sampler
+  from ppgn_tf.sampling import mala_sampler
   prior = train_lib.load_code_prior(trained_workdir, model)
   archive = serving.build_archive(model.generator, model.encoder, RICH, "fc1", prior)
   path = serving.write(archive, str(tmp_path_factory.mktemp("rich") / "ppgn"), settings=RICH)
@@ -363,7 +365,7 @@ def rich(model, trained_workdir, tmp_path_factory):
 
 
 def _inpaint_inputs(small_idx_dir, rows=3):
-  from ppgn_tf.mala_sampler import named_mask
+  from ppgn_tf.sampling.mala_sampler import named_mask
   _, test = data.load_arrays(f"idx:{small_idx_dir}")
   images = (test.images[:rows] / 255.0).astype(np.float32)
   mask = np.stack([named_mask(n) for n in ("left", "top", "centre")][:rows])

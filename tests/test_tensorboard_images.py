@@ -38,7 +38,7 @@ def _grid_size(tiles, columns, tile=28):
 
 
 def test_tensorboard_serves_the_reconstructions_and_sample_grids(tmp_path, small_idx_dir, encoder_dir):
-  from ppgn_tf import train_lib
+  from ppgn_tf.training import train_lib
   workdir = str(tmp_path / "run")
   # Images at G steps 2 (every 2: the sampler runs) and 3 (the end: the grid comes from the end-of-run samples).
   train_lib.train(tiny_config(), train_lib.RunOptions(

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import data, encoder as encoder_lib, ppgn
-from ppgn_tf.critic_schedule import CriticSchedule
+from ppgn_tf.data import datasets as data
+from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.training import ppgn
+from ppgn_tf.training.critic_schedule import CriticSchedule
 
 from conftest import REPO
 
@@ -114,7 +116,7 @@ def _parse_and_train(argv):
   """train.py's flag parsing and training, in this process."""
   sys.path.insert(0, REPO)
   import train as train_main
-  from ppgn_tf import train_lib
+  from ppgn_tf.training import train_lib
   train_main.FLAGS.unparse_flags()
   train_main.FLAGS(["train.py"] + argv)
   config, options = train_main.config_from_flags()
@@ -206,7 +208,7 @@ def test_log_gan_loss_trains(tmp_path, encoder_dir, small_idx_dir):
 
 
 def test_divergence_stops_with_the_term_and_keeps_a_good_checkpoint(tmp_path, encoder_dir, small_idx_dir, capsys):
-  from ppgn_tf import train_lib
+  from ppgn_tf.training import train_lib
   import train as train_main
   workdir = tmp_path / "nan"
   argv = [f"--flagfile={REPO}/flags/vanilla.cfg", f"--workdir={workdir}", f"--dataset=idx:{small_idx_dir}",

@@ -1,1 +1,1 @@
-"""The command-line programs (absl): train and export, installed as ppgn-train and ppgn-export."""
+"""The programs (absl flags and main), one module each: train, export, sample, evaluate, report, bench, sweep."""

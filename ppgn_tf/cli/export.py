@@ -15,15 +15,20 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from ppgn_tf import sample
+from ppgn_tf import files
+from ppgn_tf import precision as precision_lib
+from ppgn_tf.cli import sampler_flags
+from ppgn_tf.sampling import serving
+from ppgn_tf.training import train_lib
 
 flags.DEFINE_string("workdir", None, "Workdir of a finished (or checkpointed) training run.")
 flags.DEFINE_string("export_dir", None, "Model base path; the SavedModel goes to EXPORT_DIR/VERSION/.")
 flags.DEFINE_integer("version", None, "Version number (default: one above the highest existing).")
-sample.define_sampler_flags("MALA steps of the serving_default signature.")  # Also inpaint's settings.
-sample.define_precision_flag("What the exported G and E compute in, whatever precision trained them; inputs and "
-                             "outputs are float32 either way and a bf16 export runs on any CPU (emulated, slower, "
-                             "where it lacks bfloat16: export with fp32 for such a serving machine).")
+sampler_flags.define_sampler_flags("MALA steps of the serving_default signature.")  # Also inpaint's settings.
+sampler_flags.define_precision_flag("What the exported G and E compute in, whatever precision trained them; "
+                                    "inputs and outputs are float32 either way and a bf16 export runs on any CPU "
+                                    "(emulated, slower, where it lacks bfloat16: export with fp32 for such a serving "
+                                    "machine).")
 flags.mark_flags_as_required(["workdir", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -31,10 +36,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from ppgn_tf import files, serving, train_lib
-  from ppgn_tf import precision as precision_lib
   try:
-    config = sample.sampler_config_from_flags()
+    config = sampler_flags.sampler_config_from_flags()
     version = serving.check_export_dir(FLAGS.export_dir, FLAGS.version)
     model = train_lib.load_trained(FLAGS.workdir)
     prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None

@@ -19,9 +19,15 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from ppgn_tf import losses
-from ppgn_tf.critic_schedule import SELECTIONS, CriticSchedule
-from ppgn_tf.distribute import STRATEGIES
+from ppgn_tf import files
+from ppgn_tf.model import losses
+from ppgn_tf.training import callbacks as callbacks_lib
+from ppgn_tf.training import preemption
+from ppgn_tf.training import train_lib
+from ppgn_tf.training.critic_schedule import SELECTIONS, CriticSchedule
+from ppgn_tf.training.distribute import STRATEGIES
+from ppgn_tf.training.ppgn import PPGNConfig
+from ppgn_tf.training.train_lib import RunOptions
 
 # ---- the run ---------------------------------------------------------------
 flags.DEFINE_string("workdir", None, "Directory holding everything the run makes (created if absent).")
@@ -101,12 +107,7 @@ def _floats(values, flag):
 
 
 def config_from_flags():
-  """PPGNConfig and RunOptions from the parsed flags (raises ValueError on bad values)."""
-  from ppgn_tf.ppgn import PPGNConfig  # Imported late: TensorFlow start-up is slow.
-  from ppgn_tf.train_lib import RunOptions
-  for name in ("critic_iters", "critic_iters_long", "long_rounds_until", "long_round_every"):
-    if getattr(FLAGS, name) < 1:
-      raise ValueError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
+  """PPGNConfig and RunOptions from the parsed flags; each checks its own values when made (raises ValueError)."""
   config = PPGNConfig(
       dim=FLAGS.dim, batch_size=FLAGS.batch_size, code_layer=FLAGS.code_layer,
       image_critic=FLAGS.image_critic, latent_critics=tuple(FLAGS.latent_critics),
@@ -129,15 +130,12 @@ def config_from_flags():
       sample_steps=FLAGS.sample_steps, export=FLAGS.export, image_every=FLAGS.image_every,
       preemption_grace_s=FLAGS.preemption_grace_s,
       command=shlex.join(["python", *sys.argv]))
-  config.validate()
-  options.validate()
   return config, options
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from ppgn_tf import files, preemption, train_lib
   # TensorFlow logs an INFO line for every checkpoint it writes; they would drown the run's progress.
   logging.get_absl_logger().addFilter(
       lambda record: not record.pathname.endswith(os.path.join("checkpoint", "functional_saver.py")))
@@ -150,7 +148,7 @@ def main(argv):
     train_lib.train(config, options)
   except preemption.Preempted as e:  # train_lib logged where the run stands.
     return e.exit_status
-  except (ValueError, train_lib.callbacks_lib.DivergenceError, files.StorageError) as e:
+  except (ValueError, callbacks_lib.DivergenceError, files.StorageError) as e:
     logging.error("%s", e)
     print(f"train.py: error: {e}", file=sys.stderr)
     return 1

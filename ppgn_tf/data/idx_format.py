@@ -49,7 +49,7 @@ MNIST_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 MNIST_IMAGE_SIZE = (28, 28)
-MNIST_NUM_CLASSES = 10
+NUM_CLASSES = 10  # Every data set here has ten classes (digits or garments 0..9): the one definition.
 
 
 class IdxFormatError(ValueError):
@@ -267,12 +267,12 @@ def check_idx_directory(directory: str) -> None:
 
 def _load_labels(path: str) -> np.ndarray:
   labels = read_idx(path)
-  out_of_range = np.flatnonzero(labels >= MNIST_NUM_CLASSES)  # uint8: never < 0.
+  out_of_range = np.flatnonzero(labels >= NUM_CLASSES)  # uint8: never < 0.
   if out_of_range.size:
     index = int(out_of_range[0])
     raise IdxFormatError(
         f"{path}: label {int(labels[index])} at index {index} is outside "
-        f"0..{MNIST_NUM_CLASSES - 1} ({out_of_range.size} such labels)")
+        f"0..{NUM_CLASSES - 1} ({out_of_range.size} such labels)")
   return labels.astype(np.int64)
 
 

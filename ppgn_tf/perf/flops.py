@@ -40,6 +40,8 @@ from typing import Mapping
 
 import keras
 
+from ppgn_tf.model.critics import IMAGE
+
 TRAIN = 3
 INPUT_GRAD = 2
 GP = 4
@@ -94,7 +96,6 @@ class NetworkFlops:
 
 
 def _has_latent(critics: Mapping[str, int]) -> bool:
-  from ppgn_tf.critics import IMAGE
   return any(n != IMAGE for n in critics)
 
 

@@ -34,13 +34,13 @@ import io
 import numpy as np
 import tensorflow as tf
 
-from ppgn_tf import data as data_lib
 from ppgn_tf import files
 from ppgn_tf import random_streams
-from ppgn_tf.encoder import NUM_CLASSES
-# The settings live in a module without TensorFlow, so programs can define their flags before importing it.
-from ppgn_tf.sampler_config import (H0_CLASS_CODES, H0_CODES, H0_MARGINALS, H0_MODES, H0_NORMAL,  # noqa: F401
-                                    PRESETS, SamplerConfig, named_mask, preset, NAMED_MASKS)
+from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.data.idx_format import NUM_CLASSES
+# The settings live in a module without TensorFlow (re-exported here for the sampler's users).
+from ppgn_tf.sampling.sampler_config import (H0_CLASS_CODES, H0_CODES, H0_MARGINALS, H0_MODES, H0_NORMAL,  # noqa: F401
+                                             PRESETS, SamplerConfig, named_mask, preset, NAMED_MASKS)
 
 CLASS = "class"  # Condition on log C_c: the log-softmax of fc2.
 

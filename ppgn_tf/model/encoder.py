@@ -15,10 +15,11 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from ppgn_tf import files
 from ppgn_tf import random_streams
+from ppgn_tf.data.idx_format import NUM_CLASSES
 
 IMAGE_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
 # Layers of E in forward order; each is exposed as an output of the model.
 LAYER_NAMES = ("conv1", "conv2", "conv3", "fc1", "fc2")
 
@@ -157,8 +158,7 @@ def save_encoder(encoder: keras.Model, metrics: dict, directory: str) -> None:
   tmp = f"{directory}.tmp-{os.getpid()}"
   os.makedirs(tmp, exist_ok=True)
   encoder.save(os.path.join(tmp, ENCODER_FILE))
-  with open(os.path.join(tmp, METRICS_FILE), "w") as f:
-    json.dump(metrics, f, indent=2)
+  files.write_json(os.path.join(tmp, METRICS_FILE), metrics)
   os.replace(tmp, directory)
 
 

@@ -14,8 +14,9 @@ import time
 import keras
 import numpy as np
 
-from ppgn_tf import data as data_lib
+from ppgn_tf import files
 from ppgn_tf import random_streams
+from ppgn_tf.data import datasets as data_lib
 
 MODEL_FILE = "eval_classifier.keras"
 METRICS_FILE = "metrics.json"
@@ -80,6 +81,5 @@ def ensure_eval_classifier(directory: str, dataset: str, data_dir: str | None = 
   metrics["dataset"] = dataset
   os.makedirs(directory, exist_ok=True)
   model.save(path)
-  with open(os.path.join(directory, METRICS_FILE), "w") as f:
-    json.dump(metrics, f, indent=2)
+  files.write_json(os.path.join(directory, METRICS_FILE), metrics)
   return model, metrics

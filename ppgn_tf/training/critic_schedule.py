@@ -16,6 +16,9 @@ from ppgn_tf import random_streams
 ALL = "all"
 RANDOM = "random"
 SELECTIONS = (ALL, RANDOM)
+# train.py's flag for each field of CriticSchedule, so a bad value's error names what the user typed.
+FLAG_OF = {"iterations": "critic_iters", "long_iterations": "critic_iters_long",
+           "warmup_generator_steps": "long_rounds_until", "long_every": "long_round_every"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,9 +35,11 @@ class CriticSchedule:
   long_every: int = 500
 
   def __post_init__(self):
+    """The one check of the schedule's values (train.py's flags are given straight to this class)."""
     for field in dataclasses.fields(self):
       if getattr(self, field.name) < 1:
-        raise ValueError(f"critic schedule: {field.name} must be >= 1, got {getattr(self, field.name)}")
+        raise ValueError(f"--{FLAG_OF[field.name]} must be >= 1, got {getattr(self, field.name)} "
+                         f"(critic schedule: {field.name})")
 
   def is_long_round(self, generator_steps):
     """True (a bool tensor for tensor input) when the round before this G step is long."""

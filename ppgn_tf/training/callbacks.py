@@ -15,9 +15,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ppgn_tf import data as data_lib
 from ppgn_tf import plots
+from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.files import StorageError, cause, write_json
+from ppgn_tf.sampling import mala_sampler
 
 HISTORY_FILE = "history.json"
 
@@ -221,8 +223,6 @@ class TensorBoardImages(keras.callbacks.Callback):
     self._written_step = None
 
   def _sample_grid(self, model) -> np.ndarray:
-    from ppgn_tf import mala_sampler
-    from ppgn_tf.sample import NUM_CLASSES
     if self._sampler is None:  # Built once: its traced functions are reused at every write.
       self._sampler = mala_sampler.MalaSampler(
           model.sampling_generator, model.encoder, self.sampler_config, code_layer=model.config.code_layer,
@@ -250,7 +250,6 @@ class TensorBoardImages(keras.callbacks.Callback):
     if during_training:
       grids["images/samples"] = self._sample_grid(model)
     elif end_samples is not None:
-      from ppgn_tf.sample import NUM_CLASSES
       per_class = len(end_samples) // NUM_CLASSES
       chains = end_samples.reshape(NUM_CLASSES, per_class, *end_samples.shape[1:])[:, :self.chains_per_class]
       grids["images/samples"] = plots.image_grid(chains.reshape(-1, *end_samples.shape[1:]),

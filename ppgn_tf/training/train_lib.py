@@ -27,18 +27,22 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ppgn_tf import callbacks as callbacks_lib
-from ppgn_tf import data as data_lib
-from ppgn_tf import distribute
-from ppgn_tf import encoder as encoder_lib
-from ppgn_tf import plots
-from ppgn_tf import preemption
 from ppgn_tf import files
+from ppgn_tf import plots
 from ppgn_tf import precision as precision_lib
 from ppgn_tf import random_streams
+from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.files import write_json
-from ppgn_tf.critic_schedule import CriticSchedule
-from ppgn_tf.ppgn import PPGN, PPGNConfig
+from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.sampling import mala_sampler
+from ppgn_tf.sampling import sample_lib
+from ppgn_tf.sampling import sampler_config
+from ppgn_tf.sampling import serving
+from ppgn_tf.training import callbacks as callbacks_lib
+from ppgn_tf.training import distribute
+from ppgn_tf.training import preemption
+from ppgn_tf.training.critic_schedule import CriticSchedule
+from ppgn_tf.training.ppgn import PPGN, PPGNConfig
 
 ENCODER_BATCH_SIZE = 64
 CONFIG_FILE = "config.json"
@@ -74,7 +78,6 @@ class RunOptions:
   @property
   def sampler_config(self):
     """The settings of the end-of-run samples and of the exported serving_default."""
-    from ppgn_tf import sampler_config
     config = sampler_config.preset(self.sampler_preset)
     return config if self.sample_steps is None else dataclasses.replace(config, steps=self.sample_steps)
 
@@ -82,8 +85,11 @@ class RunOptions:
   def encoder_path(self) -> str:
     return self.encoder_dir or os.path.join(self.workdir, "encoder")
 
+  def __post_init__(self):
+    self.validate()  # The one check, before any heavy work: RunOptions that exist are usable.
+
   def validate(self) -> None:
-    """Raises ValueError (one line naming the flag) before any heavy work."""
+    """Raises ValueError (one line naming the flag)."""
     if not self.workdir:
       raise ValueError("--workdir is required")
     if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
@@ -210,8 +216,6 @@ def _encoder_datasets(train, test, seed):
 def train(config: PPGNConfig, options: RunOptions) -> dict:
   """Runs (or resumes) a training run; returns the summary written to summary.json."""
   start = time.time()
-  config.validate()
-  options.validate()
   check_config_matches(options.workdir, config)
   if options.deterministic:
     random_streams.seed_keras(config.seed, random_streams.NETWORK_INITIALISATION)
@@ -413,7 +417,6 @@ def load_trained(workdir: str) -> PPGN:
 
 def compute_code_prior(model: PPGN, train_split: data_lib.Split):
   """The codes E(x) of (at most 10,000) training images and their classes (a mala_sampler.CodePrior)."""
-  from ppgn_tf import mala_sampler
   return mala_sampler.CodePrior.from_encoder(model.encoder, data_lib.normalize(train_split.images).numpy(),
                                              train_split.labels, model.config.code_layer, seed=model.config.seed)
 
@@ -421,7 +424,6 @@ def compute_code_prior(model: PPGN, train_split: data_lib.Split):
 def save_code_prior(model: PPGN, train_split: data_lib.Split, workdir: str, prior=None):
   """WORKDIR/code_prior.npz: the codes E(x) of (at most 10,000) training images, which the sampler's
   h_0 and percentile clipping read. E is frozen, so they are computed once (`prior`, when given)."""
-  from ppgn_tf import mala_sampler
   if prior is None:
     prior = compute_code_prior(model, train_split)
   prior.save(os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE))
@@ -431,7 +433,6 @@ def save_code_prior(model: PPGN, train_split: data_lib.Split, workdir: str, prio
 def load_code_prior(workdir: str, model: PPGN):
   """The real codes of a workdir's training images, with their classes (computed and saved there if the
   run predates them, or predates the classes)."""
-  from ppgn_tf import mala_sampler
   path = os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE)
   if os.path.isfile(path):
     prior = mala_sampler.CodePrior.load(path)
@@ -448,7 +449,6 @@ def load_code_prior(workdir: str, model: PPGN):
 def make_sampler(workdir: str, model: PPGN, config, precision: str = precision_lib.FP32):
   """The library sampler of a trained run: its averaged G when it keeps one, and its real codes when
   `config` reads them; G and E compute in `precision` (fp32 or bf16)."""
-  from ppgn_tf import mala_sampler
   prior = load_code_prior(workdir, model) if config.needs_code_prior else None
   return mala_sampler.MalaSampler(precision_lib.in_precision(model.sampling_generator, precision),
                                   precision_lib.in_precision(model.encoder, precision), config,
@@ -458,21 +458,19 @@ def make_sampler(workdir: str, model: PPGN, config, precision: str = precision_l
 def write_samples(model: PPGN, options: RunOptions, prior=None) -> tuple[dict, np.ndarray]:
   """WORKDIR/samples: a class-conditional grid and chains GIF with the run's sampler settings.
 
-  Returns what sample.write_outputs returns, and the images (one class after another, in [0, 1])."""
-  from ppgn_tf import sample
+  Returns what sample_lib.write_outputs returns, and the images (one class after another, in [0, 1])."""
   config = options.sampler_config
   logging.info("Sampling %d chains per class (%d MALA steps, %s sampler)", options.sample_per_class, config.steps,
                options.sampler_preset)
-  images, frames, probs = sample.sample_grid_from_model(
+  images, frames, probs = sample_lib.sample_grid_from_model(
       model, config, options.sample_per_class, seed=model.config.seed, prior=prior, precision=options.precision)
-  return sample.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
-                              options.sample_per_class,
-                              f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"), images
+  title = f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
+  return sample_lib.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
+                                  options.sample_per_class, title), images
 
 
 def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:
   """Exports the sampler (the run's sampler settings) to WORKDIR/export/N, TensorFlow Serving's layout."""
-  from ppgn_tf import serving
   config = options.sampler_config
   archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
                                   precision=options.precision)

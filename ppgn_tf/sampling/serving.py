@@ -26,11 +26,16 @@ import shutil
 import keras
 import tensorflow as tf
 
-from ppgn_tf import data as data_lib
 from ppgn_tf import files
-from ppgn_tf import sampler_config
-from ppgn_tf import mala_sampler
-from ppgn_tf.encoder import NUM_CLASSES
+from ppgn_tf import precision as precision_lib
+from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.sampling import mala_sampler
+from ppgn_tf.sampling import sampler_config
+
+
+# The sampler settings the exported `sample` signature takes as inputs; the others are fixed at export.
+SIGNATURE_SETTINGS = ("steps", "epsilon1", "epsilon2", "epsilon3")
 
 
 class ExportError(ValueError):
@@ -48,7 +53,6 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   where oneDNN is off or the CPU lacks bfloat16), so a bf16 export runs on any machine, emulated and slower
   where the hardware has no bfloat16.
   """
-  from ppgn_tf import precision as precision_lib
   generator = precision_lib.in_precision(generator, precision)
   encoder = precision_lib.in_precision(encoder, precision)
   config.validate()

@@ -1,0 +1,122 @@
+r"""Benchmark: training and sampling speed against this machine's peak, in fp32 and bf16, beside the thesis' code.
+
+  python -m ppgn_tf.bench --config=paper --precision=fp32,bf16 --peer=torch --output=bench_paper.json
+  python -m ppgn_tf.bench --config=quickstart --profile_dir=/tmp/ppgn_profile
+
+Measures, after warm-up and as medians over `--repeats` rounds: seconds per
+critic iteration, per G step and per steady-state G iteration (5 critic
+iterations + 1 G step) of the chosen experiments, and seconds per 200-step
+MALA sample at batch 1 and batched, once per --precision. Each is set against
+its useful FLOPs (`ppgn_tf.perf.flops`), the FLOP/s of a large convolution measured
+here first (the best of several repeats), and the theoretical peak of these
+cores (cores x vector lanes x FMA units x 2 x clock, from /proc/cpuinfo).
+
+--peer=torch also times the thesis' training step and its one-chain sampler
+restated in PyTorch (`ppgn_tf.perf.bench_peer_torch`), at the same scale in the
+same run, and prints this project's times as ratios of the peer's.
+
+The sampler runs `--sampler_steps` steps and is scaled to 200 by FLOPs (each
+step costs the same), so the paper configuration finishes in minutes.
+Timings on a shared machine are noisy: the load average at start and end is
+recorded, and ratios taken within one run are the reliable numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+from ppgn_tf import precision as precision_lib
+from ppgn_tf.cli import runner
+from ppgn_tf.files import write_json
+from ppgn_tf.perf import bench as bench_lib
+from ppgn_tf.perf import bench_peer_torch
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("config", "paper", list(bench_lib.CONFIGS), "Scale: paper (DIM 64, batch 32), quickstart "
+                  "(DIM 8) or tiny (DIM 2, a self-test).")
+flags.DEFINE_string("output", None, "Write the results as JSON here.")
+flags.DEFINE_list("precision", ["auto"], "Comma-separated, each timed in turn: fp32, bf16 (mixed bfloat16 for "
+                  "G and the critics; E stays fp32 in training as in train.py, and bf16 in the sampler), or auto "
+                  "(bf16 where the CPU or GPU computes bfloat16 natively, else fp32). The first gives the "
+                  "headline keys.")
+flags.DEFINE_enum("peer", "none", list(bench_lib.PEERS), "torch: also time the thesis' training step and "
+                  "one-chain sampler restated in PyTorch (needs torch), and print the ratios.")
+flags.DEFINE_list("peer_threads", ["0"], "PyTorch thread counts the peer is timed with, each in turn (0: "
+                  "PyTorch's default); each quantity keeps the fastest. On a loaded machine try 0,1.")
+flags.DEFINE_list("experiments", ["vanilla", "combined"], f"Which of {', '.join(bench_lib.EXPERIMENTS)}; the "
+                  "first gives the headline keys.")
+flags.DEFINE_integer("repeats", None, "Timed rounds (default: the config's).")
+flags.DEFINE_integer("sampler_steps", None, "MALA steps actually run, scaled to 200 (default: the config's).")
+flags.DEFINE_integer("sampler_batch", None, "Chains of the batched sampler (default: the config's).")
+flags.DEFINE_integer("fma_units", 2, "FMA units per core for the theoretical peak (not in /proc/cpuinfo; 2 for "
+                     "Intel since Haswell and AMD since Zen 2).")
+flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0: TensorFlow's default).")
+flags.DEFINE_bool("onednn", True, "Run TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=1). TensorFlow turns "
+                  "them on by default only on AVX-512 CPUs; elsewhere its Eigen kernels run, built without "
+                  "AVX2/FMA, about 2x slower. Set before TensorFlow is imported.")
+flags.DEFINE_string("profile_dir", None, "Also trace one round per experiment and one sampler run with the "
+                    "TensorFlow profiler here, and print the top ops.")
+
+
+def _error(message: str) -> int:
+  print(f"bench: error: {message}", file=sys.stderr)
+  return 1
+
+
+def main(argv):
+  if len(argv) > 1:
+    return _error(f"unexpected arguments: {' '.join(argv[1:])}")
+  experiments = bench_lib.EXPERIMENTS
+  if not FLAGS.experiments or any(e not in experiments for e in FLAGS.experiments):
+    return _error(f"--experiments: choose from {', '.join(experiments)}, got {','.join(FLAGS.experiments)}")
+  bad = [p for p in FLAGS.precision if p not in precision_lib.CHOICES]
+  if bad or not FLAGS.precision:
+    return _error(f"--precision: choose from {', '.join(precision_lib.CHOICES)}, got {','.join(FLAGS.precision)}")
+  for name in ("repeats", "sampler_steps", "sampler_batch", "fma_units"):
+    if getattr(FLAGS, name) is not None and getattr(FLAGS, name) < 1:
+      return _error(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
+  if FLAGS.inter_op_threads < 0:
+    return _error(f"--inter_op_threads must be >= 0, got {FLAGS.inter_op_threads}")
+  if FLAGS.output and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
+    return _error(f"--output={FLAGS.output}: no such directory")
+  try:
+    peer_threads = tuple(int(n) for n in FLAGS.peer_threads)
+  except ValueError:
+    peer_threads = ()
+  if not peer_threads or min(peer_threads) < 0:
+    return _error(f"--peer_threads: expected whole numbers >= 0, got {','.join(FLAGS.peer_threads)}")
+  if FLAGS.peer == "torch":
+    try:
+      bench_peer_torch.import_torch()
+    except bench_peer_torch.PeerUnavailable as e:
+      return _error(str(e))
+  if "tensorflow" not in sys.modules:  # The kernel choice is made when TensorFlow loads.
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if FLAGS.onednn else "0"
+  # Imported here, not at the top, on purpose: TensorFlow must load after TF_ENABLE_ONEDNN_OPTS is set from
+  # --onednn. The one deliberate function-level import of a ppgn_tf module (tests/test_imports.py allows it).
+  import tensorflow as tf
+  from ppgn_tf.perf import timing
+  if FLAGS.inter_op_threads:
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+  precisions = tuple(dict.fromkeys(precision_lib.resolve(p, "bench") for p in FLAGS.precision))
+  results = timing.run(FLAGS.config, precisions, tuple(FLAGS.experiments), FLAGS.repeats, FLAGS.sampler_steps,
+                FLAGS.sampler_batch, FLAGS.profile_dir, FLAGS.peer, FLAGS.fma_units, peer_threads)
+  results["inter_op_threads"] = FLAGS.inter_op_threads
+  results["command"] = " ".join(["python -m ppgn_tf.bench", *sys.argv[1:]])
+  print(bench_lib.format_table(results))
+  if FLAGS.profile_dir:
+    parts = [os.path.join(p, part) for p in precisions for part in [*FLAGS.experiments, "sampler"]]
+    print("\n" + timing.format_top_ops(FLAGS.profile_dir, parts))
+  if FLAGS.output:
+    write_json(FLAGS.output, results)
+  return 0
+
+
+run = runner.runner(main)  # The console script ppgn-bench; python -m ppgn_tf.bench.
+
+if __name__ == "__main__":
+  run()

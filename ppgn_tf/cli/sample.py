@@ -1,0 +1,126 @@
+r"""Class-conditional samples as pictures: a grid with one row per class and a GIF of the chains.
+
+  python -m ppgn_tf.sample --workdir=runs/quickstart
+  python -m ppgn_tf.sample --saved_model=runs/quickstart/export --output_dir=/tmp/samples
+  python -m ppgn_tf.sample --workdir=runs/quickstart --inpaint_image=test:7 --inpaint_mask=right
+
+In-painting (--inpaint_image, --inpaint_mask) keeps the known pixels of one image
+and fills in the rest once per class and chain: inpaint.png has one row per class,
+the masked input first.
+
+From a workdir the library sampler runs (every setting is a flag); from an
+exported SavedModel (a version directory, or a base path: its newest version)
+the `sample` signature runs, so only TensorFlow is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+from absl import flags
+from absl import logging
+
+from ppgn_tf import precision as precision_lib
+from ppgn_tf.cli import runner
+from ppgn_tf.cli import sampler_flags
+from ppgn_tf.sampling import sample_lib
+from ppgn_tf.training import train_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("workdir", None, "A training run's workdir (uses its latest checkpoint).")
+flags.DEFINE_string("saved_model", None, "An exported SavedModel: version directory or model base path.")
+flags.DEFINE_string("output_dir", None, "Where to write samples.png, chains.gif, samples.json "
+                    "(default: WORKDIR/samples, or SAVED_MODEL/../samples).")
+flags.DEFINE_integer("per_class", 10, "Chains per class (columns of the grid).")
+flags.DEFINE_integer("seed", 0, "Seed of the chains (h_0 and noise).")
+sampler_flags.define_sampler_flags()
+sampler_flags.define_precision_flag("With --workdir: what G and E compute in (the chain state h stays float32). "
+                                    "A SavedModel computes in the precision it was exported with.")
+flags.DEFINE_integer("gif_frames", 10, "Frames of chains.gif (0: no GIF).")
+flags.DEFINE_string("inpaint_image", None, "In-paint this image instead of sampling: a 28x28 grayscale .png, a "
+                    ".npy of pixels in [0, 1], or test:N (test image N of the run's data set).")
+flags.DEFINE_string("inpaint_mask", "right", "Known pixels for --inpaint_image: a named mask (left, right, top, "
+                    "bottom: that half is known; centre: the border is known) or a .png/.npy of 0 (fill in) "
+                    "and 1 (known).")
+
+
+def main(argv):
+  runner.refuse_arguments(argv)
+  try:
+    if (FLAGS.workdir is None) == (FLAGS.saved_model is None):
+      raise ValueError("give exactly one of --workdir and --saved_model")
+    if FLAGS.per_class < 1:
+      raise ValueError(f"--per_class must be >= 1, got {FLAGS.per_class}")
+    if FLAGS.gif_frames < 0:
+      raise ValueError(f"--gif_frames must be >= 0, got {FLAGS.gif_frames}")
+    if FLAGS.inpaint_image:
+      return _inpaint_main()
+    if FLAGS.workdir:
+      config = sampler_flags.sampler_config_from_flags()
+      model = train_lib.load_trained(FLAGS.workdir)
+      prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
+      output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
+      images, frames, probs = sample_lib.sample_grid_from_model(
+          model, config, FLAGS.per_class, FLAGS.seed, FLAGS.gif_frames, prior,
+          precision_lib.resolve(FLAGS.precision, "sample"))
+      title = f"{FLAGS.workdir}: generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
+    else:
+      if FLAGS["precision"].present and FLAGS.precision != "auto":
+        raise ValueError("--precision applies to --workdir only (a SavedModel computes in the precision it was "
+                         "exported with: export.py --precision)")
+      path = sample_lib.newest_version(FLAGS.saved_model)
+      config = sampler_flags.saved_model_sampler_config(path)
+      output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
+      images, frames, probs = sample_lib.sample_grid_from_saved_model(path, config, FLAGS.per_class, FLAGS.seed,
+                                                                      FLAGS.gif_frames)
+      title = f"{path}: {(config or sample_lib.read_export_settings(path)).steps} MALA steps"
+  except ValueError as e:
+    return runner.error("sample", e)
+  stats = sample_lib.write_outputs(images, frames, probs, output_dir, FLAGS.per_class, title)
+  logging.info("Wrote %s/samples.png%s; encoder's own accuracy on the samples %.3f",
+               output_dir, " and chains.gif" if frames else "", stats["encoder_accuracy"])
+  print(os.path.join(output_dir, "samples.png"))
+  return 0
+
+
+def _inpaint_main():
+  """In-painting from a workdir (library sampler) or a SavedModel (its `inpaint` signature)."""
+  if FLAGS.workdir:
+    config = sampler_flags.sampler_config_from_flags()
+    with open(os.path.join(FLAGS.workdir, train_lib.OPTIONS_FILE)) as f:
+      options = json.load(f)
+    image, mask = sample_lib.inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
+                                            options.get("data_dir"))
+    sampler = train_lib.make_sampler(FLAGS.workdir, train_lib.load_trained(FLAGS.workdir), config,
+                                     precision_lib.resolve(FLAGS.precision, "sample"))
+    inpaint = lambda x, m, c, s: {k: v.numpy() for k, v in sampler.inpaint(x, m, c, s).items()}
+    output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
+    title = f"{FLAGS.workdir}: in-painting, {config.steps} MALA steps"
+  else:
+    path = sample_lib.newest_version(FLAGS.saved_model)
+    if sampler_flags.sampler_overrides_from_flags() or FLAGS["sampler_preset"].present:
+      raise ValueError("with --saved_model, in-painting runs the settings it was exported with")
+    options = sample_lib.find_workdir_options(path)
+    image, mask = sample_lib.inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
+                                            options.get("data_dir"))
+    signature = tf.saved_model.load(path).signatures["inpaint"]
+    inpaint = lambda x, m, c, s: {k: v.numpy() for k, v in signature(
+        images=tf.constant(x, tf.float32), mask=tf.constant(m, tf.float32), class_id=tf.constant(c, tf.int32),
+        seed=tf.constant(s, tf.int64)).items()}
+    output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
+    title = f"{path}: in-painting"
+  grid, probs = sample_lib.inpaint_grid(inpaint, image, mask, FLAGS.per_class, FLAGS.seed)
+  stats = sample_lib.write_inpaint_outputs(grid, probs, output_dir, FLAGS.per_class, title)
+  logging.info("Wrote %s/inpaint.png; encoder's own accuracy on the completions %.3f", output_dir,
+               stats["encoder_accuracy"])
+  print(os.path.join(output_dir, "inpaint.png"))
+  return 0
+
+
+run = runner.runner(main)  # The console script ppgn-sample; python -m ppgn_tf.sample.
+
+if __name__ == "__main__":
+  run()

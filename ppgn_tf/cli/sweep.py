@@ -1,0 +1,74 @@
+r"""A grid of sampler settings on one trained run, judged as `ppgn_tf.evaluate` judges, written up as markdown.
+
+  python -m ppgn_tf.sweep --workdir=runs/quickstart --output=docs/sampler.md
+  python -m ppgn_tf.sweep --workdir=runs/quickstart --grid=thesis,codes_clip --per_class=50
+
+Every setting samples the same chains (seeds) per class with the run's G (the
+averaged G when the run keeps one). The markdown holds a table (accuracy, mean p,
+Fréchet distance, diversity, each beside G's ceiling: its reconstructions G(E(x))
+of the test images), a plot of those figures for every setting, sample grids for
+the best few settings with the thesis' settings as the first row, and the choice
+rule's pick. The sampler's `default` preset is that pick on the quick start.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+from absl import flags
+
+from ppgn_tf import files
+from ppgn_tf.cli import runner
+from ppgn_tf.evaluation import evaluate_lib
+from ppgn_tf.evaluation import sweep_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("workdir", None, "A finished training run's workdir.")
+flags.DEFINE_list("grid", list(sweep_lib.GRID), f"Settings to try, by name: {', '.join(sweep_lib.GRID)}.")
+flags.DEFINE_integer("per_class", 20, "Chains per class for every setting.")
+flags.DEFINE_integer("seed", 0, "Seed of the chains.")
+flags.DEFINE_integer("batch", 200, "Chains per sampler call.")
+flags.DEFINE_float("min_accuracy", 0.95, "The choice rule's accuracy threshold.")
+flags.DEFINE_float("min_diversity_ratio", 0.85, "The choice rule's diversity threshold, as a share of the "
+                   "diversity of G's reconstructions G(E(x)).")
+flags.DEFINE_float("min_real_diversity_ratio", 0.4, "The choice rule's other diversity threshold, as a share "
+                   "of the real test digits' diversity.")
+flags.DEFINE_integer("best", 4, "Settings shown as sample grids besides the thesis'.")
+flags.DEFINE_string("eval_classifier_dir", None, "Evaluation classifier (default WORKDIR/eval_classifier).")
+flags.DEFINE_string("output", "docs/sampler.md", "The markdown written (pictures in OUTPUT_STEM_images/).")
+
+
+def main(argv):
+  runner.refuse_arguments(argv)
+  try:
+    if not FLAGS.workdir:
+      raise ValueError("--workdir is required")
+    unknown = [n for n in FLAGS.grid if n not in sweep_lib.GRID]
+    if unknown:
+      raise ValueError(f"--grid: unknown setting {unknown[0]} (choose from {', '.join(sweep_lib.GRID)})")
+    evaluate_lib.check_counts(FLAGS.per_class, FLAGS.batch)
+    if not 0 <= FLAGS.min_accuracy <= 1:
+      raise ValueError(f"--min_accuracy must be in [0, 1], got {FLAGS.min_accuracy}")
+    for name in ("min_diversity_ratio", "min_real_diversity_ratio"):
+      if FLAGS[name].value < 0:
+        raise ValueError(f"--{name} must be >= 0, got {FLAGS[name].value}")
+    command = shlex.join(["python", "-m", "ppgn_tf.sweep", *sys.argv[1:]])
+    result = sweep_lib.run_sweep(FLAGS.workdir, FLAGS.grid, FLAGS.per_class, FLAGS.seed, FLAGS.batch,
+                                 FLAGS.eval_classifier_dir, FLAGS.min_accuracy, FLAGS.min_diversity_ratio,
+                                 FLAGS.min_real_diversity_ratio)
+    sweep_lib.write_report(result, FLAGS.output, FLAGS.best, command)
+    files.write_json(os.path.splitext(FLAGS.output)[0] + ".json",
+                     {k: v for k, v in result.items() if k != "grids"})
+  except ValueError as e:
+    return runner.error("sweep", e)
+  print(FLAGS.output)
+  return 0
+
+
+run = runner.runner(main)  # python -m ppgn_tf.sweep.
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,341 @@
+"""Quantitative evaluation of a sampler by a classifier independent of E: plan, sample, judge, write
+EVALUATION.json and its sample grid; the `evaluate` program's library (also run by report and sweep)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from ppgn_tf import files
+from ppgn_tf import plots
+from ppgn_tf import random_streams
+from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.evaluation import eval_classifier
+from ppgn_tf.evaluation import metrics
+from ppgn_tf.sampling import sample_lib
+from ppgn_tf.sampling import serving
+from ppgn_tf.training import train_lib
+EVAL_CLASSIFIER_DIR = "eval_classifier"
+EVALUATION_FILE = "evaluation.json"
+REAL_DIVERSITY_PER_CLASS = 500  # Mean pairwise distance does not depend on the count; this bounds the cost.
+GRID_COLUMNS = 10  # Samples per class in EVALUATION_samples.png.
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What to evaluate and where things go, resolved and checked before any heavy work."""
+  workdir: str | None
+  saved_model: str | None  # A version directory.
+  dataset: str
+  data_dir: str | None
+  eval_classifier_dir: str
+  output: str
+
+
+def make_plan(workdir: str | None = None, saved_model: str | None = None, dataset: str | None = None,
+              data_dir: str | None = None, eval_classifier_dir: str | None = None,
+              output: str | None = None) -> Plan:
+  """Checks the source and fills in defaults; raises ValueError with one line."""
+  if (workdir is None) == (saved_model is None):
+    raise ValueError("give exactly one of --workdir and --saved_model")
+  if workdir is not None:
+    if not os.path.isdir(workdir):
+      raise ValueError(f"{workdir}: no such workdir")
+    options_path = os.path.join(workdir, "options.json")
+    if not os.path.isfile(options_path):
+      raise ValueError(f"{options_path}: missing (not a workdir written by train.py)")
+    with open(options_path) as f:
+      options = json.load(f)
+    home = workdir
+  else:
+    saved_model = sample_lib.newest_version(saved_model)
+    options = sample_lib.find_workdir_options(saved_model)
+    home = os.path.dirname(os.path.abspath(saved_model))  # The export base path, as sample.py.
+  dataset = dataset or options.get("dataset")
+  if not dataset:
+    raise ValueError(f"{saved_model}: cannot tell its data set (no options.json above it); give --dataset")
+  data_dir = data_dir if data_dir is not None else options.get("data_dir")
+  return Plan(workdir=workdir, saved_model=saved_model, dataset=dataset, data_dir=data_dir,
+              eval_classifier_dir=eval_classifier_dir or os.path.join(home, EVAL_CLASSIFIER_DIR),
+              output=output or os.path.join(home, EVALUATION_FILE))
+
+
+def _same_dataset(a: str, b: str) -> bool:
+  def canonical(name):
+    return "idx:" + os.path.realpath(name[4:]) if name.startswith("idx:") else name
+  return canonical(a) == canonical(b)
+
+
+def load_eval_classifier(directory: str, dataset: str, data_dir: str | None):
+  """The cached classifier (trained now if absent); refuses one trained on another data set."""
+  metrics_path = os.path.join(directory, eval_classifier.METRICS_FILE)
+  if os.path.isfile(metrics_path):
+    with open(metrics_path) as f:
+      cached = json.load(f).get("dataset")
+    if cached and not _same_dataset(cached, dataset):
+      raise ValueError(f"{directory}: holds an evaluation classifier trained on {cached}, not {dataset}")
+  else:
+    logging.info("Training the evaluation classifier on %s into %s", dataset, directory)
+  model, clf_metrics = eval_classifier.ensure_eval_classifier(directory, dataset, data_dir)
+  logging.info("Evaluation classifier: held-out accuracy %.4f", clf_metrics["test_accuracy"])
+  return model, clf_metrics
+
+
+class _Source:
+  """A sampler and G(E(x)), from a workdir (library sampler, the averaged G if the run keeps one) or a
+  SavedModel (its signatures: `serving_default` when `config` is None, else `sample` with config's steps and
+  epsilons). `settings` are the sampler settings that run."""
+
+  def __init__(self, plan: Plan, config):
+    self.info = {}
+    if plan.workdir is not None:
+      if config is None:
+        raise ValueError("a workdir needs sampler settings (a SamplerConfig)")
+      model = train_lib.load_trained(plan.workdir)
+      sampler = train_lib.make_sampler(plan.workdir, model, config)
+      self.info = {"workdir": os.path.abspath(plan.workdir), "generator_steps": int(model.generator_steps.numpy()),
+                   "averaged_generator": model.sampling_generator is not model.generator}
+      self.settings = config
+
+      def run(classes, seeds):
+        out = sampler.sample(classes, seeds)
+        return out["images"].numpy(), out["class_probs"].numpy()
+
+      def reconstruct(images01):
+        return data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
+    else:
+      exported = sample_lib.read_export_settings(plan.saved_model)
+      if config is not None:
+        fixed = [f.name for f in dataclasses.fields(config)
+                 if f.name not in serving.SIGNATURE_SETTINGS + ("keep_every",)
+                 and getattr(config, f.name) != getattr(exported, f.name)]
+        if fixed:
+          raise ValueError(f"--{fixed[0]} applies to --workdir only (the SavedModel has the settings it was "
+                           "exported with; only --steps and --epsilon1..3 can change)")
+      signatures = tf.saved_model.load(plan.saved_model).signatures
+      self.info = {"saved_model": os.path.abspath(plan.saved_model),
+                   "signature": "serving_default" if config is None else "sample"}
+      self.settings = exported if config is None else config
+
+      def run(classes, seeds):
+        rows = dict(class_id=tf.constant(classes, tf.int32), seed=tf.constant(seeds, tf.int64))
+        if config is None:
+          out = signatures["serving_default"](**rows)
+        else:
+          out = signatures["sample"](
+              **rows, steps=tf.constant(config.steps, tf.int32), epsilon1=tf.constant(config.epsilon1, tf.float32),
+              epsilon2=tf.constant(config.epsilon2, tf.float32), epsilon3=tf.constant(config.epsilon3, tf.float32))
+        return out["images"].numpy(), out["class_probs"].numpy()
+
+      def reconstruct(images01):
+        codes = signatures["encode"](images=tf.constant(images01, tf.float32))["codes"]
+        return signatures["generate"](codes=codes)["images"].numpy()
+
+    self.sample = run
+    self.reconstruct = reconstruct
+
+
+def sample_chains(sample, per_class: int, seed: int, batch: int):
+  """All chains through `sample(classes, seeds) -> (images, E's probs)`, `batch` per call, logging progress:
+  (images, E's probs, requested classes)."""
+  requested = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
+  seeds = random_streams.chain_seeds(seed, len(requested))  # As sample.py: same chains.
+  images, probs = [], []
+  start = time.time()
+  for lo in range(0, len(requested), batch):
+    x, p = sample(requested[lo:lo + batch], seeds[lo:lo + batch])
+    images.append(x)
+    probs.append(p)
+    done, elapsed = min(lo + batch, len(requested)), time.time() - start
+    logging.info("Sampled %d/%d chains (%.0f%%), %.0f s, about %.0f s left", done, len(requested),
+                 100 * done / len(requested), elapsed, elapsed * (len(requested) - done) / done)
+  return np.concatenate(images), np.concatenate(probs), requested
+
+
+def _reconstruct_all(reconstruct, images_uint8: np.ndarray, batch: int = 256) -> np.ndarray:
+  """G(E(x)) of every image through `reconstruct(pixels in [0, 1])`, `batch` per call."""
+  out = [reconstruct(images_uint8[lo:lo + batch].astype(np.float32) / 255.0)
+         for lo in range(0, len(images_uint8), batch)]
+  return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _reconstruction_mse(reconstructions: np.ndarray, images_uint8: np.ndarray) -> float:
+  """Mean squared error of G(E(x)) against x, pixels in [0, 1]."""
+  x = images_uint8.astype(np.float32) / 255.0  # As G(E(x)) was given them.
+  return float(np.mean((reconstructions.astype(np.float64) - x) ** 2))
+
+
+class Reference:
+  """What every set of images is judged against: the evaluation classifier and the real test images.
+
+  Built once per evaluation (or once for a whole sweep of sampler settings).
+  """
+
+  def __init__(self, plan: Plan, sample_count: int, seed: int = 0):
+    _, self.test = data_lib.load_arrays(plan.dataset, plan.data_dir)
+    self.classifier, self.classifier_metrics = load_eval_classifier(plan.eval_classifier_dir, plan.dataset,
+                                                                    plan.data_dir)
+    self.real_feats = eval_classifier.features(self.classifier, data_lib.normalize(self.test.images).numpy())
+    # The floor: the same distance between real images, as many as the samples (at most half the test set).
+    rng = random_streams.numpy_generator(seed, random_streams.EVALUATION_FLOOR_SPLIT)
+    order = rng.permutation(len(self.test))
+    self.floor_size = min(sample_count, len(self.test) // 2)
+    self.floor = metrics.frechet_distance(self.real_feats[order[:self.floor_size]],
+                                          self.real_feats[order[self.floor_size:]])
+    keep = np.concatenate([np.flatnonzero(self.test.labels == c)[:REAL_DIVERSITY_PER_CLASS]
+                           for c in range(NUM_CLASSES)])
+    self._real_pixels = self.test.images[keep].astype(np.float32) / 255.0
+    self._real_labels = self.test.labels[keep]
+
+  def predict(self, images01: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation classifier's class probabilities and features of images with pixels in [0, 1]."""
+    normalised = data_lib.normalize(images01).numpy()
+    return eval_classifier.predict(self.classifier, normalised), eval_classifier.features(self.classifier, normalised)
+
+  def judge(self, images01: np.ndarray, labels: np.ndarray, real_diversity: bool = True) -> dict:
+    """metrics.image_set_metrics of images meant to show `labels` (with the real images' diversity)."""
+    probs, feats = self.predict(images01)
+    real = (self._real_pixels, self._real_labels) if real_diversity else (None, None)
+    return metrics.image_set_metrics(images01, labels, probs, feats, self.real_feats, *real)
+
+  def reconstructions(self, reconstruct, count: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """G's ceiling: (test images, G(E(x)) of them by `reconstruct`, their metrics against the true labels)."""
+    originals = self.test.images[:count] if count > 0 else self.test.images
+    logging.info("Reconstructing %d test images", len(originals))
+    reconstructions = _reconstruct_all(reconstruct, originals)
+    bad = _non_finite_rows(reconstructions)
+    if bad:
+      raise ValueError(f"G(E(x)) is not finite for {bad} of {len(reconstructions)} test images")
+    return originals, reconstructions, self.judge(reconstructions, self.test.labels[:len(originals)],
+                                                  real_diversity=False)
+
+
+def _non_finite_rows(images: np.ndarray) -> int:
+  return int(np.sum(~np.isfinite(images.reshape(len(images), -1)).all(1)))
+
+
+def check_finite_samples(samples: np.ndarray) -> None:
+  bad = _non_finite_rows(samples)
+  if bad:
+    raise ValueError(f"{bad} of {len(samples)} samples are not finite (the chains diverged; try a smaller "
+                     "--epsilon2, --normalize_step or --clip_percentile)")
+
+
+def check_counts(per_class: int, batch: int, recon_images: int = 0) -> None:
+  """The sizes of an evaluation; raises ValueError with one line. evaluate() runs it first, the program before
+  it resolves the plan."""
+  if per_class < 2:
+    raise ValueError(f"--per_class must be >= 2 (diversity and covariances need pairs), got {per_class}")
+  if batch < 1:
+    raise ValueError(f"--batch must be >= 1, got {batch}")
+  if recon_images < 0 or recon_images == 1:
+    raise ValueError(f"--recon_images must be 0 (all) or >= 2 (Frechet distances need pairs), got {recon_images}")
+
+
+def evaluate(plan: Plan, sampler_config=None, per_class: int = 100, *, seed: int = 0, batch: int = 200,
+             recon_images: int = 0, command: str | None = None) -> dict:
+  """Samples per_class chains per class, judges them with the evaluation classifier, writes plan.output
+  (JSON) and its _samples.png grid; returns the JSON's contents."""
+  check_counts(per_class, batch, recon_images)
+  if sampler_config is not None:
+    sampler_config.validate()
+  start = time.time()
+  source = _Source(plan, sampler_config)  # First: it refuses settings a SavedModel cannot run.
+  reference = Reference(plan, per_class * NUM_CLASSES, seed)
+
+  samples, encoder_probs, requested = sample_chains(source.sample, per_class, seed, batch)
+  check_finite_samples(samples)
+  judged = reference.judge(samples, requested)
+  # G's ceiling: its reconstructions of the test images, judged against their true labels exactly as the
+  # samples are against the requested ones. Computed once, for the MSE too.
+  originals, reconstructions, recon_judged = reference.reconstructions(source.reconstruct, recon_images)
+  mse = _reconstruction_mse(reconstructions, originals)
+  real_floor, m, clf_metrics = reference.floor, reference.floor_size, reference.classifier_metrics
+
+  grid_path = os.path.splitext(plan.output)[0] + "_samples.png"
+  columns = min(per_class, GRID_COLUMNS)
+  grid = samples.reshape(NUM_CLASSES, per_class, 28, 28, 1)[:, :columns].reshape(-1, 28, 28, 1)
+  os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
+  plots.save_image_grid(grid, grid_path, nrow=columns, row_labels=[str(c) for c in range(NUM_CLASSES)],
+                        title=f"evaluation samples, {source.settings.steps} MALA steps")
+
+  result = {
+      "source": source.info,
+      "dataset": plan.dataset,
+      "per_class": per_class,
+      "num_samples": int(len(samples)),
+      "seed": seed,
+      "sampler": {k: v for k, v in dataclasses.asdict(source.settings).items() if k != "keep_every"},
+      "eval_classifier": {"dir": os.path.abspath(plan.eval_classifier_dir), **clf_metrics},
+      "accuracy": judged["accuracy"],
+      "mean_requested_probability": judged["mean_requested_probability"],
+      "encoder_accuracy": metrics.conditional_accuracy(encoder_probs, requested),  # Biased upward; for contrast.
+      "frechet_distance": judged["frechet_distance"],
+      "frechet_real_floor": real_floor,
+      "frechet_real_floor_size": m,
+      "diversity": judged["diversity"],  # Mean over classes of the mean pairwise L2 distance, pixels in [0, 1].
+      "real_diversity": judged["real_diversity"],
+      "reconstruction_mse": mse,
+      "reconstruction_images": int(len(originals)),
+      # The same metrics of G(E(x)) against the true labels (mean_requested_probability: mean p(true class);
+      # per-class "samples": reconstructions of that class): the best a sampler can reach with this G.
+      "reconstructions": {"images": int(len(originals)), **recon_judged},
+      # The samples' figures as ratios of the ceiling's and of real images' (FD: the floor): near 1, the sampler
+      # gets all that G (or the data) allows.
+      "diversity_vs_reconstructions": metrics.ratio(judged["diversity"], recon_judged["diversity"]),
+      "frechet_vs_reconstructions": metrics.ratio(judged["frechet_distance"], recon_judged["frechet_distance"]),
+      "frechet_vs_floor": metrics.ratio(judged["frechet_distance"], real_floor),
+      "diversity_vs_real": metrics.ratio(judged["diversity"], judged["real_diversity"]),
+      "per_class_table": judged["per_class_table"],
+      "samples_png": os.path.basename(grid_path),
+      "seconds": time.time() - start,
+      "command": command,
+  }
+  files.write_json(plan.output, result)
+  return result
+
+
+def _num(value, digits: int = 3) -> str:
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_tables(result: dict) -> str:
+  """The summary and the per-class table as plain text; G(E(x)), G's ceiling, beside the samples."""
+  recon = result.get("reconstructions") or {}  # Absent from results written before it was measured.
+  recon_rows = {row["class"]: row for row in recon.get("per_class_table", [])}
+
+  def line(name, samples="", ceiling="", real=""):
+    return f"{name:<34}{samples:>10}{ceiling:>10}{real:>10}".rstrip()
+
+  lines = [
+      line("metric", "samples", "G(E(x))", "real"),
+      line("accuracy (evaluation classifier)", _num(result["accuracy"]), _num(recon.get("accuracy")),
+           _num(result["eval_classifier"]["test_accuracy"])),
+      line("mean p(requested / true class)", _num(result["mean_requested_probability"]),
+           _num(recon.get("mean_requested_probability"))),
+      line("accuracy (E, biased)", _num(result["encoder_accuracy"])),
+      line("Frechet distance (features)", _num(result["frechet_distance"], 2), _num(recon.get("frechet_distance"), 2),
+           _num(result["frechet_real_floor"], 2)),
+      line("diversity (pixels, within class)", _num(result["diversity"]), _num(recon.get("diversity")),
+           _num(result["real_diversity"])),
+      line("reconstruction MSE G(E(x))", "", _num(result["reconstruction_mse"], 4)),
+      "",
+      f"{'class':>5}{'n':>6}{'accuracy':>10}{'mean p':>10}{'diversity':>11}{'real div.':>11}"
+      f"{'G(E(x)) acc.':>14}{'G(E(x)) div.':>14}",
+  ]
+  for row in result["per_class_table"]:
+    recon_row = recon_rows.get(row["class"], {})
+    lines.append(f"{row['class']:>5}{row['samples']:>6}{_num(row['accuracy']):>10}"
+                 f"{_num(row['mean_requested_probability']):>10}{_num(row['diversity']):>11}"
+                 f"{_num(row.get('real_diversity')):>11}{_num(recon_row.get('accuracy')):>14}"
+                 f"{_num(recon_row.get('diversity')):>14}")
+  return "\n".join(lines)
+
+

@@ -1,0 +1,354 @@
+"""The report's library: a markdown report across training runs (metrics, sample grids as Fig. 3, Wasserstein
+curves as Fig. 4), runs grouped by seed with t intervals and seed-paired claims (`seed_statistics`). The
+program, and what a WORKDIR must hold: ppgn_tf/cli/report.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ppgn_tf import files
+from ppgn_tf import plots
+from ppgn_tf.evaluation import evaluate_lib
+from ppgn_tf.evaluation import seed_statistics as stats
+from ppgn_tf.training.callbacks import HISTORY_FILE
+from ppgn_tf.training.train_lib import CONFIG_FILE, OPTIONS_FILE
+
+GRID_COLUMNS = 3  # Pictures per row of the side-by-side tables.
+
+
+def _read_json(path: str) -> dict | None:
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def run_names(workdirs: list[str]) -> list[str]:
+  """Basenames, or parent/basename where basenames repeat."""
+  base = [os.path.basename(os.path.normpath(w)) for w in workdirs]
+  return [b if base.count(b) == 1 else os.path.join(os.path.basename(os.path.dirname(os.path.normpath(w))), b)
+          for w, b in zip(workdirs, base)]
+
+
+def check_workdirs(workdirs: list[str], evaluate_missing: bool) -> None:
+  """Cheap checks before any work; raises ValueError with one line."""
+  if not workdirs:
+    raise ValueError("give at least one WORKDIR")
+  for w in workdirs:
+    if not os.path.isdir(w):
+      raise ValueError(f"{w}: no such workdir")
+    if not os.path.isfile(os.path.join(w, "summary.json")):
+      raise ValueError(f"{w}/summary.json: missing (not a finished run)")
+    if not evaluate_missing and not os.path.isfile(os.path.join(w, evaluate_lib.EVALUATION_FILE)):
+      raise ValueError(f"{w}/{evaluate_lib.EVALUATION_FILE}: missing (run python -m ppgn_tf.evaluate "
+                       f"--workdir={w}, or pass --evaluate)")
+  stats.group_runs([run_identity(w, name) for w, name in zip(workdirs, run_names(workdirs))])  # One run twice?
+
+
+def run_identity(workdir: str, name: str) -> dict:
+  """What groups a run: its name, seed and configuration without the seed (config.json, options.json)."""
+  config = _read_json(os.path.join(workdir, CONFIG_FILE)) or {}
+  options = _read_json(os.path.join(workdir, OPTIONS_FILE)) or {}
+  return {"name": name, "path": os.path.normpath(os.path.abspath(workdir)), "seed": config.get("seed", 0),
+          "key": stats.configuration_key(config, options)}
+
+
+def format_seconds(seconds: float | None) -> str:
+  if seconds is None:
+    return "-"
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f"{seconds} s"
+  if seconds < 3600:
+    return f"{seconds // 60} min {seconds % 60} s"
+  return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _num(value, digits: int = 3) -> str:
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _copy(source: str, destination: str) -> None:
+  with open(source, "rb") as f:
+    content = f.read()
+  files.atomic_write(destination, lambda out: out.write(content))
+
+
+def _picture_table(names: list[str], links: list[str | None]) -> list[str]:
+  """Markdown tables of pictures, GRID_COLUMNS per row, names as headers."""
+  lines = []
+  for lo in range(0, len(names), GRID_COLUMNS):
+    chunk = list(zip(names[lo:lo + GRID_COLUMNS], links[lo:lo + GRID_COLUMNS]))
+    lines += ["| " + " | ".join(n for n, _ in chunk) + " |", "|" + " --- |" * len(chunk),
+              "| " + " | ".join(f"![{n}]({l})" if l else "(none)" for n, l in chunk) + " |", ""]
+  return lines
+
+
+# The metrics of a run, with their labels and digits in the tables.
+METRICS = (
+    ("accuracy", "accuracy", 3),
+    ("mean_requested_probability", "mean p", 3),
+    ("frechet_distance", "FD", 1),
+    ("diversity", "diversity", 3),
+    ("reconstruction_mse", "recon MSE", 4),
+    ("recon_accuracy", "G(E(x)) accuracy", 3),
+    ("recon_frechet_distance", "G(E(x)) FD", 1),
+    ("recon_diversity", "G(E(x)) diversity", 3),
+    ("seconds_per_generator_step", "s / G step", 2),
+)
+_LABELS = {name: (label, digits) for name, label, digits in METRICS}
+
+# The reproduction at paper scale on a GPU, at three seeds, with one E for every run.
+PAPER_SCALE_COMMANDS = """```bash
+python train.py --flagfile=flags/vanilla.cfg --workdir=runs/paper/encoder --encoder_only
+for seed in 0 1 2; do
+  for run in 3a_vanilla:vanilla 3b_fc1_gan_only:fc1_gan_only 3c_fc1_full:fc1_full 3d_fc1_no_gan:fc1_no_gan \\
+             3e_combined:combined 3f_randomized:randomized; do
+    python train.py --flagfile=flags/${run#*:}.cfg --encoder_dir=runs/paper/encoder/encoder --seed=$seed \\
+      --workdir=runs/paper/${run%%:*}/seed$seed
+  done
+  python train.py --flagfile=flags/combined.cfg --latent_critics=fc1,conv3 --encoder_dir=runs/paper/encoder/encoder \\
+    --seed=$seed --workdir=runs/paper/3g_three_critics/seed$seed
+done
+for d in runs/paper/3*/seed*; do
+  python -m ppgn_tf.evaluate --workdir=$d --seed=${d##*seed} --sampler_preset=thesis \\
+    --eval_classifier_dir=runs/paper/eval_classifier
+done
+python -m ppgn_tf.report runs/paper/3*/seed* --output=docs/reproduction_paper.md
+```"""
+
+
+def run_metrics(evaluation: dict, summary: dict) -> dict:
+  """A run's metrics by name (None where its evaluation did not measure one)."""
+  recon = evaluation.get("reconstructions") or {}  # Absent from evaluations written before it was measured.
+  steps, wall = summary.get("generator_steps"), summary.get("wall_seconds")
+  return {
+      "accuracy": evaluation.get("accuracy"),
+      "mean_requested_probability": evaluation.get("mean_requested_probability"),
+      "frechet_distance": evaluation.get("frechet_distance"),
+      "diversity": evaluation.get("diversity"),
+      "reconstruction_mse": evaluation.get("reconstruction_mse"),
+      "recon_accuracy": recon.get("accuracy"),
+      "recon_frechet_distance": recon.get("frechet_distance"),
+      "recon_diversity": recon.get("diversity"),
+      "seconds_per_generator_step": wall / steps if wall and steps else None,
+  }
+
+
+def group_metrics(group: dict) -> dict:
+  """{metric: {mean, low, high, std, n, values: {seed: value}}} over a group's seeds (None: never measured)."""
+  out = {}
+  for name, _, _ in METRICS:
+    values = {r["seed"]: r["metrics"][name] for r in group["runs"] if r["metrics"][name] is not None}
+    out[name] = {**stats.mean_interval(list(values.values())).as_dict(), "values": values} if values else None
+  return out
+
+
+def _interval_cell(metric: dict | None, digits: int) -> str:
+  if metric is None:
+    return "-"
+  if metric["low"] is None:
+    return f"{metric['mean']:.{digits}f}"
+  return f"{metric['mean']:.{digits}f} [{metric['low']:.{digits}f}, {metric['high']:.{digits}f}]"
+
+
+def _comparison_text(part: dict) -> str:
+  """`FD 3c - 3a: +12.3 [+2.0, +22.6], 3 seeds` (and the margin of a 'comparable', the side of a 'mixed')."""
+  label, digits = _LABELS[part["metric"]]
+  head = f"{label} {part['b_group']} − {part['a_group']}"
+  interval = part["interval"]
+  if interval is None:
+    return f"{head}: no seed in common"
+  text = f"{head}: {interval['mean']:+.{digits}f}"
+  if interval["low"] is not None:
+    text += f" [{interval['low']:+.{digits}f}, {interval['high']:+.{digits}f}]"
+  text += f", {interval['n']} seed{'s' if interval['n'] != 1 else ''}"
+  if part["margin"] is not None:
+    text += f" (comparable: within ±{part['margin']:.{digits}f})"
+  if part["test"] == "mixed":
+    text += f": {part['verdict']}"
+  return text
+
+
+def _claims_section(claims: list[dict]) -> list[str]:
+  lines = ["## The thesis' claims, from seed-paired differences", "",
+           "Each claim compares two configurations through the differences of their runs at the same seed, "
+           "with the 95% t interval of the mean difference. A difference holds when its interval excludes 0 on "
+           f"the claimed side; 'comparable' holds when the interval lies within ±{stats.COMPARABLE_SHARE:.0%} "
+           "of the reference configuration's mean, and does not hold when it lies outside; 'mixed' holds when "
+           "the configuration is decidedly better than 3a on one metric and decidedly worse on another. "
+           "Otherwise the claim is undecided at this scale.", "",
+           "| claim | seed-paired differences (mean [95% interval]) | verdict |", "| --- | --- | --- |"]
+  for claim in claims:
+    if claim["verdict"] == stats.MISSING:
+      evidence = "no runs of " + ", ".join(claim["missing"])
+    else:
+      evidence = "; ".join(_comparison_text(p) for p in claim["parts"])
+    lines.append(f"| {claim['claim']} | {evidence} | **{claim['verdict']}** |")
+  open_claims = [c for c in claims if c["verdict"] == stats.UNDECIDED or c["needs_paper_scale"]]
+  if open_claims:
+    lines += ["", "### Claims that need paper scale", ""]
+    for claim in open_claims:
+      reason = claim["needs_paper_scale"] or "undecided here: more seeds, or the thesis' scale"
+      lines.append(f"- {claim['claim']} ({claim['verdict']}): {reason}.")
+    lines += ["", "At the thesis' scale (DIM 64, 15 epochs of the 60,000 tfds digits), three seeds, on a GPU:", "",
+              PAPER_SCALE_COMMANDS]
+  return lines + [""]
+
+
+def _wasserstein_band_picture(group: dict, path: str) -> bool:
+  """Fig. 4 for a group: each critic's mean Wasserstein estimate over seeds with its 95% band."""
+  curves = {}
+  for critic in group["runs"][0]["summary"].get("critics", []):
+    per_seed = [r["history"].get(f"w_{critic}") for r in group["runs"]]
+    if per_seed and all(per_seed):
+      steps, mean, low, high = stats.mean_band([(np.array(h)[:, 0], np.array(h)[:, 1]) for h in per_seed])
+      if len(steps):
+        curves[critic] = (steps, mean, low, high)
+  if not curves:
+    return False
+  seeds = len(group["runs"])
+  plots.save_band_curves(curves, path, title=f"{group['name']}: Wasserstein estimate, mean of {seeds} seed"
+                         f"{'s' if seeds != 1 else ''}" + (" (95% band)" if seeds > 1 else ""), ylabel="estimate")
+  return True
+
+
+def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", images_dir: str | None = None,
+                 command: str | None = None, notes: str | None = None) -> str:
+  """Writes the markdown (atomically) and the copied pictures; returns the markdown.
+
+  `notes`: markdown placed after the title (the reader's conclusions; numbers below it are generated).
+  """
+  check_workdirs(workdirs, evaluate_missing=False)
+  out_dir = os.path.dirname(os.path.abspath(output))
+  images_dir = images_dir or os.path.join(out_dir, os.path.splitext(os.path.basename(output))[0] + "_images")
+  os.makedirs(images_dir, exist_ok=True)
+  names = run_names(workdirs)
+  runs = []
+  for w, name in zip(workdirs, names):
+    evaluation = _read_json(os.path.join(w, evaluate_lib.EVALUATION_FILE))
+    grids = [os.path.join(w, "samples", "samples.png"), os.path.join(w, evaluation.get("samples_png") or "")]
+    pictures = {}
+    for kind, candidates in (("samples", grids), ("wasserstein", [os.path.join(w, "wasserstein.png")])):
+      found = next((p for p in candidates if os.path.isfile(p)), None)
+      if found:
+        target = os.path.join(images_dir, f"{name.replace(os.sep, '_')}_{kind}.png")
+        _copy(found, target)
+        pictures[kind] = os.path.relpath(target, out_dir).replace(os.sep, "/")
+        pictures[f"{kind}_is_fallback"] = found != candidates[0]
+    summary = _read_json(os.path.join(w, "summary.json"))
+    runs.append({**run_identity(w, name), "summary": summary, "evaluation": evaluation,
+                 "options": _read_json(os.path.join(w, OPTIONS_FILE)) or {}, "pictures": pictures,
+                 "metrics": run_metrics(evaluation, summary),
+                 "history": _read_json(os.path.join(w, HISTORY_FILE)) or {}})
+  groups = stats.group_runs(runs)
+  for group in groups:
+    group["metrics"] = group_metrics(group)
+  claims = [stats.decide_claim(c, groups, lambda g, m: (g["metrics"][m] or {}).get("values", {}))
+            for c in stats.thesis_claims()]
+  if all(c["verdict"] == stats.MISSING for c in claims):
+    claims = []  # Not the thesis' experiments.
+
+  lines = [f"# {title}", ""]
+  if command:
+    lines += [f"Written by `{command}`.", ""]
+  if notes:
+    lines += [notes.strip(), ""]
+  lines += ["## Over seeds", "",
+            "Runs that differ only in seed form one configuration. Each cell: the mean over seeds and, in "
+            "brackets, the 95% t interval of that mean (one seed: the value alone). Each seed's value is in the "
+            f"per-run table below and in `{os.path.basename(_json_path(output))}`. The metrics are defined below "
+            "the per-run table; s / G step: the run's wall time per G step (noisy where other jobs shared the "
+            "machine).", "",
+            "| configuration | seeds | critics | " + " | ".join(label for _, label, _ in METRICS) + " |",
+            "|" + " --- |" * (3 + len(METRICS))]
+  for group in groups:
+    seeds = ", ".join(str(r["seed"]) for r in group["runs"])
+    critics = ", ".join(group["runs"][0]["summary"].get("critics", []))
+    lines.append(f"| {group['name']} | {seeds} | {critics} | "
+                 + " | ".join(_interval_cell(group["metrics"][name], digits) for name, _, digits in METRICS) + " |")
+  lines.append("")
+  if claims:
+    lines += _claims_section(claims)
+  lines += ["## Metrics", "",
+            "Each run (each seed). Judged by an evaluation classifier independent of E "
+            "(`ppgn_tf/evaluation/eval_classifier.py`). Accuracy: share "
+            "of samples labelled as the requested class; mean p: its mean probability of that class; FD: Fréchet "
+            "distance of its features, samples vs real test images (floor: real vs real, as many images); "
+            "diversity: mean pairwise L2 distance within a class, pixels in [0, 1] (real test images in "
+            "brackets); recon MSE: G(E(x)) vs x on test images, pixels in [0, 1]; G(E(x)) columns: the same "
+            "metrics of those reconstructions, judged against the true labels: G's ceiling, the best a sampler "
+            "can reach with this G (\"-\": not measured by the evaluation).", "",
+            "| run | critics | accuracy | mean p | FD (floor) | diversity (real) | recon MSE | G(E(x)) accuracy "
+            "| G(E(x)) FD | G(E(x)) diversity | G steps | critic steps | wall time |",
+            "|" + " --- |" * 13]
+  for r in runs:
+    e, s = r["evaluation"], r["summary"]
+    recon = e.get("reconstructions") or {}  # Absent from evaluations written before it was measured.
+    lines.append(
+        f"| {r['name']} | {', '.join(s.get('critics', []))} | {_num(e['accuracy'])} "
+        f"| {_num(e['mean_requested_probability'])} "
+        f"| {_num(e['frechet_distance'], 2)} ({_num(e['frechet_real_floor'], 2)}) "
+        f"| {_num(e['diversity'])} ({_num(e['real_diversity'])}) | {_num(e['reconstruction_mse'], 4)} "
+        f"| {_num(recon.get('accuracy'))} | {_num(recon.get('frechet_distance'), 2)} "
+        f"| {_num(recon.get('diversity'))} "
+        f"| {s.get('generator_steps', '-')} | {s.get('critic_steps', '-')} | {format_seconds(s.get('wall_seconds'))} |")
+  settings = sorted({(e["per_class"], e["sampler"]["steps"], e["dataset"], e["eval_classifier"]["test_accuracy"])
+                     for e in (r["evaluation"] for r in runs)}, key=str)
+  lines.append("")
+  for per_class, steps, dataset, clf_accuracy in settings:
+    lines.append(f"Evaluated with {per_class} samples per class, {steps} MALA steps, on {dataset}; the evaluation "
+                 f"classifier's held-out accuracy {clf_accuracy:.4f}.")
+  if len(settings) > 1:
+    lines.append("**The runs were evaluated with different settings: compare with care.**")
+
+  lines += ["", "### Accuracy per class", "",
+            "Samples by requested class; below each run, where measured, G(E(x)) of the test images by true class.",
+            "", "| run | " + " | ".join(str(c) for c in range(10)) + " |", "|" + " --- |" * 11]
+
+  def accuracy_row(name, table):
+    return f"| {name} | " + " | ".join(_num(row["accuracy"], 2) for row in table) + " |"
+
+  for r in runs:
+    lines.append(accuracy_row(r["name"], r["evaluation"]["per_class_table"]))
+    recon_table = (r["evaluation"].get("reconstructions") or {}).get("per_class_table")
+    if recon_table:  # Absent from evaluations written before it was measured.
+      lines.append(accuracy_row(f"{r['name']} G(E(x))", recon_table))
+  lines += ["", "## Samples (Fig. 3)", "",
+            "One row per class: each run's `samples/samples.png` (written at the end of training), or, for a run "
+            "without one, the grid `ppgn_tf.evaluate` wrote (marked \"evaluation grid\").", ""]
+  headers = [n + (" (evaluation grid)" if r["pictures"].get("samples_is_fallback") else "") for n, r in zip(names, runs)]
+  lines += _picture_table(headers, [r["pictures"].get("samples") for r in runs])
+  lines += ["## Wasserstein estimates (Fig. 4)", "",
+            "Each configuration's mean over seeds of each critic's estimate per G step, with the 95% t interval of "
+            "that mean shaded (one seed: the run's own curve).", ""]
+  band_links = []
+  for group in groups:
+    target = os.path.join(images_dir, f"{group['name'].replace(os.sep, '_')}_wasserstein_band.png")
+    drawn = _wasserstein_band_picture(group, target)
+    band_links.append(os.path.relpath(target, out_dir).replace(os.sep, "/") if drawn else None)
+  lines += _picture_table([g["name"] for g in groups], band_links)
+  lines += ["## Commands", ""]
+  for r in runs:
+    lines += [f"### {r['name']}", "", "```bash", r["options"].get("command") or "# (training command not recorded)"]
+    if r["evaluation"].get("command"):
+      lines.append(r["evaluation"]["command"])
+    lines += ["```", ""]
+  markdown = "\n".join(lines)
+  files.write_json(_json_path(output), {
+      "groups": [{"name": g["name"], "seeds": [r["seed"] for r in g["runs"]], "runs": [r["name"] for r in g["runs"]],
+                  "metrics": g["metrics"]} for g in groups],
+      "claims": claims})
+  files.atomic_write(output, lambda out: out.write(markdown.encode()))
+  return markdown
+
+
+def _json_path(output: str) -> str:
+  """The report's numbers beside its markdown: every group's statistics, each seed's value, every claim."""
+  return os.path.splitext(output)[0] + ".json"
+
+

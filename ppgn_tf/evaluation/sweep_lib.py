@@ -1,0 +1,154 @@
+"""The sweep's library: a grid of named sampler settings run on one trained run with the same chains, each
+judged as evaluate judges, the choice rule, and the markdown write-up (the program: ppgn_tf/cli/sweep.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+from absl import logging
+
+from ppgn_tf import files
+from ppgn_tf import plots
+from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.evaluation import evaluate_lib as evaluate
+from ppgn_tf.sampling import sampler_config as settings_lib
+from ppgn_tf.training import train_lib
+GRID_COLUMNS = 10  # Samples per class in each setting's picture.
+
+# The grid, as data: name -> settings over the thesis' Eq. 8 (SamplerConfig()). The names say what changes.
+_CODES_CLIP = dict(h0="codes", clip_percentile=1.0)
+GRID = {
+    "thesis": {},
+    "thesis_noise": dict(epsilon3=0.3),
+    "codes_clip": _CODES_CLIP,
+    "marginals_clip": dict(h0="marginals", clip_percentile=1.0),
+    "codes_clip_prior_0.03": dict(_CODES_CLIP, epsilon1=0.03),
+    "codes_clip_prior_0.1": dict(_CODES_CLIP, epsilon1=0.1),
+    "codes_clip_noise": dict(_CODES_CLIP, epsilon3=0.3),
+    "codes_clip_prior_0.1_noise": dict(_CODES_CLIP, epsilon1=0.1, epsilon3=0.3),
+    "codes_clip_stop": dict(_CODES_CLIP, epsilon1=0.1, stop_probability=0.99),
+    "codes_clip_normalised": dict(_CODES_CLIP, normalize_step=True, step_size=0.05, step_size_end=0.005),
+    "codes_clip_restarts": dict(_CODES_CLIP, epsilon3=0.3, reset_every=50),
+    # Chains that start in the requested class need not cross classes, so they need fewer steps.
+    "class_codes_clip": dict(h0="class_codes", clip_percentile=1.0),
+    "class_codes_clip_50_steps": dict(h0="class_codes", clip_percentile=1.0, steps=50),
+    "class_codes_clip_stop": dict(h0="class_codes", clip_percentile=1.0, stop_probability=0.95),
+}
+
+
+def choose(rows: list[dict], min_accuracy: float, min_diversity: float = 0.0) -> dict | None:
+  """The choice rule: among settings whose accuracy reaches `min_accuracy` and whose diversity reaches
+  `min_diversity`, the lowest Fréchet distance; diversity breaks ties. None when no setting qualifies.
+
+  The diversity floor is what keeps the rule from picking a sampler that draws one good digit per class.
+  """
+  eligible = [r for r in rows if r["accuracy"] >= min_accuracy and r["diversity"] >= min_diversity]
+  if not eligible:
+    return None
+  return min(eligible, key=lambda r: (round(r["frechet_distance"], 6), -r["diversity"]))
+
+
+def run_sweep(workdir: str, names: list[str], per_class: int, seed: int, batch: int, eval_classifier_dir: str | None,
+              min_accuracy: float, min_diversity_ratio: float, min_real_diversity_ratio: float = 0.0) -> dict:
+  """Samples and judges every setting of `names`; returns the results (rows, ceiling, floor, choice, grids)."""
+  plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=eval_classifier_dir)
+  reference = evaluate.Reference(plan, per_class * NUM_CLASSES, seed)
+  model = train_lib.load_trained(workdir)
+  # G(E(x)) with the G the chains use (the averaged one when the run keeps it).
+  _, _, ceiling = reference.reconstructions(
+      lambda images01: data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy())
+  rows, grids = [], {}
+  for i, name in enumerate(names):
+    config = dataclasses.replace(settings_lib.SamplerConfig(), **GRID[name])
+    sampler = train_lib.make_sampler(workdir, model, config)
+
+    def sample(classes, seeds):
+      out = sampler.sample(classes, seeds)
+      return out["images"].numpy(), out["class_probs"].numpy()
+
+    start = time.time()
+    images, _, requested = evaluate.sample_chains(sample, per_class, seed, batch)  # evaluate's chains.
+    evaluate.check_finite_samples(images)
+    judged = reference.judge(images, requested)
+    row = {"name": name, "settings": GRID[name], "seconds": time.time() - start,
+           **{k: judged[k] for k in ("accuracy", "mean_requested_probability", "frechet_distance", "diversity")}}
+    rows.append(row)
+    grids[name] = images.reshape(NUM_CLASSES, per_class, 28, 28, 1)[:, :min(per_class, GRID_COLUMNS)]
+    logging.info("Setting %d/%d %s: accuracy %.3f, FD %.1f, diversity %.2f (%.0f s)", i + 1, len(names), name,
+                 row["accuracy"], row["frechet_distance"], row["diversity"], row["seconds"])
+  return {"workdir": os.path.abspath(workdir), "per_class": per_class, "seed": seed,
+          "generator_steps": int(model.generator_steps.numpy()),
+          "averaged_generator": model.sampling_generator is not model.generator,
+          "floor": reference.floor, "real_diversity": judged["real_diversity"],
+          "ceiling": {k: ceiling[k] for k in ("accuracy", "mean_requested_probability", "frechet_distance",
+                                              "diversity")},
+          "rows": rows, "choice": choose(rows, min_accuracy, max(min_diversity_ratio * ceiling["diversity"],
+                                                                 min_real_diversity_ratio * judged["real_diversity"])),
+          "min_accuracy": min_accuracy, "min_diversity_ratio": min_diversity_ratio,
+          "min_real_diversity_ratio": min_real_diversity_ratio, "grids": grids}
+
+
+def _settings_text(settings: dict) -> str:
+  return ", ".join(f"{k}={v}" for k, v in settings.items()) or "Eq. 8, the thesis' values"
+
+
+def write_report(result: dict, output: str, best: int, command: str) -> None:
+  """The markdown, its plot and its sample grids (PNG, beside it in OUTPUT_STEM_images/)."""
+  stem = os.path.splitext(output)[0]
+  images_dir = stem + "_images"
+  os.makedirs(images_dir, exist_ok=True)
+  rows, ceiling, floor = result["rows"], result["ceiling"], result["floor"]
+  plot = os.path.join(images_dir, "settings.png")
+  plots.save_setting_bars([r["name"] for r in rows], {
+      "accuracy": [r["accuracy"] for r in rows],
+      "diversity / G(E(x))'s": [r["diversity"] / ceiling["diversity"] for r in rows],
+      "FD / G(E(x))'s": [r["frechet_distance"] / ceiling["frechet_distance"] for r in rows]}, plot,
+      title=f"{len(rows)} sampler settings, {result['per_class']} chains per class")
+  ranked = sorted((r for r in rows if r["name"] != "thesis"),
+                  key=lambda r: (r["accuracy"] < result["min_accuracy"], r["frechet_distance"]))[:best]
+  shown = [r for r in rows if r["name"] == "thesis"] + ranked
+  grid_rows = []
+  for r in shown:  # One picture row per setting: the first sample of every class, then the second...
+    grid = result["grids"][r["name"]]
+    grid_rows.append(grid[:, :2].transpose(1, 0, 2, 3, 4).reshape(-1, 28, 28, 1))
+  grids_png = os.path.join(images_dir, "best_settings.png")
+  plots.save_image_grid(np.concatenate(grid_rows), grids_png, nrow=2 * NUM_CLASSES,
+                        row_labels=[r["name"] for r in shown],
+                        title="two chains per class (0-9, then 0-9 again) for each setting")
+
+  def rel(path):
+    return os.path.relpath(path, os.path.dirname(os.path.abspath(output)))
+
+  lines = [
+      "# Sampler settings on one trained run", "",
+      f"Run: `{result['workdir']}` at generator step {result['generator_steps']}"
+      f"{' (averaged G)' if result['averaged_generator'] else ''}; {result['per_class']} chains per class, seed "
+      f"{result['seed']}, the same chains for every setting. Judged by `ppgn_tf.evaluate`'s independent classifier.",
+      "", f"Command: `{command}`", "",
+      f"G's ceiling, its reconstructions G(E(x)) of the test images: accuracy {ceiling['accuracy']:.3f}, FD "
+      f"{ceiling['frechet_distance']:.1f}, diversity {ceiling['diversity']:.2f}. Real test digits: FD floor "
+      f"{floor:.1f}, diversity {result['real_diversity']:.2f}.", "",
+      "| setting | changes to Eq. 8 | accuracy | mean p | FD | FD / floor | FD / G(E(x)) | diversity "
+      "| diversity / G(E(x)) | s |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in rows:
+    lines.append(f"| {r['name']} | {_settings_text(r['settings'])} | {r['accuracy']:.3f} | "
+                 f"{r['mean_requested_probability']:.3f} | {r['frechet_distance']:.1f} | "
+                 f"{r['frechet_distance'] / floor:.1f} | {r['frechet_distance'] / ceiling['frechet_distance']:.2f} | "
+                 f"{r['diversity']:.2f} | {r['diversity'] / ceiling['diversity']:.2f} | {r['seconds']:.0f} |")
+  choice = result["choice"]
+  lines += ["", f"![figures per setting]({rel(plot)})", "", f"![best settings]({rel(grids_png)})", "",
+            f"Choice rule: among settings with accuracy >= {result['min_accuracy']} and diversity >= "
+            f"{result['min_diversity_ratio']} x G(E(x))'s and >= {result.get('min_real_diversity_ratio', 0.0)} x "
+            "real digits', the lowest FD (then the highest diversity)."]
+  lines.append(f"Chosen: **{choice['name']}** ({_settings_text(choice['settings'])})." if choice else
+               "No setting reached that accuracy.")
+  files.atomic_write(output, lambda out: out.write(("\n".join(lines) + "\n").encode()))
+
+

@@ -1,0 +1,321 @@
+"""The benchmark's measurements: the peak probe, this project's training steps and sampler per precision,
+the PyTorch peer, and run() that makes the results JSON. What each number means is the program's help
+(ppgn_tf/cli/bench.py, python -m ppgn_tf.bench --help). Imports TensorFlow: the program loads it after --onednn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.util import _pywrap_util_port
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+from ppgn_tf import precision as precision_lib
+from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.model.generator import build_generator
+from ppgn_tf.perf import bench as bench_lib
+from ppgn_tf.perf import bench_peer_torch
+from ppgn_tf.perf import flops
+from ppgn_tf.sampling import mala_sampler
+from ppgn_tf.training import critic_schedule
+from ppgn_tf.training import ppgn
+from ppgn_tf.training import train_lib
+
+
+def onednn_enabled() -> bool:
+  """Whether TensorFlow runs its oneDNN kernels (decided when it was imported)."""
+  return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def _median(values) -> float:
+  return float(statistics.median(values))
+
+
+def measure_peak_flops(dtype: str = "float32", repeats: int = bench_lib.PEAK_REPEATS) -> dict:
+  """FLOP/s of a large 3x3 convolution: the best of `repeats` timings (what these cores sustain when nothing
+  else runs) and their median (what they gave during this run)."""
+  b, h, w, c_in, k, c_out = bench_lib.PEAK_CONV
+  x = tf.random.normal([b, h, w, c_in], dtype=tf.float32)
+  kernel = tf.random.normal([k, k, c_in, c_out], dtype=tf.float32)
+  x, kernel = tf.cast(x, dtype), tf.cast(kernel, dtype)
+  conv = tf.function(lambda x, kernel: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, kernel, 1, "VALID"), tf.float32)))
+  conv(x, kernel).numpy()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    conv(x, kernel).numpy()
+    times.append(time.perf_counter() - start)
+  flop = 2 * b * (h - k + 1) * (w - k + 1) * k * k * c_in * c_out
+  return {"best_flops": flop / min(times), "median_flops": flop / _median(times), "repeats": repeats}
+
+
+def _train_split(n: int, seed: int = 0):
+  """`n` random digit-like images: speed does not depend on pixel values, and no data set is needed."""
+  rng = np.random.default_rng(seed)
+  return data_lib.Split(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n))
+
+
+def build_model(encoder, bench: bench_lib.BenchConfig, experiment: dict, precision: str):
+  """A PPGN with the paper's losses at the bench scale and a constant 5-iteration round."""
+  config = ppgn.PPGNConfig(dim=bench.dim, batch_size=bench.batch_size, **experiment,
+                           schedule=critic_schedule.CriticSchedule(bench_lib.CRITIC_ITERATIONS,
+                                                                   bench_lib.CRITIC_ITERATIONS, 1, 10**9))
+  with precision_lib.policy_scope(precision):
+    model = ppgn.PPGN(encoder, config)
+    model.compile()
+  return model
+
+
+def time_training(model, split, bench: bench_lib.BenchConfig, profile_dir: str | None = None) -> dict:
+  """Per-step seconds over `bench.repeats` rounds after two warm-up rounds."""
+  features = train_lib.encode_split(model.encoder, split, model.cacheable_layers())
+  dataset = data_lib.make_pipeline(split, bench.batch_size, seed=0, repeat=True, features=features)
+  iterator = iter(dataset)
+  train_function = model.make_train_function()
+
+  def one_round():
+    times, logs = [], None
+    for _ in range(bench_lib.CRITIC_ITERATIONS):
+      start = time.perf_counter()
+      logs = train_function(iterator)
+      logs = {k: float(v) for k, v in logs.items()}  # Waits for the step to finish.
+      times.append(time.perf_counter() - start)
+    return times, logs
+
+  warmup_start = time.perf_counter()
+  for _ in range(2):  # The first traces train_step (both branches of the G-step cond).
+    one_round()
+  warmup_s = time.perf_counter() - warmup_start
+  critic, generator, rounds = [], [], []
+  g_steps = int(model.generator_steps.numpy())
+  for _ in range(bench.repeats):
+    times, logs = one_round()
+    g_steps += 1
+    if int(logs["g_steps"]) != g_steps:
+      raise RuntimeError(f"round misaligned: {logs['g_steps']} G steps, expected {g_steps}")
+    critic.extend(times[:-1])
+    generator.append(times[-1] - statistics.mean(times[:-1]))
+    rounds.append(sum(times))
+  if profile_dir:
+    tf.profiler.experimental.start(profile_dir)
+    one_round()
+    tf.profiler.experimental.stop()
+  losses = {k: v for k, v in logs.items() if k != "g_steps"}
+  return {"critic_iteration_s": _median(critic), "generator_step_s": _median(generator),
+          "g_iteration_s": _median(rounds), "g_iteration_s_min": min(rounds), "warmup_s": warmup_s,
+          "final_losses": losses}
+
+
+def time_sampler(generator, encoder, batch: int, steps: int, repeats: int) -> float:
+  """Seconds for one `steps`-step run of `batch` chains (median of `repeats` after a warm-up)."""
+  sampler = mala_sampler.MalaSampler(generator, encoder, mala_sampler.SamplerConfig(steps=steps))
+  targets = np.arange(batch, dtype=np.int32) % 10
+  seeds = np.arange(batch, dtype=np.int64)
+  h0 = mala_sampler.initial_codes(seeds, sampler.code_shape)
+  sampler.sample(targets, seeds, h0)["codes"].numpy()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    sampler.sample(targets, seeds, h0)["codes"].numpy()
+    times.append(time.perf_counter() - start)
+  return _median(times)
+
+
+def time_project(encoder, split, bench: bench_lib.BenchConfig, precision: str, experiments, profile_dir: str | None,
+                 log) -> dict:
+  """This project's training experiments and sampler in one precision (fp32 or bf16)."""
+  out = {"experiments": {}}
+  model = None
+  for i, name in enumerate(experiments):
+    log(f"Training steps, {precision}: {name} ...")
+    model = build_model(encoder, bench, bench_lib.EXPERIMENTS[name], precision)
+    net = flops.NetworkFlops.of(model.generator, model.encoder, model.critics)
+    timing = time_training(model, split, bench,
+                           profile_dir=os.path.join(profile_dir, precision, name) if profile_dir else None)
+    shares = bench_lib.critic_shares(model)
+    useful = {
+        "critic_iteration_flop": flops.critic_iteration(net, bench.batch_size, shares=shares),
+        "generator_step_flop": flops.generator_step(net, bench.batch_size),
+        "g_iteration_flop": flops.generator_iteration(net, bench.batch_size, bench_lib.CRITIC_ITERATIONS,
+                                                      shares=shares),
+    }
+    out["experiments"][name] = {
+        **timing, **useful,
+        "images_per_s": bench_lib.CRITIC_ITERATIONS * bench.batch_size / timing["g_iteration_s"],
+        "g_iteration_flops_per_s": useful["g_iteration_flop"] / timing["g_iteration_s"],
+        "critic_iteration_flops_per_s": useful["critic_iteration_flop"] / timing["critic_iteration_s"],
+        "forward_flop_per_example": {"generator": net.generator, "encoder": net.encoder, **{
+            f"critic_{k}": v for k, v in net.critics.items()}},
+        "peak_rss_mb_so_far": bench_lib.peak_rss_mb(),
+    }
+    if i < len(experiments) - 1:
+      del model
+      keras.backend.clear_session()
+
+  log(f"Sampler, {precision} ...")
+  generator = precision_lib.in_precision(model.generator, precision)
+  sampler_encoder = precision_lib.in_precision(model.encoder, precision)
+  net = flops.NetworkFlops.of(model.generator, model.encoder, {})
+  flop = flops.sampler_per_chain(net, bench_lib.SAMPLE_STEPS)
+  scale = flop / flops.sampler_per_chain(net, bench.sampler_steps)
+  out["sampler"] = {}
+  for key, batch in (("batch1", 1), ("batched", bench.sampler_batch)):
+    seconds = time_sampler(generator, sampler_encoder, batch, bench.sampler_steps, bench.repeats)
+    per_sample = seconds * scale / batch
+    out["sampler"][key] = {"batch": batch, "measured_steps": bench.sampler_steps, "measured_s": seconds,
+                           "s_per_sample": per_sample, "flop_per_sample": flop, "flops_per_s": flop / per_sample}
+  if profile_dir:
+    tf.profiler.experimental.start(os.path.join(profile_dir, precision, "sampler"))
+    time_sampler(generator, sampler_encoder, bench.sampler_batch, bench.sampler_steps, 1)
+    tf.profiler.experimental.stop()
+  return out
+
+
+def time_peer(bench: bench_lib.BenchConfig, experiments, split, log, thread_counts=(0,)) -> dict:
+  """The thesis' code restated in PyTorch (`bench_peer_torch`) on the experiments it has, at this scale.
+
+  Each of `thread_counts` (0: PyTorch's default) is timed in turn and every quantity keeps the fastest: on
+  a machine other jobs load, PyTorch's OpenMP threads can wait for each other far longer than they compute.
+  """
+  torch = bench_peer_torch.import_torch()
+  default_threads = torch.get_num_threads()
+  widths = (2, 2, 2) if bench.tiny_encoder else (64, 128, 256)
+  encoder = encoder_lib.build_tiny_encoder() if bench.tiny_encoder else encoder_lib.build_encoder()
+  net = flops.NetworkFlops.of(build_generator((64,), bench.dim), encoder, {})
+  scale = flops.sampler_per_chain(net, bench_lib.SAMPLE_STEPS) / flops.sampler_per_chain(net, bench.sampler_steps)
+  out = {**bench_peer_torch.versions(), "by_threads": {}}
+  for threads in thread_counts:
+    torch.set_num_threads(threads or default_threads)
+    part, trainer = {"experiments": {}}, None
+    for name in experiments:
+      if name not in bench_peer_torch.CRITICS_OF:
+        log(f"Peer: {name} is not restated in PyTorch (only {', '.join(bench_peer_torch.CRITICS_OF)}); skipped")
+        continue
+      log(f"Peer (PyTorch, {torch.get_num_threads()} threads) training steps: {name} ...")
+      trainer = bench_peer_torch.PeerTrainer(bench.dim, bench.batch_size, widths, bench_peer_torch.CRITICS_OF[name],
+                                             split.images)
+      part["experiments"][name] = bench_peer_torch.time_training(trainer, bench_lib.CRITIC_ITERATIONS, bench.repeats)
+    if trainer is None:
+      trainer = bench_peer_torch.PeerTrainer(bench.dim, bench.batch_size, widths, ("image",), split.images)
+    log(f"Peer (PyTorch, {torch.get_num_threads()} threads) sampler, one chain ...")
+    seconds = bench_peer_torch.time_sampler(trainer, bench.sampler_steps, bench.repeats)
+    part["sampler"] = {"batch1": {"batch": 1, "measured_steps": bench.sampler_steps, "measured_s": seconds,
+                                  "s_per_sample": seconds * scale}}
+    out["by_threads"][str(torch.get_num_threads())] = part
+  torch.set_num_threads(default_threads)
+  parts = list(out["by_threads"].items())
+  fastest = lambda get: min(parts, key=lambda kv: get(kv[1]))
+  out["experiments"] = {}
+  for name in parts[0][1]["experiments"]:
+    threads, part = fastest(lambda p: p["experiments"][name]["g_iteration_s"])
+    out["experiments"][name] = {**part["experiments"][name], "threads": int(threads)}
+  threads, part = fastest(lambda p: p["sampler"]["batch1"]["s_per_sample"])
+  out["sampler"] = {"batch1": {**part["sampler"]["batch1"], "threads": int(threads)}}
+  return out
+
+
+def run(config_name: str, precisions=("fp32",), experiments=("vanilla", "combined"), repeats: int | None = None,
+        sampler_steps: int | None = None, sampler_batch: int | None = None, profile_dir: str | None = None,
+        peer: str = "none", fma_units: int = 2, peer_threads=(0,), log=print) -> dict:
+  """The whole benchmark; returns the JSON-ready results (see the module docstring).
+
+  `precisions` are resolved (fp32, bf16); the first gives the headline keys.
+  """
+
+  bench = bench_lib.CONFIGS[config_name]
+  bench = dataclasses.replace(bench, **{k: v for k, v in (("repeats", repeats), ("sampler_steps", sampler_steps),
+                                                          ("sampler_batch", sampler_batch)) if v})
+  info = bench_lib.cpu_info()
+  results = {"config": config_name, "precision": precisions[0], "precisions": list(precisions),
+             "bench": dataclasses.asdict(bench), "cpu": info, "cpu_count": os.cpu_count(),
+             "native_bf16": bench_lib.has_native_bf16(), "tensorflow": tf.__version__, "onednn": onednn_enabled(),
+             "load_start": bench_lib.load_info()}
+  start = time.perf_counter()
+  log(f"Peak of a large convolution, best of {bench_lib.PEAK_REPEATS} ...")
+  theory = bench_lib.theoretical_peak(info, fma_units)
+  probe = {"fp32": measure_peak_flops("float32")}
+  if bench_lib.has_native_bf16() or "bf16" in precisions:
+    probe["bf16"] = measure_peak_flops("bfloat16")
+  peaks = {"theoretical": theory, "probe": probe, "probe_shape_bhwcin_k_cout": list(bench_lib.PEAK_CONV)}
+  for p in ("fp32", "bf16"):
+    peaks[f"measured_{p}"] = probe[p]["best_flops"] if p in probe else None
+    peaks[f"theoretical_{p}"] = theory[f"{p}_flops"]
+    if p in probe and theory[f"{p}_flops"]:
+      peaks[f"measured_{p}_of_theoretical"] = probe[p]["best_flops"] / theory[f"{p}_flops"]
+  results["peaks"] = peaks
+  results["peak_fp32_flops"] = probe["fp32"]["best_flops"]
+  results["peak_bf16_flops"] = probe["bf16"]["best_flops"] if "bf16" in probe else None
+
+  keras.utils.set_random_seed(0)
+  encoder = encoder_lib.build_tiny_encoder() if bench.tiny_encoder else encoder_lib.build_encoder()
+  encoder.trainable = False
+  split = _train_split(bench.train_images)
+  results["by_precision"] = {}
+  for p in precisions:
+    part = time_project(encoder, split, bench, p, experiments, profile_dir, log)
+    bench_lib.with_fractions(part, peaks, p)
+    results["by_precision"][p] = part
+    keras.backend.clear_session()
+  if peer == "torch":
+    results["peer"] = time_peer(bench, experiments, split, log, peer_threads)
+    results["ratio_to_peer"] = bench_lib.ratios_to_peer(results)
+
+  head_precision = results["by_precision"][precisions[0]]
+  head = head_precision["experiments"][experiments[0]]
+  sampler = head_precision["sampler"]
+  results.update({
+      "experiments": head_precision["experiments"],
+      "sampler": sampler,
+      "headline_experiment": experiments[0],
+      "critic_iteration_s": head["critic_iteration_s"],
+      "generator_step_s": head["generator_step_s"],
+      "g_iteration_s": head["g_iteration_s"],
+      "g_iteration_flop_fraction": head["g_iteration_of_measured_peak"],
+      "g_iteration_of_theoretical_peak": head["g_iteration_of_theoretical_peak"],
+      "sampler_s_per_sample_batch1": sampler["batch1"]["s_per_sample"],
+      "sampler_s_per_sample_batched": sampler["batched"]["s_per_sample"],
+      "sampler_flop_fraction": sampler["batched"]["sampler_of_measured_peak"],
+      "peak_rss_mb": bench_lib.peak_rss_mb(),
+      "wall_s": time.perf_counter() - start,
+      "load_end": bench_lib.load_info(),
+  })
+  return results
+
+
+def format_top_ops(profile_dir: str, parts) -> str:
+  lines = []
+  for part in parts:
+    ops = top_ops(os.path.join(profile_dir, part))
+    total = sum(ms for _, ms in ops) or 1.0
+    lines.append(f"top ops, {part} (ms in the traced run, share of the listed):")
+    lines += [f"  {op:<28} {ms:>10.1f} {ms / total:>6.1%}" for op, ms in ops]
+  return "\n".join(lines)
+
+
+def top_ops(profile_dir: str, limit: int = 15) -> list[tuple[str, float]]:
+  """(op type, total ms) of the TensorFlow ops in the newest trace under `profile_dir`, longest first."""
+  paths = sorted(glob.glob(os.path.join(profile_dir, "plugins", "profile", "*", "*.xplane.pb")))
+  if not paths:
+    return []
+  space = xplane_pb2.XSpace()
+  with open(paths[-1], "rb") as f:
+    space.ParseFromString(f.read())
+  totals: dict[str, float] = {}
+  for plane in space.planes:
+    for line in plane.lines:
+      if not line.name.startswith("tf_Compute"):  # The executor threads; ops are "scope/name:OpType".
+        continue
+      for event in line.events:
+        name = plane.event_metadata[event.metadata_id].name
+        if ":" in name and "::" not in name:
+          op_type = name.rsplit(":", 1)[1]
+          totals[op_type] = totals.get(op_type, 0.0) + event.duration_ps / 1e9
+  return sorted(totals.items(), key=lambda kv: -kv[1])[:limit]

