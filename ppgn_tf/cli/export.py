@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from ppgn_tf import files
 from ppgn_tf import precision as precision_lib
+from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
 from ppgn_tf.sampling import serving
 from ppgn_tf.training import train_lib
@@ -34,8 +34,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  runner.refuse_arguments(argv)
   try:
     config = sampler_flags.sampler_config_from_flags()
     version = serving.check_export_dir(FLAGS.export_dir, FLAGS.version)
@@ -55,9 +54,7 @@ def main(argv):
   return 0
 
 
-def run():
-  """The console script ppgn-export."""
-  app.run(main)
+run = runner.runner(main)  # The console script ppgn-export.
 
 
 if __name__ == "__main__":

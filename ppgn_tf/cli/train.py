@@ -15,11 +15,11 @@ import os
 import shlex
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from ppgn_tf import files
+from ppgn_tf.cli import runner
 from ppgn_tf.model import losses
 from ppgn_tf.training import callbacks as callbacks_lib
 from ppgn_tf.training import preemption
@@ -134,8 +134,7 @@ def config_from_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  runner.refuse_arguments(argv)
   # TensorFlow logs an INFO line for every checkpoint it writes; they would drown the run's progress.
   logging.get_absl_logger().addFilter(
       lambda record: not record.pathname.endswith(os.path.join("checkpoint", "functional_saver.py")))
@@ -155,9 +154,7 @@ def main(argv):
   return 0
 
 
-def run():
-  """The console script ppgn-train."""
-  app.run(main)
+run = runner.runner(main)  # The console script ppgn-train.
 
 
 if __name__ == "__main__":
