@@ -1,6 +1,7 @@
 """--generator_ema: the moving average of G's weights, its closed form, kills, and old workdirs.
 
-Two replicas against one device: tests/mirrored_equivalence.py (test_training.py). Bad values:
+Two replicas against one device: tests/mirrored_equivalence.py (test_training.py). A run killed and resumed
+to the same average: test_reliability.py (its deterministic interrupted run keeps one). Bad values:
 test_bad_input.py.
 """
 
@@ -21,7 +22,6 @@ from ppgn_tf.training import ppgn
 from ppgn_tf.training import train_lib
 
 from conftest import tiny_config
-from train_process import checkpoint_weights, command, finish, kill_after_checkpoint, start
 
 DECAY = 0.9  # Low, so that a few G steps move the average measurably.
 
@@ -79,39 +79,6 @@ def test_ema_is_the_closed_form_average_after_every_generator_step(small_idx_dir
   images = next(batches)[0]
   codes = model.encoder(images)["fc1"]
   np.testing.assert_allclose(model.reconstruct(images).numpy(), model.generator_ema(codes).numpy(), rtol=1e-6)
-
-
-def test_a_killed_run_resumes_to_the_same_ema(tmp_path, small_idx_dir, encoder_dir):
-  # G steps at critic iterations 3 (the warm-up round), 5 and 7; a checkpoint every iteration: kills hit saves.
-  # Killed between G steps 1 and 2, mid-step or mid-save.
-  flags = ["--generator_ema=0.9", "--deterministic", "--checkpoint_every=1", "--max_generator_steps=3"]
-  whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
-  uninterrupted = start(command(whole, small_idx_dir, encoder_dir, *flags))
-  kill_after_checkpoint(start(command(killed, small_idx_dir, encoder_dir, *flags)), killed, 4, 0.013)
-  finish(start(command(killed, small_idx_dir, encoder_dir, *flags)))
-  finish(uninterrupted)
-
-  for workdir in (whole, killed):
-    with open(os.path.join(workdir, "summary.json")) as f:
-      summary = json.load(f)
-    assert (summary["generator_steps"], summary["critic_steps"]) == (3, 7), workdir
-  reference = checkpoint_weights(os.path.join(whole, "checkpoints"), network="generator_ema")
-  resumed = checkpoint_weights(os.path.join(killed, "checkpoints"), network="generator_ema")
-  assert len(reference) == 10 and set(resumed) == set(reference)  # 5 layers, kernel and bias each.
-  for name, value in resumed.items():
-    np.testing.assert_allclose(value, reference[name], rtol=1e-6, atol=1e-7, err_msg=name)
-
-  # load_trained restores the average: saved again, it holds the checkpoint's values under the same keys.
-  model = train_lib.load_trained(killed)
-  assert model.sampling_generator is model.generator_ema
-  saved = tf.train.Checkpoint(generator_ema=model.generator_ema).save(str(tmp_path / "reloaded" / "ckpt"))
-  reloaded = checkpoint_weights(os.path.dirname(saved), network="generator_ema")
-  assert set(reloaded) == set(resumed)
-  for name, value in reloaded.items():
-    np.testing.assert_array_equal(value, resumed[name], err_msg=name)
-  # ...and it is not G.
-  assert any(not np.array_equal(e.numpy(), g.numpy())
-             for e, g in zip(model.generator_ema.weights, model.generator.weights))
 
 
 def test_a_workdir_from_before_the_flag_loads_and_resumes(tmp_path, trained_workdir, small_idx_dir, encoder_dir):

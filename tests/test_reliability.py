@@ -1,7 +1,7 @@
 """Preemption, determinism and several hosts, through train.py as users run it.
 
 Every run here is a real train.py process on train_process.TINY's tiny configuration:
-killed with SIGKILL, stopped with SIGTERM or SIGINT, rerun, run twice, or run as two workers with TF_CONFIG.
+killed with SIGKILL, stopped with SIGTERM or SIGINT, rerun, or run as two workers with TF_CONFIG.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ppgn_tf.training import train_lib
 from train_process import (G_STEPS, checkpoint_weights, checkpointed_critic_step, command, finish,
                            kill_after_checkpoint, signal_after_checkpoint, start)
 
@@ -36,11 +37,14 @@ def _stop_line(stderr, text):
 
 def test_deterministic_runs_agree_and_an_interrupted_run_resumes_the_same_trajectory(tmp_path, small_idx_dir,
                                                                                      encoder_dir):
-  det = ["--deterministic", "--checkpoint_every=1"]  # A checkpoint every critic iteration: kills hit saves.
-  first, second, killed = (str(tmp_path / n) for n in ("first", "second", "killed"))
-  # Two uninterrupted runs, and meanwhile one stopped three times in 17 critic iterations, then rerun to
-  # the end: SIGKILL, then real SIGTERM and SIGINT as schedulers and users send them.
-  runs = [start(command(w, small_idx_dir, encoder_dir, *det)) for w in (first, second)]
+  # A checkpoint every critic iteration: kills hit saves. With G's moving average (--generator_ema), which a
+  # resumed run must restore too.
+  det = ["--deterministic", "--checkpoint_every=1", "--generator_ema=0.9"]
+  first, killed = (str(tmp_path / n) for n in ("first", "killed"))
+  # One uninterrupted run, and meanwhile one stopped three times in 17 critic iterations, then rerun to the end:
+  # SIGKILL, then real SIGTERM and SIGINT as schedulers and users send them. The stopped run is four processes,
+  # each started afresh, so its equality with the uninterrupted run is also two deterministic runs agreeing.
+  runs = [start(command(first, small_idx_dir, encoder_dir, *det))]
   kill_after_checkpoint(start(command(killed, small_idx_dir, encoder_dir, *det)), killed, 4, 0.0)
   assert checkpointed_critic_step(killed) >= 4  # The index still names a whole checkpoint.
 
@@ -71,24 +75,38 @@ def test_deterministic_runs_agree_and_an_interrupted_run_resumes_the_same_trajec
 
   reference = _read(first, "summary.json")
   assert reference["generator_steps"] == G_STEPS
-  for workdir in (second, killed):
-    summary = _read(workdir, "summary.json")
-    assert (summary["generator_steps"], summary["critic_steps"]) == (G_STEPS, reference["critic_steps"])
+  summary = _read(killed, "summary.json")
+  assert (summary["generator_steps"], summary["critic_steps"]) == (G_STEPS, reference["critic_steps"])
 
-  # Two uninterrupted deterministic runs: identical losses at every G step.
+  # The stopped run logged every G step exactly once and continued the same trajectory: with op determinism,
+  # the same losses at every G step, bit for bit.
   history = UNTIMED(_read(first, "history.json"))
-  assert UNTIMED(_read(second, "history.json")) == history
-  # The killed run logged every G step exactly once and continued the same trajectory. Tolerance:
-  # exact up to float32 rounding (rel 1e-6); op determinism makes it bit-identical here.
   resumed = UNTIMED(_read(killed, "history.json"))
   assert set(resumed) == set(history)
   for key, points in history.items():
     assert [g for g, _ in resumed[key]] == [g for g, _ in points], key
-    np.testing.assert_allclose([v for _, v in resumed[key]], [v for _, v in points], rtol=1e-6, err_msg=key)
+    np.testing.assert_array_equal([v for _, v in resumed[key]], [v for _, v in points], err_msg=key)
   reference_weights = checkpoint_weights(os.path.join(first, "checkpoints"))
   assert reference_weights
   for name, value in checkpoint_weights(os.path.join(killed, "checkpoints")).items():
     np.testing.assert_allclose(value, reference_weights[name], rtol=1e-6, atol=1e-7, err_msg=name)
+  # G's moving average resumed to the same values too.
+  reference_ema = checkpoint_weights(os.path.join(first, "checkpoints"), network="generator_ema")
+  resumed_ema = checkpoint_weights(os.path.join(killed, "checkpoints"), network="generator_ema")
+  assert len(reference_ema) == 10 and set(resumed_ema) == set(reference_ema)  # 5 layers, kernel and bias each.
+  for name, value in resumed_ema.items():
+    np.testing.assert_allclose(value, reference_ema[name], rtol=1e-6, atol=1e-7, err_msg=name)
+  # load_trained restores the average: saved again, it holds the checkpoint's values under the same keys...
+  model = train_lib.load_trained(killed)
+  assert model.sampling_generator is model.generator_ema
+  saved = tf.train.Checkpoint(generator_ema=model.generator_ema).save(str(tmp_path / "reloaded" / "ckpt"))
+  reloaded = checkpoint_weights(os.path.dirname(saved), network="generator_ema")
+  assert set(reloaded) == set(resumed_ema)
+  for name, value in reloaded.items():
+    np.testing.assert_array_equal(value, resumed_ema[name], err_msg=name)
+  # ...and it is not G.
+  assert any(not np.array_equal(e.numpy(), g.numpy())
+             for e, g in zip(model.generator_ema.weights, model.generator.weights))
 
 
 def _free_ports(n):
