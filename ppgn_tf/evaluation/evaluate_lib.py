@@ -74,6 +74,7 @@ class _Source:
     else:
       exported = export_layout.read_export_settings(plan.saved_model)
       if config is not None:
+        config.validate()  # The workdir's MalaSampler checks its config; here the signature's inputs come from it.
         fixed = [f.name for f in dataclasses.fields(config)
                  if f.name not in export_layout.SIGNATURE_SETTINGS + ("keep_every",)
                  and getattr(config, f.name) != getattr(exported, f.name)]
@@ -194,8 +195,6 @@ def evaluate(plan: Plan, sampler_config=None, *, seed: int = 0, command: str | N
   (JSON) and its _samples.png grid; returns the JSON's contents. `plan` comes from evaluation_plan.make_plan,
   which checked its sizes and source."""
   per_class = plan.per_class
-  if sampler_config is not None:
-    sampler_config.validate()
   start = time.time()
   source = _Source(plan, sampler_config)  # First: it refuses settings a SavedModel cannot run.
   reference = Reference(plan, per_class * NUM_CLASSES, seed)
