@@ -83,7 +83,7 @@ def main(argv):
       model = train_lib.load_trained(FLAGS.workdir)
       prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
       precision = precision_lib.resolve(FLAGS.precision, "sample")
-      if inpaint:
+      if inpaint is not None:
         grid, probs = sample_lib.inpaint_from_model(model, config, inpaint, FLAGS.per_class, FLAGS.seed, prior,
                                                     precision)
         title = f"{FLAGS.workdir}: in-painting, {config.steps} MALA steps"
@@ -91,7 +91,7 @@ def main(argv):
         images, frames, probs = sample_lib.sample_grid_from_model(model, config, FLAGS.per_class, FLAGS.seed,
                                                                   FLAGS.gif_frames, prior, precision)
         title = f"{FLAGS.workdir}: generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
-    elif inpaint:
+    elif inpaint is not None:
       grid, probs = sample_lib.inpaint_from_saved_model(path, inpaint, FLAGS.per_class, FLAGS.seed)
       title = f"{path}: in-painting"
     else:
@@ -100,7 +100,7 @@ def main(argv):
       title = f"{path}: {(config or export_layout.read_export_settings(path)).steps} MALA steps"
   except ValueError as e:
     return runner.error("sample", e)
-  if inpaint:
+  if inpaint is not None:
     stats = sample_lib.write_inpaint_outputs(grid, probs, output_dir, FLAGS.per_class, title)
     logging.info("Wrote %s/inpaint.png; encoder's own accuracy on the completions %.3f", output_dir,
                  stats["encoder_accuracy"])

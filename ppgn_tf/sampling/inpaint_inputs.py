@@ -10,6 +10,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from ppgn_tf.data import sources
 from ppgn_tf.sampling import sampler_config
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -84,6 +85,7 @@ def read_inpaint_inputs(image_arg: str, mask_arg: str, dataset: str | None,
       test_index = int(image_arg[len(TEST_PREFIX):])
     except ValueError:
       raise ValueError(f"--inpaint_image={image_arg}: expected test:N with a whole number N") from None
+    sources.check_source(dataset)  # Loaded later, with TensorFlow running: a bad source is named now.
   else:
     image = check_inpaint_images(read_picture(image_arg, "--inpaint_image")[None], 1)[0]
   if not mask_arg.endswith((".png", ".npy")):
