@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ppgn_tf.evaluation import evaluate_lib as evaluate
+from ppgn_tf.evaluation import evaluation_plan
 from ppgn_tf.sampling import mala_sampler
 
 from conftest import REPO
@@ -44,8 +45,8 @@ def evaluated_run(tmp_path_factory, trained_workdir, shared_classifier_dir):
   """A copy of the tiny run, evaluated (training the shared evaluation classifier on the way)."""
   workdir = str(tmp_path_factory.mktemp("eval") / "run_a")
   shutil.copytree(trained_workdir, workdir)
-  plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir)
-  result = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2), per_class=2, batch=8, command="cmd a")
+  plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir, per_class=2, batch=8)
+  result = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2), command="cmd a")
   return workdir, result
 
 
@@ -131,10 +132,10 @@ def test_reconstruction_metrics_are_those_of_the_reconstructions(kind, recon_ima
   calls = []
   reconstruct = (lambda x: x) if kind == "identity" else (lambda x: np.full_like(x, 0.5))
   monkeypatch.setattr(evaluate, "_Source", _stand_in_source(reconstruct, calls))
-  plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir,
-                            output=str(tmp_path / "stand_in.json"))
-  got = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2), per_class=2, batch=20,
-                          recon_images=recon_images)
+  plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir,
+                                   output=str(tmp_path / "stand_in.json"), per_class=2, batch=20,
+                                   recon_images=recon_images)
+  got = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2))
   recon = got["reconstructions"]
   _, test = data.load_arrays(got["dataset"])
   n = recon_images or len(test)
@@ -162,9 +163,9 @@ def test_reconstruction_metrics_are_those_of_the_reconstructions(kind, recon_ima
 
 def test_batching_does_not_change_the_samples(evaluated_run, tmp_path, shared_classifier_dir):
   workdir, result = evaluated_run
-  plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir,
-                            output=str(tmp_path / "again.json"))
-  again = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2), per_class=2, batch=20, recon_images=16)
+  plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir,
+                                   output=str(tmp_path / "again.json"), per_class=2, batch=20, recon_images=16)
+  again = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2))
   for key in ("accuracy", "mean_requested_probability", "frechet_distance", "diversity"):
     assert again[key] == pytest.approx(result[key], rel=1e-4, abs=1e-6), key
   assert again["reconstruction_images"] == again["reconstructions"]["images"] == 16
@@ -179,10 +180,11 @@ def test_saved_model_gives_the_workdir_figures(evaluated_run, shared_classifier_
   model = train_lib.load_trained(workdir)
   export = serving.write(serving.build_archive(model.generator, model.encoder, mala_sampler.SamplerConfig(steps=2),
                                                model.config.code_layer), os.path.join(workdir, "export"))
-  plan = evaluate.make_plan(saved_model=os.path.join(workdir, "export"), eval_classifier_dir=shared_classifier_dir)
+  plan = evaluation_plan.make_plan(saved_model=os.path.join(workdir, "export"),
+                                   eval_classifier_dir=shared_classifier_dir, per_class=2, batch=8)
   assert plan.dataset == result["dataset"]  # Found in the workdir above the export.
   assert plan.output == os.path.join(workdir, "export", "evaluation.json")
-  from_export = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2), per_class=2, batch=8)
+  from_export = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2))
   assert from_export["source"]["saved_model"] == os.path.abspath(export)
   assert from_export["reconstruction_mse"] == pytest.approx(result["reconstruction_mse"], rel=1e-4)
   for key in ("accuracy", "frechet_distance", "diversity"):
@@ -263,8 +265,9 @@ def two_seed_runs(tmp_path_factory, trained_workdir, small_idx_dir, encoder_dir,
                         train_lib.RunOptions(workdir=workdir, dataset=f"idx:{small_idx_dir}", encoder_dir=encoder_dir,
                                              max_generator_steps=2, verbose=0, checkpoint_every=0,
                                              sample_per_class=0))
-      plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir)
-      evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2), per_class=2, batch=20, recon_images=16)
+      plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir, per_class=2,
+                                       batch=20, recon_images=16)
+      evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2))
       workdirs.append(workdir)
   return workdirs
 
@@ -377,10 +380,10 @@ def test_report_without_evaluation_names_the_fix(trained_workdir):
 
 def test_evaluate_overrides_sampler_settings_without_retraining(evaluated_run, tmp_path, shared_classifier_dir):
   workdir, thesis = evaluated_run
-  plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir,
-                            output=str(tmp_path / "codes.json"))
+  plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir,
+                                   output=str(tmp_path / "codes.json"), per_class=2, batch=20)
   config = mala_sampler.SamplerConfig(steps=2, h0="codes", clip_percentile=1.0, stop_probability=0.5)
-  result = evaluate.evaluate(plan, config, per_class=2, batch=20)
+  result = evaluate.evaluate(plan, config)
   assert result["sampler"]["h0"] == "codes" and result["sampler"]["stop_probability"] == 0.5
   assert result["frechet_distance"] != thesis["frechet_distance"]  # Other chains, same run.
   for key in ("accuracy", "frechet_distance", "diversity"):  # The same G: the same ceiling.

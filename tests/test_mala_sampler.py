@@ -221,6 +221,17 @@ def test_config_validation_rejects(bad, flag):
     MalaSampler(None, None, SamplerConfig(**bad))
 
 
+def test_a_config_is_checked_once_and_a_changed_copy_anew():
+  """Programs check a config where they make it; the library's entries then pass it without checking again."""
+  config = SamplerConfig(steps=3)
+  config.validate()
+  assert config == SamplerConfig(steps=3) and "_validated" not in dataclasses.asdict(config)  # Not a field.
+  with pytest.raises(ValueError, match="steps"):
+    dataclasses.replace(config, steps=-1).validate()  # A changed copy is checked anew.
+  object.__setattr__(config, "steps", -1)  # Behind the frozen guard, to show the checks are not run again.
+  config.validate()
+
+
 def test_config_validation_accepts_edges():
   SamplerConfig().validate()
   SamplerConfig(steps=0, epsilon1=0, epsilon2=0, epsilon3=0, keep_every=0, clip_min=0.5, clip_max=0.5).validate()

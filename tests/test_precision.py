@@ -16,6 +16,7 @@ from ppgn_tf.training import critic_schedule
 from ppgn_tf.data import datasets as data
 from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.training import ppgn
+from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import serving
 from ppgn_tf.training import train_lib
 from ppgn_tf.sampling.mala_sampler import SamplerConfig
@@ -127,7 +128,7 @@ def test_a_bf16_export_serves_float32_with_or_without_onednn(trained_workdir, tm
   model = train_lib.load_trained(trained_workdir)
   archive = serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=2), "fc1", precision="bf16")
   path = serving.write(archive, str(tmp_path / "export"), settings=SamplerConfig(steps=2), precision="bf16")
-  assert serving.read_export_precision(path) == "bf16"
+  assert export_layout.read_export_precision(path) == "bf16"
   script = f"""
 import json, numpy as np, tensorflow as tf
 s = tf.saved_model.load({path!r}).signatures

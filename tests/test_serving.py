@@ -16,6 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from ppgn_tf.data import datasets as data
+from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import serving
 from ppgn_tf.training import train_lib
 from ppgn_tf.sampling.mala_sampler import MalaSampler, SamplerConfig, initial_codes
@@ -241,22 +242,22 @@ def test_versions_are_never_overwritten(exported, tmp_path):
   before = _snapshot(os.path.join(base, "1"))
   assert "saved_model.pb" in before
   assert serving.write(archive, base) == os.path.join(base, "2")
-  with pytest.raises(serving.ExportError, match="version 1 exists"):
+  with pytest.raises(export_layout.ExportError, match="version 1 exists"):
     serving.write(archive, base, version=1)
-  with pytest.raises(serving.ExportError, match=">= 1"):
-    serving.check_export_dir(base, 0)
+  with pytest.raises(export_layout.ExportError, match=">= 1"):
+    export_layout.check_export_dir(base, 0)
   assert _snapshot(os.path.join(base, "1")) == before
   assert sorted(os.listdir(base)) == ["1", "2"]  # No .tmp-* left behind.
-  assert serving.existing_versions(base) == [1, 2]
-  assert serving.check_export_dir(base, None) == 3
+  assert export_layout.existing_versions(base) == [1, 2]
+  assert export_layout.check_export_dir(base, None) == 3
   assert serving.write(archive, base, version=7) == os.path.join(base, "7")
   assert sorted(os.listdir(base)) == ["1", "2", "7"]
 
   regular = tmp_path / "a_file"
   regular.write_text("not a directory")
-  with pytest.raises(serving.ExportError, match="not a directory"):
-    serving.check_export_dir(str(regular), None)
-  with pytest.raises(serving.ExportError):
+  with pytest.raises(export_layout.ExportError, match="not a directory"):
+    export_layout.check_export_dir(str(regular), None)
+  with pytest.raises(export_layout.ExportError):
     serving.write(archive, str(regular))
   assert regular.read_text() == "not a directory"
 
@@ -271,8 +272,8 @@ def test_export_cli(trained_workdir, loaded, tmp_path):
   path = os.path.join(export_dir, "1")
   assert out.stdout.strip().splitlines()[-1] == path
   assert os.path.isfile(os.path.join(path, "saved_model.pb"))
-  assert serving.read_sampler_settings(path) == SamplerConfig(steps=5)  # The thesis' Eq. 8, 5 steps.
-  assert serving.read_export_precision(path) == "fp32"
+  assert export_layout.read_sampler_settings(path) == SamplerConfig(steps=5)  # The thesis' Eq. 8, 5 steps.
+  assert export_layout.read_export_precision(path) == "fp32"
   assert "export: precision fp32 (--precision=fp32)" in out.stderr
   # --steps reached serving_default: it equals the fixture export's `sample` at 5 steps.
   cli = _serve(tf.saved_model.load(path).signatures["serving_default"], [1, 6], [3, 4])
@@ -374,7 +375,7 @@ def _inpaint_inputs(small_idx_dir, rows=3):
 
 def test_rich_settings_match_the_library_and_are_recorded(rich, small_idx_dir):
   path, loaded, sampler = rich
-  assert serving.read_sampler_settings(path) == RICH  # assets.extra/sampler.json, for the programs.
+  assert export_layout.read_sampler_settings(path) == RICH  # assets.extra/sampler.json, for the programs.
   class_id, seed = np.array([0, 4, 7], np.int32), np.array([31, 32, 33], np.int64)
   served = _serve(loaded.signatures["serving_default"], class_id, seed)
   lib = {k: v.numpy() for k, v in sampler.sample(class_id, seed).items()}

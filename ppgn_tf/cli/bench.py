@@ -62,42 +62,43 @@ flags.DEFINE_string("profile_dir", None, "Also trace one round per experiment an
                     "TensorFlow profiler here, and print the top ops.")
 
 
-def _error(message: str) -> int:
-  print(f"bench: error: {message}", file=sys.stderr)
-  return 1
-
-
-def main(argv):
-  if len(argv) > 1:
-    return _error(f"unexpected arguments: {' '.join(argv[1:])}")
+def _check_flags() -> tuple[int, ...]:
+  """Raises ValueError (one line) on bad flags; returns the peer's thread counts."""
   experiments = bench_lib.EXPERIMENTS
   if not FLAGS.experiments or any(e not in experiments for e in FLAGS.experiments):
-    return _error(f"--experiments: choose from {', '.join(experiments)}, got {','.join(FLAGS.experiments)}")
+    raise ValueError(f"--experiments: choose from {', '.join(experiments)}, got {','.join(FLAGS.experiments)}")
   bad = [p for p in FLAGS.precision if p not in precision_lib.CHOICES]
   if bad or not FLAGS.precision:
-    return _error(f"--precision: choose from {', '.join(precision_lib.CHOICES)}, got {','.join(FLAGS.precision)}")
+    raise ValueError(f"--precision: choose from {', '.join(precision_lib.CHOICES)}, got {','.join(FLAGS.precision)}")
   for name in ("repeats", "sampler_steps", "sampler_batch", "fma_units"):
     if getattr(FLAGS, name) is not None and getattr(FLAGS, name) < 1:
-      return _error(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
+      raise ValueError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
   if FLAGS.inter_op_threads < 0:
-    return _error(f"--inter_op_threads must be >= 0, got {FLAGS.inter_op_threads}")
+    raise ValueError(f"--inter_op_threads must be >= 0, got {FLAGS.inter_op_threads}")
   if FLAGS.output and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
-    return _error(f"--output={FLAGS.output}: no such directory")
+    raise ValueError(f"--output={FLAGS.output}: no such directory")
   try:
     peer_threads = tuple(int(n) for n in FLAGS.peer_threads)
   except ValueError:
     peer_threads = ()
   if not peer_threads or min(peer_threads) < 0:
-    return _error(f"--peer_threads: expected whole numbers >= 0, got {','.join(FLAGS.peer_threads)}")
-  if FLAGS.peer == "torch":
-    try:
+    raise ValueError(f"--peer_threads: expected whole numbers >= 0, got {','.join(FLAGS.peer_threads)}")
+  return peer_threads
+
+
+def main(argv):
+  try:
+    if len(argv) > 1:  # Not runner.refuse_arguments: bench reports stray arguments as its other errors, one line.
+      raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    peer_threads = _check_flags()
+    if FLAGS.peer == "torch":
       bench_peer_torch.import_torch()
-    except bench_peer_torch.PeerUnavailable as e:
-      return _error(str(e))
+  except (ValueError, bench_peer_torch.PeerUnavailable) as e:
+    return runner.error("bench", e)
   if "tensorflow" not in sys.modules:  # The kernel choice is made when TensorFlow loads.
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if FLAGS.onednn else "0"
   # Imported here, not at the top, on purpose: TensorFlow must load after TF_ENABLE_ONEDNN_OPTS is set from
-  # --onednn. The one deliberate function-level import of a ppgn_tf module (tests/test_imports.py allows it).
+  # --onednn (tests/test_imports.py lists these function-level imports with their reasons).
   import tensorflow as tf
   from ppgn_tf.perf import timing
   if FLAGS.inter_op_threads:

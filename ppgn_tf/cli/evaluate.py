@@ -21,8 +21,8 @@ from absl import flags
 
 from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
-from ppgn_tf.data import datasets as data_lib
-from ppgn_tf.evaluation import evaluate_lib
+from ppgn_tf.data import sources
+from ppgn_tf.evaluation import evaluation_plan
 
 FLAGS = flags.FLAGS
 
@@ -45,16 +45,17 @@ flags.DEFINE_integer("recon_images", 0, "Test images for the reconstruction erro
 def main(argv):
   runner.refuse_arguments(argv)
   try:
-    evaluate_lib.check_counts(FLAGS.per_class, FLAGS.batch, FLAGS.recon_images)  # Before the plan reads files.
-    plan = evaluate_lib.make_plan(FLAGS.workdir, FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir,
-                                  FLAGS.eval_classifier_dir, FLAGS.output)
-    data_lib.check_source(plan.dataset)
+    plan = evaluation_plan.make_plan(FLAGS.workdir, FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir,
+                                     FLAGS.eval_classifier_dir, FLAGS.output, per_class=FLAGS.per_class,
+                                     batch=FLAGS.batch, recon_images=FLAGS.recon_images)
+    sources.check_source(plan.dataset)
     if plan.saved_model is not None:
       config = sampler_flags.saved_model_sampler_config(plan.saved_model)
     else:
       config = sampler_flags.sampler_config_from_flags()
-    result = evaluate_lib.evaluate(plan, config, FLAGS.per_class, seed=FLAGS.seed, batch=FLAGS.batch,
-                                   recon_images=FLAGS.recon_images,
+    # TensorFlow loads after the input is checked: bad input fails in about a second.
+    from ppgn_tf.evaluation import evaluate_lib
+    result = evaluate_lib.evaluate(plan, config, seed=FLAGS.seed,
                                    command=shlex.join(["python", "-m", "ppgn_tf.evaluate", *sys.argv[1:]]))
   except ValueError as e:
     return runner.error("evaluate", e)

@@ -18,8 +18,8 @@ from ppgn_tf import files
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
-from ppgn_tf.sampling import serving
-from ppgn_tf.training import train_lib
+from ppgn_tf.sampling import export_layout
+from ppgn_tf.training import run_files
 
 flags.DEFINE_string("workdir", None, "Workdir of a finished (or checkpointed) training run.")
 flags.DEFINE_string("export_dir", None, "Model base path; the SavedModel goes to EXPORT_DIR/VERSION/.")
@@ -37,7 +37,11 @@ def main(argv):
   runner.refuse_arguments(argv)
   try:
     config = sampler_flags.sampler_config_from_flags()
-    version = serving.check_export_dir(FLAGS.export_dir, FLAGS.version)
+    version = export_layout.check_export_dir(FLAGS.export_dir, FLAGS.version)
+    run_files.check_workdir(FLAGS.workdir)
+    # TensorFlow loads after the input is checked: bad input fails in about a second.
+    from ppgn_tf.sampling import serving
+    from ppgn_tf.training import train_lib
     model = train_lib.load_trained(FLAGS.workdir)
     prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
     # The averaged G when the run keeps one.

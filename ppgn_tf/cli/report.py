@@ -25,7 +25,7 @@ from absl import logging
 
 from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
-from ppgn_tf.evaluation import evaluate_lib
+from ppgn_tf.evaluation import evaluation_plan
 from ppgn_tf.evaluation import report_lib
 
 FLAGS = flags.FLAGS
@@ -63,12 +63,15 @@ def main(argv):
     report_lib.check_workdirs(workdirs, FLAGS.evaluate)
     if FLAGS.evaluate:
       config = sampler_flags.sampler_config_from_flags()
-      for w in workdirs:
-        if not os.path.isfile(os.path.join(w, evaluate_lib.EVALUATION_FILE)):
-          logging.info("Evaluating %s", w)
-          plan = evaluate_lib.make_plan(workdir=w, eval_classifier_dir=FLAGS.eval_classifier_dir)
-          evaluate_lib.evaluate(plan, config, FLAGS.per_class, batch=FLAGS.batch,
-                                command=_evaluate_command(w, config))
+      plans = [evaluation_plan.make_plan(workdir=w, eval_classifier_dir=FLAGS.eval_classifier_dir,
+                                         per_class=FLAGS.per_class, batch=FLAGS.batch)
+               for w in workdirs if not os.path.isfile(os.path.join(w, evaluation_plan.EVALUATION_FILE))]
+      if plans:
+        # TensorFlow loads after the input is checked, and only when a run needs evaluating.
+        from ppgn_tf.evaluation import evaluate_lib
+      for plan in plans:
+        logging.info("Evaluating %s", plan.workdir)
+        evaluate_lib.evaluate(plan, config, command=_evaluate_command(plan.workdir, config))
     report_lib.build_report(workdirs, FLAGS.output, FLAGS.title, FLAGS.images_dir,
                             command=shlex.join(["python", "-m", "ppgn_tf.report", *sys.argv[1:]]), notes=notes)
   except ValueError as e:

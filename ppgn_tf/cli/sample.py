@@ -15,18 +15,17 @@ the `sample` signature runs, so only TensorFlow is needed.
 
 from __future__ import annotations
 
-import json
 import os
 
-import tensorflow as tf
 from absl import flags
 from absl import logging
 
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
-from ppgn_tf.sampling import sample_lib
-from ppgn_tf.training import train_lib
+from ppgn_tf.sampling import export_layout
+from ppgn_tf.sampling import inpaint_inputs
+from ppgn_tf.training import run_files
 
 FLAGS = flags.FLAGS
 
@@ -56,67 +55,61 @@ def main(argv):
       raise ValueError(f"--per_class must be >= 1, got {FLAGS.per_class}")
     if FLAGS.gif_frames < 0:
       raise ValueError(f"--gif_frames must be >= 0, got {FLAGS.gif_frames}")
-    if FLAGS.inpaint_image:
-      return _inpaint_main()
     if FLAGS.workdir:
       config = sampler_flags.sampler_config_from_flags()
-      model = train_lib.load_trained(FLAGS.workdir)
-      prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
+      run_files.check_workdir(FLAGS.workdir)
+      options = run_files.read_options(FLAGS.workdir) if FLAGS.inpaint_image else {}
       output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
-      images, frames, probs = sample_lib.sample_grid_from_model(
-          model, config, FLAGS.per_class, FLAGS.seed, FLAGS.gif_frames, prior,
-          precision_lib.resolve(FLAGS.precision, "sample"))
-      title = f"{FLAGS.workdir}: generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
     else:
       if FLAGS["precision"].present and FLAGS.precision != "auto":
         raise ValueError("--precision applies to --workdir only (a SavedModel computes in the precision it was "
                          "exported with: export.py --precision)")
-      path = sample_lib.newest_version(FLAGS.saved_model)
-      config = sampler_flags.saved_model_sampler_config(path)
+      path = export_layout.newest_version(FLAGS.saved_model)
+      if FLAGS.inpaint_image:
+        if sampler_flags.sampler_overrides_from_flags() or FLAGS["sampler_preset"].present:
+          raise ValueError("with --saved_model, in-painting runs the settings it was exported with")
+        config, options = None, export_layout.find_workdir_options(path)
+      else:
+        config = sampler_flags.saved_model_sampler_config(path)
       output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
+    inpaint = None
+    if FLAGS.inpaint_image:
+      inpaint = inpaint_inputs.read_inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
+                                                   options.get("data_dir"))
+    # TensorFlow loads after the input is checked: bad input fails in about a second.
+    from ppgn_tf.sampling import sample_lib
+    from ppgn_tf.training import train_lib
+    if FLAGS.workdir:
+      model = train_lib.load_trained(FLAGS.workdir)
+      prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
+      precision = precision_lib.resolve(FLAGS.precision, "sample")
+      if inpaint is not None:
+        grid, probs = sample_lib.inpaint_from_model(model, config, inpaint, FLAGS.per_class, FLAGS.seed, prior,
+                                                    precision)
+        title = f"{FLAGS.workdir}: in-painting, {config.steps} MALA steps"
+      else:
+        images, frames, probs = sample_lib.sample_grid_from_model(model, config, FLAGS.per_class, FLAGS.seed,
+                                                                  FLAGS.gif_frames, prior, precision)
+        title = f"{FLAGS.workdir}: generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
+    elif inpaint is not None:
+      grid, probs = sample_lib.inpaint_from_saved_model(path, inpaint, FLAGS.per_class, FLAGS.seed)
+      title = f"{path}: in-painting"
+    else:
       images, frames, probs = sample_lib.sample_grid_from_saved_model(path, config, FLAGS.per_class, FLAGS.seed,
                                                                       FLAGS.gif_frames)
-      title = f"{path}: {(config or sample_lib.read_export_settings(path)).steps} MALA steps"
+      title = f"{path}: {(config or export_layout.read_export_settings(path)).steps} MALA steps"
   except ValueError as e:
     return runner.error("sample", e)
+  if inpaint is not None:
+    stats = sample_lib.write_inpaint_outputs(grid, probs, output_dir, FLAGS.per_class, title)
+    logging.info("Wrote %s/inpaint.png; encoder's own accuracy on the completions %.3f", output_dir,
+                 stats["encoder_accuracy"])
+    print(os.path.join(output_dir, "inpaint.png"))
+    return 0
   stats = sample_lib.write_outputs(images, frames, probs, output_dir, FLAGS.per_class, title)
   logging.info("Wrote %s/samples.png%s; encoder's own accuracy on the samples %.3f",
                output_dir, " and chains.gif" if frames else "", stats["encoder_accuracy"])
   print(os.path.join(output_dir, "samples.png"))
-  return 0
-
-
-def _inpaint_main():
-  """In-painting from a workdir (library sampler) or a SavedModel (its `inpaint` signature)."""
-  if FLAGS.workdir:
-    config = sampler_flags.sampler_config_from_flags()
-    with open(os.path.join(FLAGS.workdir, train_lib.OPTIONS_FILE)) as f:
-      options = json.load(f)
-    image, mask = sample_lib.inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
-                                            options.get("data_dir"))
-    sampler = train_lib.make_sampler(FLAGS.workdir, train_lib.load_trained(FLAGS.workdir), config,
-                                     precision_lib.resolve(FLAGS.precision, "sample"))
-    inpaint = lambda x, m, c, s: {k: v.numpy() for k, v in sampler.inpaint(x, m, c, s).items()}
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
-    title = f"{FLAGS.workdir}: in-painting, {config.steps} MALA steps"
-  else:
-    path = sample_lib.newest_version(FLAGS.saved_model)
-    if sampler_flags.sampler_overrides_from_flags() or FLAGS["sampler_preset"].present:
-      raise ValueError("with --saved_model, in-painting runs the settings it was exported with")
-    options = sample_lib.find_workdir_options(path)
-    image, mask = sample_lib.inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
-                                            options.get("data_dir"))
-    signature = tf.saved_model.load(path).signatures["inpaint"]
-    inpaint = lambda x, m, c, s: {k: v.numpy() for k, v in signature(
-        images=tf.constant(x, tf.float32), mask=tf.constant(m, tf.float32), class_id=tf.constant(c, tf.int32),
-        seed=tf.constant(s, tf.int64)).items()}
-    output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
-    title = f"{path}: in-painting"
-  grid, probs = sample_lib.inpaint_grid(inpaint, image, mask, FLAGS.per_class, FLAGS.seed)
-  stats = sample_lib.write_inpaint_outputs(grid, probs, output_dir, FLAGS.per_class, title)
-  logging.info("Wrote %s/inpaint.png; encoder's own accuracy on the completions %.3f", output_dir,
-               stats["encoder_accuracy"])
-  print(os.path.join(output_dir, "inpaint.png"))
   return 0
 
 

@@ -10,9 +10,8 @@ import dataclasses
 
 from absl import flags
 
-from ppgn_tf.sampling import sample_lib
+from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import sampler_config
-from ppgn_tf.sampling import serving
 
 FLAGS = flags.FLAGS
 
@@ -82,10 +81,10 @@ def saved_model_sampler_config(path: str):
   if FLAGS["sampler_preset"].present:
     raise ValueError("--sampler_preset applies to --workdir only (a SavedModel has the settings it was "
                      "exported with; --steps and --epsilon1..3 can change)")
-  fixed = sorted(set(overrides) - set(serving.SIGNATURE_SETTINGS))
+  fixed = sorted(set(overrides) - set(export_layout.SIGNATURE_SETTINGS))
   if fixed:
     raise ValueError(f"--{fixed[0]} applies to --workdir only (a SavedModel has the settings it was exported "
-                     f"with; only {', '.join('--' + n for n in serving.SIGNATURE_SETTINGS)} can change)")
+                     f"with; only {', '.join('--' + n for n in export_layout.SIGNATURE_SETTINGS)} can change)")
   if not overrides:
     return None
-  return sampler_config_from_flags(sample_lib.read_export_settings(path))
+  return sampler_config_from_flags(export_layout.read_export_settings(path))

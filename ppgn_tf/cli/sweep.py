@@ -21,13 +21,13 @@ from absl import flags
 
 from ppgn_tf import files
 from ppgn_tf.cli import runner
-from ppgn_tf.evaluation import evaluate_lib
-from ppgn_tf.evaluation import sweep_lib
+from ppgn_tf.evaluation import evaluation_plan
+from ppgn_tf.evaluation.sweep_grid import GRID
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("workdir", None, "A finished training run's workdir.")
-flags.DEFINE_list("grid", list(sweep_lib.GRID), f"Settings to try, by name: {', '.join(sweep_lib.GRID)}.")
+flags.DEFINE_list("grid", list(GRID), f"Settings to try, by name: {', '.join(GRID)}.")
 flags.DEFINE_integer("per_class", 20, "Chains per class for every setting.")
 flags.DEFINE_integer("seed", 0, "Seed of the chains.")
 flags.DEFINE_integer("batch", 200, "Chains per sampler call.")
@@ -46,18 +46,20 @@ def main(argv):
   try:
     if not FLAGS.workdir:
       raise ValueError("--workdir is required")
-    unknown = [n for n in FLAGS.grid if n not in sweep_lib.GRID]
+    unknown = [n for n in FLAGS.grid if n not in GRID]
     if unknown:
-      raise ValueError(f"--grid: unknown setting {unknown[0]} (choose from {', '.join(sweep_lib.GRID)})")
-    evaluate_lib.check_counts(FLAGS.per_class, FLAGS.batch)
+      raise ValueError(f"--grid: unknown setting {unknown[0]} (choose from {', '.join(GRID)})")
+    plan = evaluation_plan.make_plan(workdir=FLAGS.workdir, eval_classifier_dir=FLAGS.eval_classifier_dir,
+                                     per_class=FLAGS.per_class, batch=FLAGS.batch)  # Sizes first, then files.
     if not 0 <= FLAGS.min_accuracy <= 1:
       raise ValueError(f"--min_accuracy must be in [0, 1], got {FLAGS.min_accuracy}")
     for name in ("min_diversity_ratio", "min_real_diversity_ratio"):
       if FLAGS[name].value < 0:
         raise ValueError(f"--{name} must be >= 0, got {FLAGS[name].value}")
     command = shlex.join(["python", "-m", "ppgn_tf.sweep", *sys.argv[1:]])
-    result = sweep_lib.run_sweep(FLAGS.workdir, FLAGS.grid, FLAGS.per_class, FLAGS.seed, FLAGS.batch,
-                                 FLAGS.eval_classifier_dir, FLAGS.min_accuracy, FLAGS.min_diversity_ratio,
+    # TensorFlow loads after the input is checked: bad input fails in about a second.
+    from ppgn_tf.evaluation import sweep_lib
+    result = sweep_lib.run_sweep(plan, FLAGS.grid, FLAGS.seed, FLAGS.min_accuracy, FLAGS.min_diversity_ratio,
                                  FLAGS.min_real_diversity_ratio)
     sweep_lib.write_report(result, FLAGS.output, FLAGS.best, command)
     files.write_json(os.path.splitext(FLAGS.output)[0] + ".json",

@@ -1,1 +1,1 @@
-"""Data: the data sources and tf.data pipelines (datasets), and the MNIST IDX reader/writer (idx_format)."""
+"""Data: the data sources (sources: names and checks; datasets: loading, tf.data pipelines), the IDX format."""

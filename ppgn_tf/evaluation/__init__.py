@@ -1,1 +1,1 @@
-"""Evaluation: metrics, the judging classifier, evaluate, the sampler sweep, reports and seed statistics."""
+"""Evaluation: metrics, the judging classifier, evaluate and its plan, the sampler sweep, reports, seed statistics."""

@@ -1,5 +1,6 @@
-"""Quantitative evaluation of a sampler by a classifier independent of E: plan, sample, judge, write
-EVALUATION.json and its sample grid; the `evaluate` program's library (also run by report and sweep)."""
+"""Quantitative evaluation of a sampler by a classifier independent of E: sample, judge, write EVALUATION.json
+and its sample grid, as an `evaluation_plan.Plan` says; the `evaluate` program's library (also run by report and
+sweep)."""
 
 from __future__ import annotations
 
@@ -18,53 +19,13 @@ from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.evaluation import eval_classifier
+from ppgn_tf.evaluation.evaluation_plan import Plan  # Made and checked there, with no TensorFlow.
 from ppgn_tf.evaluation import metrics
-from ppgn_tf.sampling import sample_lib
-from ppgn_tf.sampling import serving
+from ppgn_tf.sampling import export_layout
 from ppgn_tf.training import train_lib
-EVAL_CLASSIFIER_DIR = "eval_classifier"
-EVALUATION_FILE = "evaluation.json"
+
 REAL_DIVERSITY_PER_CLASS = 500  # Mean pairwise distance does not depend on the count; this bounds the cost.
 GRID_COLUMNS = 10  # Samples per class in EVALUATION_samples.png.
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """What to evaluate and where things go, resolved and checked before any heavy work."""
-  workdir: str | None
-  saved_model: str | None  # A version directory.
-  dataset: str
-  data_dir: str | None
-  eval_classifier_dir: str
-  output: str
-
-
-def make_plan(workdir: str | None = None, saved_model: str | None = None, dataset: str | None = None,
-              data_dir: str | None = None, eval_classifier_dir: str | None = None,
-              output: str | None = None) -> Plan:
-  """Checks the source and fills in defaults; raises ValueError with one line."""
-  if (workdir is None) == (saved_model is None):
-    raise ValueError("give exactly one of --workdir and --saved_model")
-  if workdir is not None:
-    if not os.path.isdir(workdir):
-      raise ValueError(f"{workdir}: no such workdir")
-    options_path = os.path.join(workdir, "options.json")
-    if not os.path.isfile(options_path):
-      raise ValueError(f"{options_path}: missing (not a workdir written by train.py)")
-    with open(options_path) as f:
-      options = json.load(f)
-    home = workdir
-  else:
-    saved_model = sample_lib.newest_version(saved_model)
-    options = sample_lib.find_workdir_options(saved_model)
-    home = os.path.dirname(os.path.abspath(saved_model))  # The export base path, as sample.py.
-  dataset = dataset or options.get("dataset")
-  if not dataset:
-    raise ValueError(f"{saved_model}: cannot tell its data set (no options.json above it); give --dataset")
-  data_dir = data_dir if data_dir is not None else options.get("data_dir")
-  return Plan(workdir=workdir, saved_model=saved_model, dataset=dataset, data_dir=data_dir,
-              eval_classifier_dir=eval_classifier_dir or os.path.join(home, EVAL_CLASSIFIER_DIR),
-              output=output or os.path.join(home, EVALUATION_FILE))
 
 
 def _same_dataset(a: str, b: str) -> bool:
@@ -111,10 +72,11 @@ class _Source:
       def reconstruct(images01):
         return data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
     else:
-      exported = sample_lib.read_export_settings(plan.saved_model)
+      exported = export_layout.read_export_settings(plan.saved_model)
       if config is not None:
+        config.validate()  # The workdir's MalaSampler checks its config; here the signature's inputs come from it.
         fixed = [f.name for f in dataclasses.fields(config)
-                 if f.name not in serving.SIGNATURE_SETTINGS + ("keep_every",)
+                 if f.name not in export_layout.SIGNATURE_SETTINGS + ("keep_every",)
                  and getattr(config, f.name) != getattr(exported, f.name)]
         if fixed:
           raise ValueError(f"--{fixed[0]} applies to --workdir only (the SavedModel has the settings it was "
@@ -228,34 +190,21 @@ def check_finite_samples(samples: np.ndarray) -> None:
                      "--epsilon2, --normalize_step or --clip_percentile)")
 
 
-def check_counts(per_class: int, batch: int, recon_images: int = 0) -> None:
-  """The sizes of an evaluation; raises ValueError with one line. evaluate() runs it first, the program before
-  it resolves the plan."""
-  if per_class < 2:
-    raise ValueError(f"--per_class must be >= 2 (diversity and covariances need pairs), got {per_class}")
-  if batch < 1:
-    raise ValueError(f"--batch must be >= 1, got {batch}")
-  if recon_images < 0 or recon_images == 1:
-    raise ValueError(f"--recon_images must be 0 (all) or >= 2 (Frechet distances need pairs), got {recon_images}")
-
-
-def evaluate(plan: Plan, sampler_config=None, per_class: int = 100, *, seed: int = 0, batch: int = 200,
-             recon_images: int = 0, command: str | None = None) -> dict:
-  """Samples per_class chains per class, judges them with the evaluation classifier, writes plan.output
-  (JSON) and its _samples.png grid; returns the JSON's contents."""
-  check_counts(per_class, batch, recon_images)
-  if sampler_config is not None:
-    sampler_config.validate()
+def evaluate(plan: Plan, sampler_config=None, *, seed: int = 0, command: str | None = None) -> dict:
+  """Samples plan.per_class chains per class, judges them with the evaluation classifier, writes plan.output
+  (JSON) and its _samples.png grid; returns the JSON's contents. `plan` comes from evaluation_plan.make_plan,
+  which checked its sizes and source."""
+  per_class = plan.per_class
   start = time.time()
   source = _Source(plan, sampler_config)  # First: it refuses settings a SavedModel cannot run.
   reference = Reference(plan, per_class * NUM_CLASSES, seed)
 
-  samples, encoder_probs, requested = sample_chains(source.sample, per_class, seed, batch)
+  samples, encoder_probs, requested = sample_chains(source.sample, per_class, seed, plan.batch)
   check_finite_samples(samples)
   judged = reference.judge(samples, requested)
   # G's ceiling: its reconstructions of the test images, judged against their true labels exactly as the
   # samples are against the requested ones. Computed once, for the MSE too.
-  originals, reconstructions, recon_judged = reference.reconstructions(source.reconstruct, recon_images)
+  originals, reconstructions, recon_judged = reference.reconstructions(source.reconstruct, plan.recon_images)
   mse = _reconstruction_mse(reconstructions, originals)
   real_floor, m, clf_metrics = reference.floor, reference.floor_size, reference.classifier_metrics
 

@@ -5,26 +5,18 @@ program, and what a WORKDIR must hold: ppgn_tf/cli/report.py.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from ppgn_tf import files
 from ppgn_tf import plots
-from ppgn_tf.evaluation import evaluate_lib
 from ppgn_tf.evaluation import seed_statistics as stats
-from ppgn_tf.training.callbacks import HISTORY_FILE
-from ppgn_tf.training.train_lib import CONFIG_FILE, OPTIONS_FILE
+from ppgn_tf.evaluation.evaluation_plan import EVALUATION_FILE
+from ppgn_tf.training import run_files
+from ppgn_tf.training.run_files import CONFIG_FILE, HISTORY_FILE, OPTIONS_FILE, SUMMARY_FILE
 
 GRID_COLUMNS = 3  # Pictures per row of the side-by-side tables.
-
-
-def _read_json(path: str) -> dict | None:
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
 
 
 def run_names(workdirs: list[str]) -> list[str]:
@@ -41,18 +33,18 @@ def check_workdirs(workdirs: list[str], evaluate_missing: bool) -> None:
   for w in workdirs:
     if not os.path.isdir(w):
       raise ValueError(f"{w}: no such workdir")
-    if not os.path.isfile(os.path.join(w, "summary.json")):
-      raise ValueError(f"{w}/summary.json: missing (not a finished run)")
-    if not evaluate_missing and not os.path.isfile(os.path.join(w, evaluate_lib.EVALUATION_FILE)):
-      raise ValueError(f"{w}/{evaluate_lib.EVALUATION_FILE}: missing (run python -m ppgn_tf.evaluate "
+    if not os.path.isfile(os.path.join(w, SUMMARY_FILE)):
+      raise ValueError(f"{w}/{SUMMARY_FILE}: missing (not a finished run)")
+    if not evaluate_missing and not os.path.isfile(os.path.join(w, EVALUATION_FILE)):
+      raise ValueError(f"{w}/{EVALUATION_FILE}: missing (run python -m ppgn_tf.evaluate "
                        f"--workdir={w}, or pass --evaluate)")
   stats.group_runs([run_identity(w, name) for w, name in zip(workdirs, run_names(workdirs))])  # One run twice?
 
 
 def run_identity(workdir: str, name: str) -> dict:
   """What groups a run: its name, seed and configuration without the seed (config.json, options.json)."""
-  config = _read_json(os.path.join(workdir, CONFIG_FILE)) or {}
-  options = _read_json(os.path.join(workdir, OPTIONS_FILE)) or {}
+  config = run_files.read_json(os.path.join(workdir, CONFIG_FILE)) or {}
+  options = run_files.read_json(os.path.join(workdir, OPTIONS_FILE)) or {}
   return {"name": name, "path": os.path.normpath(os.path.abspath(workdir)), "seed": config.get("seed", 0),
           "key": stats.configuration_key(config, options)}
 
@@ -230,7 +222,7 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   names = run_names(workdirs)
   runs = []
   for w, name in zip(workdirs, names):
-    evaluation = _read_json(os.path.join(w, evaluate_lib.EVALUATION_FILE))
+    evaluation = run_files.read_json(os.path.join(w, EVALUATION_FILE))
     grids = [os.path.join(w, "samples", "samples.png"), os.path.join(w, evaluation.get("samples_png") or "")]
     pictures = {}
     for kind, candidates in (("samples", grids), ("wasserstein", [os.path.join(w, "wasserstein.png")])):
@@ -240,11 +232,11 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
         _copy(found, target)
         pictures[kind] = os.path.relpath(target, out_dir).replace(os.sep, "/")
         pictures[f"{kind}_is_fallback"] = found != candidates[0]
-    summary = _read_json(os.path.join(w, "summary.json"))
+    summary = run_files.read_json(os.path.join(w, SUMMARY_FILE))
     runs.append({**run_identity(w, name), "summary": summary, "evaluation": evaluation,
-                 "options": _read_json(os.path.join(w, OPTIONS_FILE)) or {}, "pictures": pictures,
+                 "options": run_files.read_json(os.path.join(w, OPTIONS_FILE)) or {}, "pictures": pictures,
                  "metrics": run_metrics(evaluation, summary),
-                 "history": _read_json(os.path.join(w, HISTORY_FILE)) or {}})
+                 "history": run_files.read_json(os.path.join(w, HISTORY_FILE)) or {}})
   groups = stats.group_runs(runs)
   for group in groups:
     group["metrics"] = group_metrics(group)

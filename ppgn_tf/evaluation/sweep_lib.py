@@ -16,29 +16,12 @@ from ppgn_tf import plots
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.evaluation import evaluate_lib as evaluate
+from ppgn_tf.evaluation.evaluation_plan import Plan
+from ppgn_tf.evaluation.sweep_grid import GRID
 from ppgn_tf.sampling import sampler_config as settings_lib
 from ppgn_tf.training import train_lib
-GRID_COLUMNS = 10  # Samples per class in each setting's picture.
 
-# The grid, as data: name -> settings over the thesis' Eq. 8 (SamplerConfig()). The names say what changes.
-_CODES_CLIP = dict(h0="codes", clip_percentile=1.0)
-GRID = {
-    "thesis": {},
-    "thesis_noise": dict(epsilon3=0.3),
-    "codes_clip": _CODES_CLIP,
-    "marginals_clip": dict(h0="marginals", clip_percentile=1.0),
-    "codes_clip_prior_0.03": dict(_CODES_CLIP, epsilon1=0.03),
-    "codes_clip_prior_0.1": dict(_CODES_CLIP, epsilon1=0.1),
-    "codes_clip_noise": dict(_CODES_CLIP, epsilon3=0.3),
-    "codes_clip_prior_0.1_noise": dict(_CODES_CLIP, epsilon1=0.1, epsilon3=0.3),
-    "codes_clip_stop": dict(_CODES_CLIP, epsilon1=0.1, stop_probability=0.99),
-    "codes_clip_normalised": dict(_CODES_CLIP, normalize_step=True, step_size=0.05, step_size_end=0.005),
-    "codes_clip_restarts": dict(_CODES_CLIP, epsilon3=0.3, reset_every=50),
-    # Chains that start in the requested class need not cross classes, so they need fewer steps.
-    "class_codes_clip": dict(h0="class_codes", clip_percentile=1.0),
-    "class_codes_clip_50_steps": dict(h0="class_codes", clip_percentile=1.0, steps=50),
-    "class_codes_clip_stop": dict(h0="class_codes", clip_percentile=1.0, stop_probability=0.95),
-}
+GRID_COLUMNS = 10  # Samples per class in each setting's picture.
 
 
 def choose(rows: list[dict], min_accuracy: float, min_diversity: float = 0.0) -> dict | None:
@@ -53,10 +36,12 @@ def choose(rows: list[dict], min_accuracy: float, min_diversity: float = 0.0) ->
   return min(eligible, key=lambda r: (round(r["frechet_distance"], 6), -r["diversity"]))
 
 
-def run_sweep(workdir: str, names: list[str], per_class: int, seed: int, batch: int, eval_classifier_dir: str | None,
-              min_accuracy: float, min_diversity_ratio: float, min_real_diversity_ratio: float = 0.0) -> dict:
-  """Samples and judges every setting of `names`; returns the results (rows, ceiling, floor, choice, grids)."""
-  plan = evaluate.make_plan(workdir=workdir, eval_classifier_dir=eval_classifier_dir)
+def run_sweep(plan: Plan, names: list[str], seed: int, min_accuracy: float, min_diversity_ratio: float,
+              min_real_diversity_ratio: float = 0.0) -> dict:
+  """Samples and judges every setting of `names` (of GRID) with plan.per_class chains per class, plan.batch per
+  call, on plan.workdir's run; returns the results (rows, ceiling, floor, choice, grids). `plan` comes from
+  evaluation_plan.make_plan, which checked its sizes and workdir."""
+  workdir, per_class = plan.workdir, plan.per_class
   reference = evaluate.Reference(plan, per_class * NUM_CLASSES, seed)
   model = train_lib.load_trained(workdir)
   # G(E(x)) with the G the chains use (the averaged one when the run keeps it).
@@ -72,7 +57,7 @@ def run_sweep(workdir: str, names: list[str], per_class: int, seed: int, batch: 
       return out["images"].numpy(), out["class_probs"].numpy()
 
     start = time.time()
-    images, _, requested = evaluate.sample_chains(sample, per_class, seed, batch)  # evaluate's chains.
+    images, _, requested = evaluate.sample_chains(sample, per_class, seed, plan.batch)  # evaluate's chains.
     evaluate.check_finite_samples(images)
     judged = reference.judge(images, requested)
     row = {"name": name, "settings": GRID[name], "seconds": time.time() - start,

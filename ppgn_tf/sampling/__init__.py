@@ -1,1 +1,1 @@
-"""Sampling: the MALA sampler and its settings, sample pictures, and the exported SavedModel signatures (serving)."""
+"""Sampling: the MALA sampler, its settings and in-painting inputs, sample pictures, the SavedModel and its layout."""

@@ -38,7 +38,8 @@ from ppgn_tf import files
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
-# The settings live in a module without TensorFlow (re-exported here for the sampler's users).
+# The in-painting checks and the settings live in modules without TensorFlow (re-exported for the sampler's users).
+from ppgn_tf.sampling.inpaint_inputs import check_inpaint_inputs
 from ppgn_tf.sampling.sampler_config import (H0_CLASS_CODES, H0_CODES, H0_MARGINALS, H0_MODES, H0_NORMAL,  # noqa: F401
                                              PRESETS, SamplerConfig, named_mask, preset, NAMED_MASKS)
 
@@ -371,26 +372,3 @@ class MalaSampler:
   def codes_of(self, images) -> tf.Tensor:
     """h0 from images (normalised): start chains at the codes of given images."""
     return tf.cast(self.encoder(images, training=False)[self.code_layer], tf.float32)
-
-
-# ---- in-painting inputs ---------------------------------------------------------------------------
-
-IMAGE_SHAPE = (28, 28, 1)
-
-
-def check_inpaint_inputs(images, mask, rows: int) -> tuple[np.ndarray, np.ndarray]:
-  """images [N, 28, 28, 1] in [0, 1] and a {0, 1} mask of the same shape (or one [28, 28, 1] mask for all);
-  raises ValueError naming the input."""
-  images = np.asarray(images, np.float32)
-  mask = np.asarray(mask, np.float32)
-  if images.shape != (rows, *IMAGE_SHAPE):
-    raise ValueError(f"inpaint images: expected shape [{rows}, 28, 28, 1], got {list(images.shape)}")
-  if not np.all(np.isfinite(images)) or images.min() < 0 or images.max() > 1:
-    raise ValueError("inpaint images: pixels must be in [0, 1]")
-  if mask.shape == IMAGE_SHAPE:
-    mask = np.broadcast_to(mask, images.shape)
-  if mask.shape != images.shape:
-    raise ValueError(f"inpaint mask: expected shape [28, 28, 1] or {list(images.shape)}, got {list(mask.shape)}")
-  if not np.all((mask == 0) | (mask == 1)):
-    raise ValueError("inpaint mask: values must be 0 (fill in) or 1 (known)")
-  return images, np.ascontiguousarray(mask)

@@ -4,12 +4,10 @@ grids, from the library sampler or an exported SavedModel's signatures; the `sam
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from ppgn_tf import files
 from ppgn_tf import plots
@@ -17,9 +15,9 @@ from ppgn_tf import precision as precision_lib
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.sampling import export_layout
+from ppgn_tf.sampling import inpaint_inputs
 from ppgn_tf.sampling import mala_sampler
-from ppgn_tf.sampling import sampler_config
-from ppgn_tf.sampling import serving
 
 
 def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = 10, prior=None,
@@ -53,7 +51,7 @@ def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 
   signatures = tf.saved_model.load(path).signatures
   classes = tf.constant(np.repeat(np.arange(NUM_CLASSES), per_class), tf.int32)
   seeds = tf.constant(random_streams.chain_seeds(seed, NUM_CLASSES * per_class), tf.int64)
-  exported = read_export_settings(path)
+  exported = export_layout.read_export_settings(path)
   settings = config or exported
 
   def run(n):
@@ -71,23 +69,6 @@ def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 
       frames.append(run(int(n))["images"].numpy())
     frames.append(out["images"].numpy())
   return out["images"].numpy(), frames, out["class_probs"].numpy()
-
-
-def read_export_settings(path: str):
-  """The sampler settings an export was written with (its assets.extra), or the thesis' for older exports."""
-  return serving.read_sampler_settings(path) or mala_sampler.preset("thesis")
-
-
-def newest_version(path: str) -> str:
-  """A SavedModel directory, or the highest numbered version inside a base path."""
-  if os.path.isfile(os.path.join(path, "saved_model.pb")):
-    return path
-  versions = sorted(int(n) for n in os.listdir(path) if n.isdigit()) if os.path.isdir(path) else []
-  for v in reversed(versions):
-    candidate = os.path.join(path, str(v))
-    if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
-      return candidate
-  raise ValueError(f"{path}: no SavedModel here (no saved_model.pb, no numbered version holding one)")
 
 
 def write_outputs(images, frames, probs, output_dir: str, per_class: int, title: str) -> dict:
@@ -114,43 +95,34 @@ def _write_encoder_stats(probs, per_class: int, path: str) -> dict:
   return stats
 
 
-def _read_picture(path: str, what: str) -> np.ndarray:
-  """A 28x28 picture from a .png (pixels / 255) or .npy file, as float32 [28, 28, 1]."""
-  if not os.path.isfile(path):
-    raise ValueError(f"{what}={path}: no such file")
-  if path.endswith(".npy"):
-    values = np.load(path).astype(np.float32)
-  else:
-    try:
-      values = np.asarray(Image.open(path).convert("L"), np.float32) / 255.0
-    except OSError as e:
-      raise ValueError(f"{what}={path}: not an image ({e})") from None
-  if values.size != 28 * 28:
-    raise ValueError(f"{what}={path}: expected 28x28 pixels, got shape {list(values.shape)}")
-  return values.reshape(28, 28, 1)
+def inpaint_image(inputs: inpaint_inputs.InpaintInputs) -> np.ndarray:
+  """The image to in-paint, [28, 28, 1] in [0, 1]: the file's, or test image N of the data set (loaded now)."""
+  if inputs.image is not None:
+    return inputs.image
+  _, test = data_lib.load_arrays(inputs.dataset, inputs.data_dir)
+  if not 0 <= inputs.test_index < len(test):
+    raise ValueError(f"--inpaint_image={inputs.source}: the test set has {len(test)} images")
+  return test.images[inputs.test_index].astype(np.float32) / 255.0
 
 
-def inpaint_inputs(image_arg: str, mask_arg: str, dataset: str | None, data_dir: str | None):
-  """(image [28, 28, 1] in [0, 1], mask [28, 28, 1] of 0/1) from the flags' values; raises ValueError."""
-  if image_arg.startswith("test:"):
-    if not dataset:
-      raise ValueError(f"--inpaint_image={image_arg}: the data set is unknown here; give a file")
-    try:
-      index = int(image_arg[5:])
-    except ValueError:
-      raise ValueError(f"--inpaint_image={image_arg}: expected test:N with a whole number N") from None
-    _, test = data_lib.load_arrays(dataset, data_dir)
-    if not 0 <= index < len(test):
-      raise ValueError(f"--inpaint_image={image_arg}: the test set has {len(test)} images")
-    image = test.images[index].astype(np.float32) / 255.0
-  else:
-    image = _read_picture(image_arg, "--inpaint_image")
-  if not mask_arg.endswith((".png", ".npy")):
-    mask = sampler_config.named_mask(mask_arg)  # Raises for an unknown name.
-  else:
-    mask = _read_picture(mask_arg, "--inpaint_mask")
-  image, mask = mala_sampler.check_inpaint_inputs(image[None], mask, 1)
-  return image[0], mask[0]
+def inpaint_from_model(model, config, inputs: inpaint_inputs.InpaintInputs, per_class: int, seed: int = 0,
+                       prior=None, precision: str = precision_lib.FP32):
+  """In-painting with the library sampler of a trained PPGN (its averaged G when it keeps one), once per class
+  and chain: inpaint_grid's (grid, class probabilities). `prior` and `precision` as sample_grid_from_model."""
+  sampler = mala_sampler.MalaSampler(precision_lib.in_precision(model.sampling_generator, precision),
+                                     precision_lib.in_precision(model.encoder, precision), config,
+                                     code_layer=model.config.code_layer, prior=prior)
+  run = lambda x, m, c, s: {k: v.numpy() for k, v in sampler.inpaint(x, m, c, s).items()}
+  return inpaint_grid(run, inpaint_image(inputs), inputs.mask, per_class, seed)
+
+
+def inpaint_from_saved_model(path: str, inputs: inpaint_inputs.InpaintInputs, per_class: int, seed: int = 0):
+  """The same through an exported SavedModel's `inpaint` signature (the settings it was exported with)."""
+  signature = tf.saved_model.load(path).signatures["inpaint"]
+  run = lambda x, m, c, s: {k: v.numpy() for k, v in signature(
+      images=tf.constant(x, tf.float32), mask=tf.constant(m, tf.float32), class_id=tf.constant(c, tf.int32),
+      seed=tf.constant(s, tf.int64)).items()}
+  return inpaint_grid(run, inpaint_image(inputs), inputs.mask, per_class, seed)
 
 
 def inpaint_grid(run, image, mask, per_class: int, seed: int = 0):
@@ -172,14 +144,3 @@ def write_inpaint_outputs(grid, probs, output_dir: str, per_class: int, title: s
   plots.save_image_grid(grid, os.path.join(output_dir, "inpaint.png"), nrow=per_class + 1,
                         row_labels=[str(c) for c in range(NUM_CLASSES)], title=title)
   return _write_encoder_stats(probs, per_class, os.path.join(output_dir, "inpaint.json"))
-
-
-def find_workdir_options(saved_model: str) -> dict:
-  """options.json of the workdir an export lives in (WORKDIR/export/N), if there is one."""
-  path = os.path.abspath(saved_model)
-  for _ in range(3):
-    path = os.path.dirname(path)
-    if os.path.isfile(os.path.join(path, "options.json")):
-      with open(os.path.join(path, "options.json")) as f:
-        return json.load(f)
-  return {}

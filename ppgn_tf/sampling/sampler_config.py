@@ -36,7 +36,14 @@ class SamplerConfig:
   keep_every: int = 0  # Keep every N-th state of each chain (0: none).
 
   def validate(self) -> None:
-    """Raises ValueError, one line naming the flag."""
+    """Raises ValueError, one line naming the flag.
+
+    The checks run once per config: where it is made (the programs' flags, RunOptions) and, for a config a
+    library user built, at the library's entries (MalaSampler, serving.build_archive); a config already checked
+    passes those at no cost. A changed copy (dataclasses.replace) is a new config, checked anew.
+    """
+    if self.__dict__.get("_validated"):
+      return
     if self.steps < 0:
       raise ValueError(f"--steps must be >= 0, got {self.steps}")
     for name in ("epsilon1", "epsilon2", "epsilon3", "epsilon4", "step_size"):
@@ -56,6 +63,8 @@ class SamplerConfig:
       raise ValueError(f"--stop_probability must be in (0, 1], got {self.stop_probability}")
     if self.clip_percentile is not None and not 0 <= self.clip_percentile < 50:
       raise ValueError(f"--clip_percentile must be in [0, 50), got {self.clip_percentile}")
+    # Not a field (equality, replace and to_json ignore it); set past the frozen dataclass' guard.
+    object.__setattr__(self, "_validated", True)
 
   @property
   def needs_code_prior(self) -> bool:

@@ -12,15 +12,14 @@ serving_default, sample and inpaint run the sampler settings given at export
 (h_0 mode, clipping, step normalisation and schedule, restarts); `sample`
 overrides steps and epsilons. The real codes those settings read are constants
 of the graph. Images leave in pixel space, clipped to [0, 1]. Bad inputs fail
-with an InvalidArgument error naming the input.
+with an InvalidArgument error naming the input. The directory layout and the JSON files beside the graph:
+`export_layout`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import re
 import shutil
 
 import keras
@@ -30,16 +29,9 @@ from ppgn_tf import files
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling import sampler_config
-
-
-# The sampler settings the exported `sample` signature takes as inputs; the others are fixed at export.
-SIGNATURE_SETTINGS = ("steps", "epsilon1", "epsilon2", "epsilon3")
-
-
-class ExportError(ValueError):
-  """Bad export directory or version; one line."""
 
 
 def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
@@ -142,55 +134,12 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   return archive
 
 
-def existing_versions(export_dir: str) -> list[int]:
-  if not os.path.isdir(export_dir):
-    return []
-  return sorted(int(n) for n in os.listdir(export_dir) if re.fullmatch(r"\d+", n))
-
-
-def check_export_dir(export_dir: str, version: int | None) -> int:
-  """The version to write; raises ExportError before any work when it cannot be written."""
-  if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-    raise ExportError(f"--export_dir={export_dir}: exists and is not a directory")
-  versions = existing_versions(export_dir)
-  if version is None:
-    return (versions[-1] + 1) if versions else 1
-  if version < 1:
-    raise ExportError(f"--version must be >= 1, got {version}")
-  if version in versions:
-    raise ExportError(f"{os.path.join(export_dir, str(version))}: version {version} exists "
-                      "(versions are never overwritten; omit --version for the next one)")
-  return version
-
-
-SETTINGS_FILE = os.path.join("assets.extra", "sampler.json")  # TensorFlow Serving ignores assets.extra.
-EXPORT_INFO_FILE = os.path.join("assets.extra", "export.json")  # What the graph computes in.
-
-
-def read_export_precision(path: str) -> str:
-  """fp32 or bf16: what an export's G and E compute in (fp32 for exports older than the file)."""
-  info = os.path.join(path, EXPORT_INFO_FILE)
-  if not os.path.isfile(info):
-    return "fp32"
-  with open(info) as f:
-    return json.load(f)["precision"]
-
-
-def read_sampler_settings(path: str) -> mala_sampler.SamplerConfig | None:
-  """The sampler settings a SavedModel (version directory) was exported with; None for older exports."""
-  settings = os.path.join(path, SETTINGS_FILE)
-  if not os.path.isfile(settings):
-    return None
-  with open(settings) as f:
-    return sampler_config.from_json(json.load(f))
-
-
 def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None,
           settings: mala_sampler.SamplerConfig | None = None, precision: str = "fp32") -> str:
   """Writes D/N atomically: into a temporary directory, then renamed into place. `settings` (those of
   serving_default) go to D/N/assets.extra/sampler.json, for the programs that read an export; `precision`
   (the one `build_archive` was given) to D/N/assets.extra/export.json."""
-  version = check_export_dir(export_dir, version)
+  version = export_layout.check_export_dir(export_dir, version)
   files.make_directory(export_dir, export_dir)
   final = os.path.join(export_dir, str(version))
   tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
@@ -198,10 +147,11 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
   try:
     archive.write_out(tmp, verbose=False)
     if settings is not None:
-      files.write_json(os.path.join(tmp, SETTINGS_FILE), sampler_config.to_json(settings))
-    files.write_json(os.path.join(tmp, EXPORT_INFO_FILE), {"precision": precision})
+      files.write_json(os.path.join(tmp, export_layout.SETTINGS_FILE), sampler_config.to_json(settings))
+    files.write_json(os.path.join(tmp, export_layout.EXPORT_INFO_FILE), {"precision": precision})
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
-      raise ExportError(f"{final}: version {version} appeared during the export; nothing was replaced")
+      raise export_layout.ExportError(f"{final}: version {version} appeared during the export; nothing was "
+                                      "replaced")
     os.rename(tmp, final)  # Atomic on one file system.
   except (OSError, tf.errors.OpError) as e:  # A full disk: TensorFlow reports ENOSPC as ResourceExhaustedError.
     raise files.StorageError(f"{final}: export not written ({files.cause(e)}); its partial files are "

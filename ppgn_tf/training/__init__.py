@@ -1,1 +1,1 @@
-"""Training: the Keras model whose train_step is the algorithm, its critic schedule, one run, callbacks, strategies."""
+"""Training: the Keras model whose train_step is the algorithm, critic schedule, a run and its files, strategies."""

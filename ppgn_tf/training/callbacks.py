@@ -20,8 +20,7 @@ from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.files import StorageError, cause, write_json
 from ppgn_tf.sampling import mala_sampler
-
-HISTORY_FILE = "history.json"
+from ppgn_tf.training.run_files import HISTORY_FILE
 
 
 class DivergenceError(RuntimeError):

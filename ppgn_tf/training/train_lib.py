@@ -32,6 +32,7 @@ from ppgn_tf import plots
 from ppgn_tf import precision as precision_lib
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.data import sources
 from ppgn_tf.files import write_json
 from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.sampling import mala_sampler
@@ -41,12 +42,12 @@ from ppgn_tf.sampling import serving
 from ppgn_tf.training import callbacks as callbacks_lib
 from ppgn_tf.training import distribute
 from ppgn_tf.training import preemption
+from ppgn_tf.training import run_files
+from ppgn_tf.training.run_files import CONFIG_FILE, OPTIONS_FILE, SUMMARY_FILE
 from ppgn_tf.training.critic_schedule import CriticSchedule
 from ppgn_tf.training.ppgn import PPGN, PPGNConfig
 
 ENCODER_BATCH_SIZE = 64
-CONFIG_FILE = "config.json"
-OPTIONS_FILE = "options.json"  # The latest invocation's RunOptions (where its encoder lives).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +119,7 @@ class RunOptions:
     if self.precision not in precision_lib.CHOICES:
       raise ValueError(f"--precision={self.precision}: choose from {', '.join(precision_lib.CHOICES)}")
     distribute.check_strategy(self.strategy)
-    data_lib.check_source(self.dataset)
+    sources.check_source(self.dataset)
     if self.encoder_dir is not None:
       encoder_lib.check_encoder_dir(self.encoder_dir)
 
@@ -363,7 +364,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     tensorboard_images.write(model, end_samples)  # The end's grid: those samples (no grid without them).
     if options.export:
       summary["export"] = export_sampler(model, options, prior)
-    write_json(os.path.join(options.workdir, "summary.json"), summary)
+    write_json(os.path.join(options.workdir, SUMMARY_FILE), summary)
     logging.info("Summary: %s", json.dumps({k: summary[k] for k in ("generator_steps", "critic_steps", "wall_seconds")}))
   return summary
 
@@ -392,18 +393,11 @@ def load_trained(workdir: str) -> PPGN:
 
   Raises ValueError (one line) when the workdir holds no finished checkpoint.
   """
-  config_path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.isdir(workdir):
-    raise ValueError(f"{workdir}: no such workdir")
-  if not os.path.isfile(config_path):
-    raise ValueError(f"{config_path}: missing (not a workdir written by train.py)")
-  with open(config_path) as f:
-    config = config_from_json(json.load(f))
+  run_files.check_workdir(workdir)
+  config = config_from_json(run_files.read_json(os.path.join(workdir, CONFIG_FILE)))
   encoder_path = os.path.join(workdir, "encoder")
-  options_path = os.path.join(workdir, OPTIONS_FILE)
-  if os.path.isfile(options_path):
-    with open(options_path) as f:
-      encoder_path = json.load(f).get("encoder_dir") or encoder_path
+  options = run_files.read_json(os.path.join(workdir, OPTIONS_FILE)) or {}
+  encoder_path = options.get("encoder_dir") or encoder_path
   latest = check_checkpoints(os.path.join(workdir, "checkpoints"))
   if not latest:
     raise ValueError(f"{workdir}/checkpoints: no checkpoint (train first)")
@@ -438,8 +432,7 @@ def load_code_prior(workdir: str, model: PPGN):
     prior = mala_sampler.CodePrior.load(path)
     if prior.labels is not None:
       return prior
-  with open(os.path.join(workdir, OPTIONS_FILE)) as f:
-    options = json.load(f)
+  options = run_files.read_options(workdir)
   logging.info("%s: absent or without classes; encoding the training images of %s once", path,
                options["dataset"])
   train_split, _ = data_lib.load_arrays(options["dataset"], options.get("data_dir"))

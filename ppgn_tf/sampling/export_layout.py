@@ -1,0 +1,82 @@
+"""An exported sampler SavedModel on disk: TensorFlow Serving's directory layout (BASE/VERSION/), the JSON files
+the export leaves beside the graph, and the checks of both. No TensorFlow here, so the programs check an export
+directory before TensorFlow starts; the graph itself is written by `serving`."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ppgn_tf.sampling import sampler_config
+from ppgn_tf.training import run_files
+
+# The sampler settings the exported `sample` signature takes as inputs; the others are fixed at export.
+SIGNATURE_SETTINGS = ("steps", "epsilon1", "epsilon2", "epsilon3")
+SETTINGS_FILE = os.path.join("assets.extra", "sampler.json")  # TensorFlow Serving ignores assets.extra.
+EXPORT_INFO_FILE = os.path.join("assets.extra", "export.json")  # What the graph computes in.
+GRAPH_FILE = "saved_model.pb"
+
+
+class ExportError(ValueError):
+  """Bad export directory or version; one line."""
+
+
+def existing_versions(export_dir: str) -> list[int]:
+  if not os.path.isdir(export_dir):
+    return []
+  return sorted(int(n) for n in os.listdir(export_dir) if re.fullmatch(r"\d+", n))
+
+
+def check_export_dir(export_dir: str, version: int | None) -> int:
+  """The version to write; raises ExportError before any work when it cannot be written."""
+  if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+    raise ExportError(f"--export_dir={export_dir}: exists and is not a directory")
+  versions = existing_versions(export_dir)
+  if version is None:
+    return (versions[-1] + 1) if versions else 1
+  if version < 1:
+    raise ExportError(f"--version must be >= 1, got {version}")
+  if version in versions:
+    raise ExportError(f"{os.path.join(export_dir, str(version))}: version {version} exists "
+                      "(versions are never overwritten; omit --version for the next one)")
+  return version
+
+
+def newest_version(path: str) -> str:
+  """A SavedModel directory, or the highest numbered version inside a base path."""
+  if os.path.isfile(os.path.join(path, GRAPH_FILE)):
+    return path
+  versions = sorted(int(n) for n in os.listdir(path) if n.isdigit()) if os.path.isdir(path) else []
+  for v in reversed(versions):
+    candidate = os.path.join(path, str(v))
+    if os.path.isfile(os.path.join(candidate, GRAPH_FILE)):
+      return candidate
+  raise ValueError(f"{path}: no SavedModel here (no saved_model.pb, no numbered version holding one)")
+
+
+def read_export_precision(path: str) -> str:
+  """fp32 or bf16: what an export's G and E compute in (fp32 for exports older than the file)."""
+  info = run_files.read_json(os.path.join(path, EXPORT_INFO_FILE))
+  return "fp32" if info is None else info["precision"]
+
+
+def read_sampler_settings(path: str) -> sampler_config.SamplerConfig | None:
+  """The sampler settings a SavedModel (version directory) was exported with; None for older exports."""
+  settings = run_files.read_json(os.path.join(path, SETTINGS_FILE))
+  return None if settings is None else sampler_config.from_json(settings)
+
+
+def read_export_settings(path: str) -> sampler_config.SamplerConfig:
+  """The sampler settings an export was written with (its assets.extra), or the thesis' for older exports."""
+  return read_sampler_settings(path) or sampler_config.preset("thesis")
+
+
+def find_workdir_options(saved_model: str) -> dict:
+  """options.json of the workdir an export lives in (WORKDIR/export/N), if there is one."""
+  path = os.path.abspath(saved_model)
+  for _ in range(3):
+    path = os.path.dirname(path)
+    options = run_files.read_json(os.path.join(path, run_files.OPTIONS_FILE))
+    if options is not None:
+      return options
+  return {}

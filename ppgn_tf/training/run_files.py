@@ -1,0 +1,39 @@
+"""The files of a training run's workdir by name, and the cheap checks and reads of them. No TensorFlow here, so
+the programs check a workdir before TensorFlow starts."""
+
+from __future__ import annotations
+
+import json
+import os
+
+CONFIG_FILE = "config.json"  # The PPGNConfig.
+OPTIONS_FILE = "options.json"  # The latest invocation's RunOptions (where its encoder lives, its data set).
+HISTORY_FILE = "history.json"  # Every logged value, by generator step.
+SUMMARY_FILE = "summary.json"  # Written when a run finishes.
+
+
+def read_json(path: str) -> dict | None:
+  """The JSON object in `path`, or None when there is no such file."""
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_workdir(workdir: str) -> None:
+  """A workdir train.py wrote (it holds config.json); raises ValueError with one line."""
+  if not os.path.isdir(workdir):
+    raise ValueError(f"{workdir}: no such workdir")
+  config_path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(config_path):
+    raise ValueError(f"{config_path}: missing (not a workdir written by train.py)")
+
+
+def read_options(workdir: str) -> dict:
+  """options.json of a workdir (its data set and data directory); raises ValueError with one line."""
+  if not os.path.isdir(workdir):
+    raise ValueError(f"{workdir}: no such workdir")
+  options_path = os.path.join(workdir, OPTIONS_FILE)
+  if not os.path.isfile(options_path):
+    raise ValueError(f"{options_path}: missing (not a workdir written by train.py)")
+  return read_json(options_path)
