@@ -1,4 +1,4 @@
-"""Writing files so that readers never see a half-written one."""
+"""Writing files so that readers never see a half-written one, and the check that a directory holds one."""
 
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ def cause(error: BaseException) -> str:
   # TensorFlow wraps the OS message in the failing op's names: "{{function_node ...}} PATH; CAUSE [Op:SaveV2]".
   text = re.sub(r"\s*\[Op:\w+\]$", "", re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text))
   return f"{type(error).__name__}: {text}"
+
+
+def required_file(directory: str, name: str, kind: str, error=ValueError) -> str:
+  """directory/name, which train.py writes into every `kind` of directory (a workdir, an encoder directory);
+  raises `error` with one line when the directory or the file is missing."""
+  if not os.path.isdir(directory):
+    raise error(f"{directory}: no such {kind}")
+  path = os.path.join(directory, name)
+  if not os.path.isfile(path):
+    article = "an" if kind[0] in "aeiou" else "a"
+    raise error(f"{path}: missing (not {article} {kind} written by train.py)")
+  return path
 
 
 def make_directory(path, what: str = "directory") -> None:

@@ -8,6 +8,7 @@ replaces it, so a viewer never sees a half-written picture.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -81,9 +82,12 @@ def image_grid(images, nrow: int | None = None) -> np.ndarray:
   return grid
 
 
-def _save_figure(fig, path: str) -> None:
-  """Writes `fig` as PNG to `path` atomically and always closes it."""
+@contextlib.contextmanager
+def _saved_figure(fig, path: str):
+  """Draw on `fig` inside the block; at its end `fig` is written as PNG to `path` atomically. The figure is
+  closed either way, so a failed drawing leaks no figure."""
   try:
+    yield fig
     # format is explicit: the temp file's name does not end in ".png".
     files.atomic_write(path, lambda out: fig.savefig(
         out, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.1))
@@ -119,16 +123,12 @@ def save_image_grid(images, path: str, nrow: int | None = None,
       raise ValueError(
           f"row_labels: got {len(row_labels)} labels for a grid of {rows} rows")
   fig, ax = _grid_figure(grid)
-  try:
+  with _saved_figure(fig, path):
     for r, label in enumerate(row_labels or ()):
       ax.text(-2, r * (height + 1) + (height - 1) / 2, label,
               ha="right", va="center", fontsize=9)
     if title:
       ax.set_title(title)
-  except BaseException:
-    plt.close(fig)
-    raise
-  _save_figure(fig, path)
 
 
 def save_reconstruction_grid(inputs, reconstructions, path: str,
@@ -143,14 +143,10 @@ def save_reconstruction_grid(inputs, reconstructions, path: str,
   pairs = np.stack([x, y], axis=1).reshape((-1,) + x.shape[1:])
   grid = image_grid(pairs, nrow=2 * PAIRS_PER_ROW)
   fig, ax = _grid_figure(grid)
-  try:
+  with _saved_figure(fig, path):
     ax.set_xlabel(RECONSTRUCTION_CAPTION)
     if title:
       ax.set_title(title)
-  except BaseException:
-    plt.close(fig)
-    raise
-  _save_figure(fig, path)
 
 
 def save_curves(curves, path: str, title: str | None = None,
@@ -173,15 +169,11 @@ def save_curves(curves, path: str, title: str | None = None,
   if not lines:
     raise ValueError("save_curves: nothing to plot (no curve has a finite point)")
   fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=_DPI)
-  try:
+  with _saved_figure(fig, path):
     for name, steps, values in lines:
       # Markers keep single-point curves (e.g. after one eval) visible.
       ax.plot(steps, values, label=name, marker="." if steps.size < 50 else None)
     _label_axes(ax, xlabel, ylabel, title)
-  except BaseException:
-    plt.close(fig)
-    raise
-  _save_figure(fig, path)
 
 
 def _label_axes(ax, xlabel: str, ylabel: str | None, title: str | None) -> None:
@@ -203,16 +195,12 @@ def save_band_curves(curves, path: str, title: str | None = None, xlabel: str = 
   if not curves:
     raise ValueError("save_band_curves: nothing to plot (no curve has a point)")
   fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=_DPI)
-  try:
+  with _saved_figure(fig, path):
     for name, (steps, mean, low, high) in curves.items():
       line, = ax.plot(steps, mean, label=name, marker="." if len(steps) < 50 else None)
       if low is not None and high is not None:
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
     _label_axes(ax, xlabel, ylabel, title)
-  except BaseException:
-    plt.close(fig)
-    raise
-  _save_figure(fig, path)
 
 
 def save_setting_bars(names, series, path: str, title: str | None = None) -> None:
@@ -227,7 +215,7 @@ def save_setting_bars(names, series, path: str, title: str | None = None) -> Non
     raise ValueError("save_setting_bars: nothing to plot")
   height = 0.8 / len(series)
   fig, ax = plt.subplots(figsize=(7.0, 1.0 + 0.45 * len(names) * max(1, len(series) / 2)), dpi=_DPI)
-  try:
+  with _saved_figure(fig, path):
     y = np.arange(len(names))
     for i, (label, values) in enumerate(series.items()):
       ax.barh(y + (i - (len(series) - 1) / 2) * height, values, height, label=label)
@@ -238,10 +226,6 @@ def save_setting_bars(names, series, path: str, title: str | None = None) -> Non
       ax.set_title(title)
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
-  except BaseException:
-    plt.close(fig)
-    raise
-  _save_figure(fig, path)
 
 
 def save_animation(frames, path: str, nrow: int | None = None,

@@ -164,11 +164,7 @@ def save_encoder(encoder: keras.Model, metrics: dict, directory: str) -> None:
 
 def check_encoder_dir(directory: str) -> None:
   """Cheap check that `directory` holds a saved encoder; raises EncoderError."""
-  if not os.path.isdir(directory):
-    raise EncoderError(f"{directory}: no such encoder directory")
-  path = os.path.join(directory, ENCODER_FILE)
-  if not os.path.isfile(path):
-    raise EncoderError(f"{path}: missing (not an encoder directory written by train.py)")
+  files.required_file(directory, ENCODER_FILE, "encoder directory", EncoderError)
 
 
 def load_encoder(directory: str) -> keras.Model:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+from ppgn_tf import files
+
 CONFIG_FILE = "config.json"  # The PPGNConfig.
 OPTIONS_FILE = "options.json"  # The latest invocation's RunOptions (where its encoder lives, its data set).
 HISTORY_FILE = "history.json"  # Every logged value, by generator step.
@@ -22,18 +24,9 @@ def read_json(path: str) -> dict | None:
 
 def check_workdir(workdir: str) -> None:
   """A workdir train.py wrote (it holds config.json); raises ValueError with one line."""
-  if not os.path.isdir(workdir):
-    raise ValueError(f"{workdir}: no such workdir")
-  config_path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.isfile(config_path):
-    raise ValueError(f"{config_path}: missing (not a workdir written by train.py)")
+  files.required_file(workdir, CONFIG_FILE, "workdir")
 
 
 def read_options(workdir: str) -> dict:
   """options.json of a workdir (its data set and data directory); raises ValueError with one line."""
-  if not os.path.isdir(workdir):
-    raise ValueError(f"{workdir}: no such workdir")
-  options_path = os.path.join(workdir, OPTIONS_FILE)
-  if not os.path.isfile(options_path):
-    raise ValueError(f"{options_path}: missing (not a workdir written by train.py)")
-  return read_json(options_path)
+  return read_json(files.required_file(workdir, OPTIONS_FILE, "workdir"))
