@@ -190,6 +190,40 @@ def test_build_critics_in_given_order(enc):
       sum(len(c.trainable_variables) for c in built.values())
 
 
+def test_critic_relu_has_relu_values_and_derivatives_up_to_the_penalty():
+  """critics.relu prunes only the all-zero second-derivative path: its values, the critic's weight gradients and
+  the penalty's are TensorFlow's ReLU's, up to float summation order."""
+  import tensorflow as tf
+  from ppgn_tf.model import losses
+  x = tf.constant(np.random.default_rng(4).normal(size=(3, 5, 5, 2)).astype(np.float32))
+  np.testing.assert_array_equal(critics.relu(x).numpy(), tf.nn.relu(x).numpy())
+
+  keras.utils.set_random_seed(6)
+  critic = critics.build_image_critic(dim=DIM)
+  with_relu = [l for l in critic.layers if getattr(l, "activation", None) is critics.relu]
+  assert [l.name for l in with_relu] == ["conv1", "conv2", "conv3", "conv4"]
+  real, fake = tf.constant(_images(3, seed=7)), tf.constant(_images(3, seed=8))
+  epsilon = tf.constant([0.2, 0.5, 0.9])
+  grads = {}
+  for name, activation in (("pruned", critics.relu), ("plain", keras.activations.relu)):
+    for layer in with_relu:
+      layer.activation = activation
+    with tf.GradientTape(persistent=True) as tape:
+      loss = tf.reduce_mean(critic(fake)) - tf.reduce_mean(critic(real))
+      penalty = losses.gradient_penalty(critic, real, fake, epsilon)
+    grads[name] = tape.gradient(loss, critic.trainable_variables), tape.gradient(penalty, critic.trainable_variables)
+  for layer in with_relu:
+    layer.activation = critics.relu
+  for a, b in zip(grads["pruned"][0], grads["plain"][0]):  # First order: the same.
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+  for a, b in zip(grads["pruned"][1], grads["plain"][1]):  # The penalty: biases reach it through masks only.
+    if a is None:
+      assert b is None or not np.any(b.numpy())
+    else:
+      assert float(tf.reduce_max(tf.abs(a))) > 0 or not np.any(b.numpy())
+      np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_critic_pooling_has_max_pooling_values_and_derivatives_up_to_the_penalty():
   """MaxPool2x2 prunes only the all-zero second-derivative path: the penalty's weight gradients are
   TensorFlow's max pooling's, up to float summation order."""

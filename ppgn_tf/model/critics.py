@@ -17,17 +17,21 @@ IMAGE = "image"  # The name under which the image critic D is listed.
 
 @tf.custom_gradient
 def relu(x):
-  """ReLU whose derivative treats the mask x > 0 as a constant (it is, almost everywhere).
+  """ReLU whose derivative treats the mask y > 0 as a constant (it is, almost everywhere).
 
   The same values and gradients as ReLU. Why: the gradient penalty differentiates
   the critic's input gradient, and TensorFlow's second derivative of ReLU is a
   tensor of zeros that it then back-propagates through the whole forward pass
   (one weight and one input gradient of zeros per layer). Here that path has no
-  gradient at all, so it is pruned: about a fifth of a critic update.
+  gradient at all, so it is pruned: about a fifth of a critic update. The mask is
+  read from the output y, not x, so that x (the BiasAdd) feeds the ReLU alone and
+  oneDNN fuses convolution, bias and ReLU into one op; ReluGrad applies it in one pass.
   """
+  y = tf.nn.relu(x)
+
   def grad(dy):
-    return dy * tf.cast(tf.stop_gradient(x) > 0, dy.dtype)
-  return tf.nn.relu(x), grad
+    return tf.raw_ops.ReluGrad(gradients=dy, features=tf.stop_gradient(y))
+  return y, grad
 
 
 def _max_pool_backward(x, y, dy):
