@@ -8,7 +8,6 @@ normalised images, so every source behaves the same downstream.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import tensorflow as tf

@@ -5,7 +5,6 @@ sweep)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -22,6 +21,7 @@ from ppgn_tf.evaluation import eval_classifier
 from ppgn_tf.evaluation.evaluation_plan import Plan  # Made and checked there, with no TensorFlow.
 from ppgn_tf.evaluation import metrics
 from ppgn_tf.sampling import export_layout
+from ppgn_tf.training import run_files
 from ppgn_tf.training import train_lib
 
 REAL_DIVERSITY_PER_CLASS = 500  # Mean pairwise distance does not depend on the count; this bounds the cost.
@@ -36,10 +36,9 @@ def _same_dataset(a: str, b: str) -> bool:
 
 def load_eval_classifier(directory: str, dataset: str, data_dir: str | None):
   """The cached classifier (trained now if absent); refuses one trained on another data set."""
-  metrics_path = os.path.join(directory, eval_classifier.METRICS_FILE)
-  if os.path.isfile(metrics_path):
-    with open(metrics_path) as f:
-      cached = json.load(f).get("dataset")
+  cached_metrics = run_files.read_json(os.path.join(directory, eval_classifier.METRICS_FILE))
+  if cached_metrics is not None:
+    cached = cached_metrics.get("dataset")
     if cached and not _same_dataset(cached, dataset):
       raise ValueError(f"{directory}: holds an evaluation classifier trained on {cached}, not {dataset}")
   else:

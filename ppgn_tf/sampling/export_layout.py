@@ -46,8 +46,7 @@ def newest_version(path: str) -> str:
   """A SavedModel directory, or the highest numbered version inside a base path."""
   if os.path.isfile(os.path.join(path, GRAPH_FILE)):
     return path
-  versions = sorted(int(n) for n in os.listdir(path) if n.isdigit()) if os.path.isdir(path) else []
-  for v in reversed(versions):
+  for v in reversed(existing_versions(path)):
     candidate = os.path.join(path, str(v))
     if os.path.isfile(os.path.join(candidate, GRAPH_FILE)):
       return candidate

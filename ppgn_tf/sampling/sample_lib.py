@@ -20,18 +20,20 @@ from ppgn_tf.sampling import inpaint_inputs
 from ppgn_tf.sampling import mala_sampler
 
 
-def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = 10, prior=None,
-                           precision: str = "fp32"):
-  """Runs the library sampler for every class; returns (images [10*k,28,28,1] in [0,1], frames, probs).
+def model_sampler(model, config, prior=None, precision: str = precision_lib.FP32) -> mala_sampler.MalaSampler:
+  """The library sampler of a trained PPGN: its averaged G when it keeps one, `prior` (the real codes) when the
+  settings read them; G and E compute in `precision` (fp32 or bf16), the chain state h stays float32."""
+  return mala_sampler.MalaSampler(precision_lib.in_precision(model.sampling_generator, precision),
+                                  precision_lib.in_precision(model.encoder, precision), config,
+                                  code_layer=model.config.code_layer, prior=prior)
 
-  Uses the averaged G when the run keeps one; `prior` (the real codes) when the settings read them.
-  `precision` (fp32 or bf16) is what G and E compute in; the chain state h stays float32.
-  """
+
+def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = 10, prior=None,
+                           precision: str = precision_lib.FP32):
+  """Runs the library sampler (`model_sampler`) for every class; returns (images [10*k,28,28,1] in [0,1],
+  frames, probs)."""
   keep_every = max(config.steps // gif_frames, 1) if gif_frames and config.steps else 0
-  generator = precision_lib.in_precision(model.sampling_generator, precision)
-  encoder = precision_lib.in_precision(model.encoder, precision)
-  sampler = mala_sampler.MalaSampler(generator, encoder, dataclasses.replace(config, keep_every=keep_every),
-                                     code_layer=model.config.code_layer, prior=prior)
+  sampler = model_sampler(model, dataclasses.replace(config, keep_every=keep_every), prior, precision)
   classes = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
   seeds = random_streams.chain_seeds(seed, len(classes))
   out = sampler.sample(classes, seeds)
@@ -39,7 +41,7 @@ def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_fra
   frames = []
   if keep_every:
     for codes in out["trajectory_codes"].numpy():
-      frames.append(data_lib.denormalize(generator(tf.constant(codes), training=False)).numpy())
+      frames.append(data_lib.denormalize(sampler.generator(tf.constant(codes), training=False)).numpy())
   probs = out["class_probs"].numpy()
   return images, frames, probs
 
@@ -108,10 +110,8 @@ def inpaint_image(inputs: inpaint_inputs.InpaintInputs) -> np.ndarray:
 def inpaint_from_model(model, config, inputs: inpaint_inputs.InpaintInputs, per_class: int, seed: int = 0,
                        prior=None, precision: str = precision_lib.FP32):
   """In-painting with the library sampler of a trained PPGN (its averaged G when it keeps one), once per class
-  and chain: inpaint_grid's (grid, class probabilities). `prior` and `precision` as sample_grid_from_model."""
-  sampler = mala_sampler.MalaSampler(precision_lib.in_precision(model.sampling_generator, precision),
-                                     precision_lib.in_precision(model.encoder, precision), config,
-                                     code_layer=model.config.code_layer, prior=prior)
+  and chain: inpaint_grid's (grid, class probabilities). `prior` and `precision` as `model_sampler`."""
+  sampler = model_sampler(model, config, prior, precision)
   run = lambda x, m, c, s: {k: v.numpy() for k, v in sampler.inpaint(x, m, c, s).items()}
   return inpaint_grid(run, inpaint_image(inputs), inputs.mask, per_class, seed)
 

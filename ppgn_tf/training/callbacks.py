@@ -6,7 +6,6 @@ against generator steps, so these callbacks log whenever the G step count moves.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -20,7 +19,7 @@ from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.files import StorageError, cause, write_json
 from ppgn_tf.sampling import mala_sampler
-from ppgn_tf.training.run_files import HISTORY_FILE
+from ppgn_tf.training.run_files import HISTORY_FILE, read_json
 
 
 class DivergenceError(RuntimeError):
@@ -46,11 +45,7 @@ class GeneratorStepLog(keras.callbacks.Callback):
 
   @staticmethod
   def load_history(workdir: str) -> dict:
-    path = os.path.join(workdir, HISTORY_FILE)
-    if os.path.isfile(path):
-      with open(path) as f:
-        return json.load(f)
-    return {}
+    return read_json(os.path.join(workdir, HISTORY_FILE)) or {}
 
   def on_train_begin(self, logs=None):
     self._last_g = int(self.model.generator_steps.numpy())

@@ -139,11 +139,10 @@ def with_config_defaults(saved: dict) -> dict:
 
 def check_config_matches(workdir: str, config: PPGNConfig) -> None:
   """A workdir holds one experiment: refuse to resume it with another configuration."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.isfile(path):
+  saved = run_files.read_json(os.path.join(workdir, CONFIG_FILE))
+  if saved is None:
     return
-  with open(path) as f:
-    saved = with_config_defaults(json.load(f))
+  saved = with_config_defaults(saved)
   current = config_to_json(config)
   for key in sorted(set(saved) | set(current)):
     if saved.get(key) != current.get(key):
@@ -443,9 +442,7 @@ def make_sampler(workdir: str, model: PPGN, config, precision: str = precision_l
   """The library sampler of a trained run: its averaged G when it keeps one, and its real codes when
   `config` reads them; G and E compute in `precision` (fp32 or bf16)."""
   prior = load_code_prior(workdir, model) if config.needs_code_prior else None
-  return mala_sampler.MalaSampler(precision_lib.in_precision(model.sampling_generator, precision),
-                                  precision_lib.in_precision(model.encoder, precision), config,
-                                  code_layer=model.config.code_layer, prior=prior)
+  return sample_lib.model_sampler(model, config, prior, precision)
 
 
 def write_samples(model: PPGN, options: RunOptions, prior=None) -> tuple[dict, np.ndarray]:
