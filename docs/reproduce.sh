@@ -36,14 +36,16 @@ run() {  # name, seed, flagfile, extra flags...  ->  $RUNS/name/seedN
   python train.py --flagfile="$flagfile" --flagfile=flags/cpu_scale.cfg --encoder_dir="$ENCODER" \
     --seed="$seed" --workdir="$workdir" --verbose=2 $PRECISION "$@"
 }
+# The runs whose seconds per G step the claims compare (3a, 3e, 3f, 3g) go back to back within a seed: the
+# seed-paired differences then compare runs made one after another, on one CPU (each summary names its CPU).
 for seed in $SEEDS; do
   run 3a_vanilla       "$seed" flags/vanilla.cfg      $GAN
-  run 3b_fc1_gan_only  "$seed" flags/fc1_gan_only.cfg $GAN
-  run 3c_fc1_full      "$seed" flags/fc1_full.cfg     $GAN
-  run 3d_fc1_no_gan    "$seed" flags/fc1_no_gan.cfg
   run 3e_combined      "$seed" flags/combined.cfg     $GAN
   run 3f_randomized    "$seed" flags/randomized.cfg   $GAN
   run 3g_three_critics "$seed" flags/combined.cfg     $GAN --latent_critics=fc1,conv3
+  run 3b_fc1_gan_only  "$seed" flags/fc1_gan_only.cfg $GAN
+  run 3c_fc1_full      "$seed" flags/fc1_full.cfg     $GAN
+  run 3d_fc1_no_gan    "$seed" flags/fc1_no_gan.cfg
 done
 
 # Evaluation with the thesis sampler (the claims are about training; one evaluation classifier for all runs). A

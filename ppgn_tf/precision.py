@@ -44,6 +44,28 @@ def cpu_flags(cpuinfo_text: str | None = None) -> set[str]:
   return set()
 
 
+def cpu_model(cpuinfo_text: str | None = None) -> str | None:
+  """'<model name> (family F, model M)' of the first processor: the model name alone can be generic.
+
+  Timings compare only on one CPU model; a run's summary records it so that comparisons across runs can check.
+  """
+  if cpuinfo_text is None:
+    try:
+      with open("/proc/cpuinfo") as f:
+        cpuinfo_text = f.read()
+    except OSError:
+      return None
+  fields = {}
+  for line in cpuinfo_text.split("\n\n")[0].splitlines():
+    if ":" in line:
+      key, value = line.split(":", 1)
+      fields.setdefault(key.strip(), value.strip())
+  name = fields.get("model name")
+  if not name:
+    return None
+  return f"{name} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+
+
 def gpus_with_bf16() -> list[str]:
   """Names of the visible GPUs that compute bfloat16 natively (compute capability >= 8.0)."""
   import tensorflow as tf

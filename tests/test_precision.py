@@ -65,6 +65,15 @@ def test_cpu_flags_read_this_machine():
     assert "fpu" in flags or "fp" in flags or "neon" in flags or "sse2" in flags  # x86 or arm.
 
 
+def test_cpu_model_names_family_and_model():
+  text = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu family\t: 6\nmodel\t\t: 207\n\n" \
+         "processor\t: 1\nmodel name\t: Other\n"
+  assert precision.cpu_model(text) == "Intel(R) Xeon(R) Processor (family 6, model 207)"
+  assert precision.cpu_model("flags\t: sse2\n") is None
+  if os.path.isfile("/proc/cpuinfo") and "model name" in open("/proc/cpuinfo").read():
+    assert precision.cpu_model().startswith(open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip())
+
+
 def _tiny_model(encoder, precision_name):
   config = ppgn.PPGNConfig(dim=2, batch_size=8, latent_critics=("fc1",),
                            schedule=critic_schedule.CriticSchedule(2, 2, 1, 1000))

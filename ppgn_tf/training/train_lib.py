@@ -351,6 +351,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       "critics": list(model.critic_names),
       "replicas": strategy.num_replicas_in_sync,
       "precision": options.precision,
+      "cpu": precision_lib.cpu_model(),  # Seconds per step compare only between runs on one CPU model.
       "final": {k: float(v.numpy()) for k, v in model.latest.items()},
       "encoder_test_accuracy": encoder_lib.read_metrics(options.encoder_path).get("test_accuracy"),
   }
