@@ -312,6 +312,10 @@ def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed
   assert "| 3e comparable to 3a | FD 3e_combined − 3a_vanilla: " in section and "2 seeds" in section
   assert "| 3c below 3a (not as sharp) | no runs of 3c | **not run** |" in section
   assert "### Claims that need paper scale" in section and "--seed=$seed" in section  # "3e slower" always is.
+  from ppgn_tf import precision
+  slower = claims["3e slower than 3a"]["parts"][0]  # Every run here trained on this machine's CPU: all pairs.
+  assert set(slower["differences"]) == {"0", "1"} and slower["other_cpu_seeds"] == {}
+  assert f"Trained on {precision.cpu_model()}: 4 runs." in markdown
   # Fig. 4: one band picture per configuration.
   figure = markdown.split("## Wasserstein estimates (Fig. 4)")[1].split("## Commands")[0]
   for name in ("3a_vanilla", "3e_combined"):

@@ -159,3 +159,23 @@ def test_one_seed_leaves_every_claim_undecided():
                                    "3c": {"frechet_distance": [500.0]}})
   claim = next(c for c in st.thesis_claims() if c.name.startswith("3c"))
   assert st.decide_claim(claim, groups, metric_values)["verdict"] == st.UNDECIDED
+
+
+def test_timings_pair_only_runs_on_one_cpu():
+  # Seed 2's 3e ran on a slower CPU: with it, 3e looks slower than 3a; paired on one CPU, it is not.
+  groups, metric_values = _groups({"3a": {"seconds_per_generator_step": [1.0, 1.0, 1.0]},
+                                   "3e": {"seconds_per_generator_step": [1.0, 1.01, 3.0]}})
+  cpus = {("3a", 2): "Fast CPU", ("3e", 2): "Slow CPU"}
+  run_cpu = lambda group, seed: cpus.get((group["name"][:2], seed), "Fast CPU" if seed == 1 else None)
+  claim = next(c for c in st.thesis_claims() if c.name == "3e slower than 3a")
+  unchecked = st.decide_claim(claim, groups, metric_values)["parts"][0]
+  assert set(unchecked["differences"]) == {0, 1, 2} and unchecked["other_cpu_seeds"] == {}
+  part = st.decide_claim(claim, groups, metric_values, run_cpu)["parts"][0]
+  assert part["differences"] == pytest.approx({0: 0.0, 1: 0.01})  # Seed 0: no CPU recorded by either, kept.
+  assert part["other_cpu_seeds"] == {2: "Fast CPU vs Slow CPU"}
+  assert part["interval"]["n"] == 2
+  # Quality metrics are paired whatever the CPU.
+  groups, metric_values = _groups({"3a": {"frechet_distance": [300.0, 310.0, 305.0], "accuracy": [0.9] * 3},
+                                   "3e": {"frechet_distance": [301.0, 309.0, 306.0], "accuracy": [0.9] * 3}})
+  comparable = next(c for c in st.thesis_claims() if c.name == "3e comparable to 3a")
+  assert st.decide_claim(comparable, groups, metric_values, run_cpu)["parts"][0]["interval"]["n"] == 3

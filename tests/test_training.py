@@ -232,11 +232,11 @@ def test_divergence_stops_with_the_term_and_keeps_a_good_checkpoint(tmp_path, en
 def test_bf16_losses_follow_fp32(tmp_path, encoder_dir, small_idx_dir):
   """--precision=bf16 (mixed bfloat16 G and critics) takes the fp32 run's path, to bfloat16's precision."""
   runs = {}
-  for precision in ("fp32", "bf16"):
+  for name in ("fp32", "bf16"):
     _, summary = _parse_and_train([
-        f"--flagfile={REPO}/flags/combined.cfg", f"--workdir={tmp_path / precision}", f"--precision={precision}",
+        f"--flagfile={REPO}/flags/combined.cfg", f"--workdir={tmp_path / name}", f"--precision={name}",
         f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}", "--max_generator_steps=4", *TINY])
-    runs[precision] = json.loads((tmp_path / precision / "history.json").read_text())
+    runs[name] = json.loads((tmp_path / name / "history.json").read_text())
     assert summary["generator_steps"] == 4
   for key in ("l_x", "l_h", "w_image", "w_fc1"):
     fp32 = np.array([v for _, v in runs["fp32"][key]])

@@ -5,6 +5,7 @@ program, and what a WORKDIR must hold: ppgn_tf/cli/report.py.
 
 from __future__ import annotations
 
+import collections
 import os
 
 import numpy as np
@@ -163,6 +164,8 @@ def _comparison_text(part: dict) -> str:
     text += f" (comparable: within ±{part['margin']:.{digits}f})"
   if part["test"] == "mixed":
     text += f": {part['verdict']}"
+  for seed, cpus in (part.get("other_cpu_seeds") or {}).items():
+    text += f" (seed {seed} left out: trained on different CPUs, {cpus})"
   return text
 
 
@@ -240,7 +243,10 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   groups = stats.group_runs(runs)
   for group in groups:
     group["metrics"] = group_metrics(group)
-  claims = [stats.decide_claim(c, groups, lambda g, m: (g["metrics"][m] or {}).get("values", {}))
+  def run_cpu(group, seed):
+    return next(r["summary"].get("cpu") for r in group["runs"] if r["seed"] == seed)
+
+  claims = [stats.decide_claim(c, groups, lambda g, m: (g["metrics"][m] or {}).get("values", {}), run_cpu)
             for c in stats.thesis_claims()]
   if all(c["verdict"] == stats.MISSING for c in claims):
     claims = []  # Not the thesis' experiments.
@@ -297,6 +303,9 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
                  f"classifier's held-out accuracy {clf_accuracy:.4f}.")
   if len(settings) > 1:
     lines.append("**The runs were evaluated with different settings: compare with care.**")
+  cpus = collections.Counter(r["summary"].get("cpu") or "CPU not recorded" for r in runs)
+  lines.append("Trained on " + "; ".join(f"{cpu}: {n} run{'s' if n != 1 else ''}" for cpu, n in cpus.items())
+               + ". Wall times compare only between runs on one CPU.")
 
   lines += ["", "### Accuracy per class", "",
             "Samples by requested class; below each run, where measured, G(E(x)) of the test images by true class.",

@@ -174,6 +174,8 @@ def group_runs(runs: list[dict]) -> list[dict]:
 
 # Metrics where lower is better; the rest (accuracy, mean p, diversity) are better higher.
 LOWER_IS_BETTER = {"frechet_distance", "reconstruction_mse", "recon_frechet_distance", "seconds_per_generator_step"}
+# Timings: a seed pair compares them only when both runs name one CPU model (summary.json's "cpu").
+TIMED_METRICS = frozenset({"seconds_per_generator_step"})
 # "Comparable": the paired difference stays within this share of the reference group's mean.
 COMPARABLE_SHARE = 0.10
 MIXED_METRICS = ("accuracy", "frechet_distance", "diversity", "recon_frechet_distance")
@@ -252,8 +254,20 @@ def _direction_verdicts(result: dict) -> tuple[str, str]:
   return (below, above) if result["metric"] in LOWER_IS_BETTER else (above, below)
 
 
-def decide_claim(claim: Claim, groups: list[dict], metric_values) -> dict:
-  """The claim's parts and verdict. `metric_values(group, metric) -> {seed: value}`."""
+def same_cpu_pairs(a_values: dict, b_values: dict, a_cpu, b_cpu) -> tuple[dict, dict]:
+  """(b_values without the seeds whose two runs ran on different CPUs, {seed: "<a's CPU> vs <b's CPU>"}).
+
+  `a_cpu(seed)`, `b_cpu(seed)`: the CPU model a run names, None when it names none (runs from before the
+  summary recorded it): two such runs are kept, as they cannot be told apart.
+  """
+  left_out = {s: f"{a_cpu(s) or 'not recorded'} vs {b_cpu(s) or 'not recorded'}"
+              for s in sorted(a_values.keys() & b_values.keys()) if a_cpu(s) != b_cpu(s)}
+  return {s: v for s, v in b_values.items() if s not in left_out}, left_out
+
+
+def decide_claim(claim: Claim, groups: list[dict], metric_values, run_cpu=None) -> dict:
+  """The claim's parts and verdict. `metric_values(group, metric) -> {seed: value}`; `run_cpu(group, seed)`: the
+  CPU model of that run, to pair timings only between runs on one CPU (None: no check)."""
   parts = []
   for part in claim.parts:
     a, b = find_group(groups, part.a), find_group(groups, part.b)
@@ -261,8 +275,11 @@ def decide_claim(claim: Claim, groups: list[dict], metric_values) -> dict:
       missing = [gid for gid, g in ((part.a, a), (part.b, b)) if g is None]
       return {"claim": claim.name, "verdict": MISSING, "missing": missing, "parts": [],
               "needs_paper_scale": claim.needs_paper_scale}
-    result = decide_comparison(part, metric_values(a, part.metric), metric_values(b, part.metric))
-    result.update(a_group=a["name"], b_group=b["name"])
+    a_values, b_values, left_out = metric_values(a, part.metric), metric_values(b, part.metric), {}
+    if run_cpu is not None and part.metric in TIMED_METRICS:
+      b_values, left_out = same_cpu_pairs(a_values, b_values, lambda s: run_cpu(a, s), lambda s: run_cpu(b, s))
+    result = decide_comparison(part, a_values, b_values)
+    result.update(a_group=a["name"], b_group=b["name"], other_cpu_seeds=left_out)
     parts.append(result)
   if claim.mixed:
     directions = [_direction_verdicts(p) for p in parts]
