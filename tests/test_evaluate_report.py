@@ -316,6 +316,10 @@ def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed
   slower = claims["3e slower than 3a"]["parts"][0]  # Every run here trained on this machine's CPU: all pairs.
   assert set(slower["differences"]) == {"0", "1"} and slower["other_cpu_seeds"] == {}
   assert f"Trained on {precision.cpu_model()}: 4 runs." in markdown
+  wall = [json.loads(open(os.path.join(w, "summary.json")).read())["wall_seconds"] for w in two_seed_runs]
+  assert numbers["compute"]["training_seconds"] == pytest.approx(sum(wall))
+  assert numbers["compute"]["evaluation_seconds"] == pytest.approx(sum(e["seconds"] for e in evaluations.values()))
+  assert f"Compute, summed over the runs: {report.format_seconds(sum(wall))} of training" in markdown
   # Fig. 4: one band picture per configuration.
   figure = markdown.split("## Wasserstein estimates (Fig. 4)")[1].split("## Commands")[0]
   for name in ("3a_vanilla", "3e_combined"):

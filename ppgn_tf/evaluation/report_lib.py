@@ -306,6 +306,11 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   cpus = collections.Counter(r["summary"].get("cpu") or "CPU not recorded" for r in runs)
   lines.append("Trained on " + "; ".join(f"{cpu}: {n} run{'s' if n != 1 else ''}" for cpu, n in cpus.items())
                + ". Wall times compare only between runs on one CPU.")
+  compute = {"training_seconds": sum(r["summary"].get("wall_seconds") or 0.0 for r in runs),
+             "evaluation_seconds": sum(r["evaluation"].get("seconds") or 0.0 for r in runs)}
+  lines.append(f"Compute, summed over the runs: {format_seconds(compute['training_seconds'])} of training and "
+               f"{format_seconds(compute['evaluation_seconds'])} of evaluation (besides the shared encoder and "
+               "evaluation classifier, trained once).")
 
   lines += ["", "### Accuracy per class", "",
             "Samples by requested class; below each run, where measured, G(E(x)) of the test images by true class.",
@@ -343,7 +348,7 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   files.write_json(_json_path(output), {
       "groups": [{"name": g["name"], "seeds": [r["seed"] for r in g["runs"]], "runs": [r["name"] for r in g["runs"]],
                   "metrics": g["metrics"]} for g in groups],
-      "claims": claims})
+      "claims": claims, "compute": compute})
   files.atomic_write(output, lambda out: out.write(markdown.encode()))
   return markdown
 
