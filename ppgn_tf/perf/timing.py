@@ -74,44 +74,76 @@ def build_model(encoder, bench: bench_lib.BenchConfig, experiment: dict, precisi
   return model
 
 
-def time_training(model, split, bench: bench_lib.BenchConfig, profile_dir: str | None = None) -> dict:
-  """Per-step seconds over `bench.repeats` rounds after two warm-up rounds."""
-  features = train_lib.encode_split(model.encoder, split, model.cacheable_layers())
-  dataset = data_lib.make_pipeline(split, bench.batch_size, seed=0, repeat=True, features=features)
-  iterator = iter(dataset)
-  train_function = model.make_train_function()
+WARMUP_ROUNDS = 2  # This project's first round traces train_step (both branches of the G-step cond).
 
-  def one_round():
+
+@dataclasses.dataclass(frozen=True)
+class Round:
+  """One timed G iteration: CRITIC_ITERATIONS critic iterations, the last carrying the G step."""
+  critic_s: list  # The critic iterations timed on their own.
+  generator_s: float  # The G step's seconds.
+  g_iteration_s: float  # The whole round.
+  losses: dict  # After the round.
+
+
+def summarize_rounds(rounds: list) -> dict:
+  """Medians over `rounds`, in the benchmark's keys."""
+  totals = [r.g_iteration_s for r in rounds]
+  return {"critic_iteration_s": _median([s for r in rounds for s in r.critic_s]),
+          "generator_step_s": _median([r.generator_s for r in rounds]), "g_iteration_s": _median(totals),
+          "g_iteration_s_min": min(totals), "final_losses": rounds[-1].losses}
+
+
+class ProjectRounds:
+  """This project's model, timed one round at a time on an input pipeline of `split`."""
+
+  def __init__(self, model, split, bench: bench_lib.BenchConfig):
+    features = train_lib.encode_split(model.encoder, split, model.cacheable_layers())
+    self._iterator = iter(data_lib.make_pipeline(split, bench.batch_size, seed=0, repeat=True, features=features))
+    self._train_function = model.make_train_function()
+    self.model = model
+    self.warmup_s = None
+    self._g_steps = None
+
+  def warm_up(self) -> None:
+    start = time.perf_counter()
+    for _ in range(WARMUP_ROUNDS):
+      self._run_round()
+    self.warmup_s = time.perf_counter() - start
+    self._g_steps = int(self.model.generator_steps.numpy())
+
+  def _run_round(self):
     times, logs = [], None
     for _ in range(bench_lib.CRITIC_ITERATIONS):
       start = time.perf_counter()
-      logs = train_function(iterator)
+      logs = self._train_function(self._iterator)
       logs = {k: float(v) for k, v in logs.items()}  # Waits for the step to finish.
       times.append(time.perf_counter() - start)
     return times, logs
 
-  warmup_start = time.perf_counter()
-  for _ in range(2):  # The first traces train_step (both branches of the G-step cond).
-    one_round()
-  warmup_s = time.perf_counter() - warmup_start
-  critic, generator, rounds = [], [], []
-  g_steps = int(model.generator_steps.numpy())
-  for _ in range(bench.repeats):
-    times, logs = one_round()
-    g_steps += 1
-    if int(logs["g_steps"]) != g_steps:
-      raise RuntimeError(f"round misaligned: {logs['g_steps']} G steps, expected {g_steps}")
-    critic.extend(times[:-1])
-    generator.append(times[-1] - statistics.mean(times[:-1]))
-    rounds.append(sum(times))
-  if profile_dir:
+  def one_round(self) -> Round:
+    times, logs = self._run_round()
+    self._g_steps += 1
+    if int(logs["g_steps"]) != self._g_steps:
+      raise RuntimeError(f"round misaligned: {logs['g_steps']} G steps, expected {self._g_steps}")
+    # The G step runs inside the last critic iteration's call: its share is that call beyond a critic iteration.
+    return Round(critic_s=times[:-1], generator_s=times[-1] - statistics.mean(times[:-1]),
+                 g_iteration_s=sum(times), losses={k: v for k, v in logs.items() if k != "g_steps"})
+
+  def profile_round(self, profile_dir: str) -> None:
     tf.profiler.experimental.start(profile_dir)
-    one_round()
+    self.one_round()
     tf.profiler.experimental.stop()
-  losses = {k: v for k, v in logs.items() if k != "g_steps"}
-  return {"critic_iteration_s": _median(critic), "generator_step_s": _median(generator),
-          "g_iteration_s": _median(rounds), "g_iteration_s_min": min(rounds), "warmup_s": warmup_s,
-          "final_losses": losses}
+
+
+def time_training(model, split, bench: bench_lib.BenchConfig, profile_dir: str | None = None) -> dict:
+  """Per-step seconds over `bench.repeats` rounds after the warm-up rounds, all in one block."""
+  rounds = ProjectRounds(model, split, bench)
+  rounds.warm_up()
+  timed = [rounds.one_round() for _ in range(bench.repeats)]
+  if profile_dir:
+    rounds.profile_round(profile_dir)
+  return {**summarize_rounds(timed), "warmup_s": rounds.warmup_s}
 
 
 def time_sampler(generator, encoder, batch: int, steps: int, repeats: int) -> float:
