@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -87,11 +88,11 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
   assert results["load_start"]["load_1m"] >= 0
 
 
-def test_peer_mode_times_the_pytorch_restatement_in_the_same_run(tmp_path):
+def test_peer_mode_times_the_pytorch_restatement_in_interleaved_rounds(tmp_path):
   pytest.importorskip("torch")  # An optional dependency: pip install torch.
   output = tmp_path / "bench.json"
   result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", f"--output={output}",
-                           "--experiments=vanilla", "--precision=fp32", "--peer=torch", "--repeats=1",
+                           "--experiments=vanilla", "--precision=fp32,bf16", "--peer=torch", "--repeats=3",
                            "--sampler_steps=1", "--peer_threads=0,1"],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -105,10 +106,56 @@ def test_peer_mode_times_the_pytorch_restatement_in_the_same_run(tmp_path):
   assert "1" in peer["by_threads"] and len(peer["by_threads"]) in (1, 2)
   fastest = min(part["experiments"]["vanilla"]["g_iteration_s"] for part in peer["by_threads"].values())
   assert peer["experiments"]["vanilla"]["g_iteration_s"] == fastest
-  ratio = results["ratio_to_peer"]["fp32"]
-  assert ratio["vanilla_g_iteration"] == pytest.approx(results["g_iteration_s"] / peer["experiments"]["vanilla"][
-      "g_iteration_s"])
-  assert ratio["sampler_batch1"] > 0 and "fp32: vanilla_g_iteration" in result.stdout
+
+  # Every round timed each contestant once, in turn, each round starting one contestant later.
+  rounds = results["paired_rounds"]["experiments"]["vanilla"]
+  contestants = ["fp32", "bf16", *(f"peer_{n}_threads" for n in peer["by_threads"])]
+  assert rounds["order"] == [contestants[r % len(contestants):] + contestants[:r % len(contestants)]
+                             for r in range(3)]
+  assert rounds["peer"] == f"peer_{peer['experiments']['vanilla']['threads']}_threads"
+  peer_s = rounds["g_iteration_s"][rounds["peer"]]
+  assert peer["experiments"]["vanilla"]["g_iteration_s"] == pytest.approx(statistics.median(peer_s))
+  for p in ("fp32", "bf16"):
+    ours_s = rounds["g_iteration_s"][p]
+    assert len(ours_s) == len(peer_s) == 3
+    assert results["by_precision"][p]["experiments"]["vanilla"]["g_iteration_s"] == pytest.approx(
+        statistics.median(ours_s))
+    # The ratio pairs each round's own seconds; the headline ratio is their median.
+    paired = rounds["ratio_to_peer"][p]
+    assert paired["per_round"] == pytest.approx([ours / theirs for ours, theirs in zip(ours_s, peer_s)])
+    assert paired["median"] == pytest.approx(statistics.median(paired["per_round"]))
+    assert (paired["min"], paired["max"]) == (min(paired["per_round"]), max(paired["per_round"]))
+    assert results["ratio_to_peer"][p]["vanilla_g_iteration"] == paired["median"]
+    assert results["ratio_to_peer"][p]["sampler_batch1"] > 0
+  assert "interleaved" in results["paired_rounds"]["method"]
+  assert "paired within" in results["ratio_to_peer_method"]["g_iteration"]
+  assert "block-timed" in results["ratio_to_peer_method"]["sampler"]
+  assert "fp32: vanilla_g_iteration" in result.stdout and "paired within interleaved rounds" in result.stdout
+
+
+def test_interleaved_rounds_rotate_the_first_contestant():
+  from ppgn_tf.perf import timing
+  calls = []
+
+  class Contestant:
+    def __init__(self, name):
+      self.name = name
+
+    def one_round(self):
+      calls.append(self.name)
+      return len(calls)
+
+  rounds, order = timing.interleave({name: Contestant(name) for name in "abc"}, repeats=4)
+  assert order == [list("abc"), list("bca"), list("cab"), list("abc")]
+  assert calls == [name for turn in order for name in turn]
+  assert rounds == {"a": [1, 6, 8, 10], "b": [2, 4, 9, 11], "c": [3, 5, 7, 12]}
+
+
+def test_paired_ratio_is_per_round():
+  paired = bench.paired_ratio([1.0, 4.0, 3.0], [2.0, 2.0, 4.0])
+  assert paired == {"per_round": [0.5, 2.0, 0.75], "median": 0.75, "min": 0.5, "max": 2.0}
+  with pytest.raises(ValueError):  # Rounds are paired one to one.
+    bench.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_peer_without_torch_is_one_line_before_any_work(tmp_path):

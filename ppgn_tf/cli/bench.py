@@ -13,7 +13,14 @@ cores (cores x vector lanes x FMA units x 2 x clock, from /proc/cpuinfo).
 
 --peer=torch also times the thesis' training step and its one-chain sampler
 restated in PyTorch (`ppgn_tf.perf.bench_peer_torch`), at the same scale in the
-same run, and prints this project's times as ratios of the peer's.
+same run, and prints this project's times as ratios of the peer's. The G
+iterations of the experiments the peer has are timed in interleaved rounds:
+this project in each precision and the peer with each --peer_threads count are
+built and warmed up first, then each round times one G iteration of each in
+turn, starting one later every round. A ratio is the median over rounds of the
+round's own ours/peer pair (against the peer's fastest thread count), so a
+machine whose speed drifts moves both sides of each pair alike. The sampler
+ratios are of medians timed in separate blocks.
 
 The sampler runs `--sampler_steps` steps and is scaled to 200 by FLOPs (each
 step costs the same), so the paper configuration finishes in minutes.
@@ -45,11 +52,13 @@ flags.DEFINE_list("precision", ["auto"], "Comma-separated, each timed in turn: f
                   "headline keys.")
 flags.DEFINE_enum("peer", "none", list(bench_lib.PEERS), "torch: also time the thesis' training step and "
                   "one-chain sampler restated in PyTorch (needs torch), and print the ratios.")
-flags.DEFINE_list("peer_threads", ["0"], "PyTorch thread counts the peer is timed with, each in turn (0: "
-                  "PyTorch's default); each quantity keeps the fastest. On a loaded machine try 0,1.")
+flags.DEFINE_list("peer_threads", ["0"], "PyTorch thread counts the peer is timed with, each a contestant of "
+                  "the interleaved rounds (0: PyTorch's default); each quantity keeps the fastest. On a loaded "
+                  "machine try 0,1.")
 flags.DEFINE_list("experiments", ["vanilla", "combined"], f"Which of {', '.join(bench_lib.EXPERIMENTS)}; the "
                   "first gives the headline keys.")
-flags.DEFINE_integer("repeats", None, "Timed rounds (default: the config's).")
+flags.DEFINE_integer("repeats", None, "Timed rounds, interleaved with the peer's under --peer (default: the "
+                     "config's).")
 flags.DEFINE_integer("sampler_steps", None, "MALA steps actually run, scaled to 200 (default: the config's).")
 flags.DEFINE_integer("sampler_batch", None, "Chains of the batched sampler (default: the config's).")
 flags.DEFINE_integer("fma_units", 2, "FMA units per core for the theoretical peak (not in /proc/cpuinfo; 2 for "

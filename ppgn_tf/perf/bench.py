@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import resource
+import statistics
 import time
 
 from ppgn_tf import precision as precision_lib
@@ -18,6 +19,17 @@ CRITIC_ITERATIONS = 5
 PEAK_CONV = (32, 26, 26, 256, 3, 256)  # batch, height, width, C_in, kernel, C_out of the peak probe.
 PEAK_REPEATS = 10
 PEERS = ("none", "torch")
+# How --peer=torch times training, said in the JSON beside the rounds and the ratios.
+PAIRED_ROUNDS_METHOD = (
+    "interleaved rounds: every contestant (this project in each precision, the peer with each thread count) was "
+    "built and warmed up first; then each round timed one G iteration of each contestant in turn, starting one "
+    "contestant later every round. Each precision's ratio to the peer is paired within a round (its seconds over "
+    "the same round's peer seconds, with the peer's fastest thread count by median), and ratio_to_peer gives the "
+    "median over rounds")
+RATIO_TO_PEER_METHOD = {
+    "g_iteration": "median over interleaved rounds of the ratio paired within each round (see paired_rounds)",
+    "sampler": "block-timed: this project's median over the peer's, each timed in its own block",
+}
 # Floating-point operations per cycle and core beyond the fp32 FMA units: AVX512_BF16's VDPBF16PS does two
 # bf16 multiply-adds per fp32 lane; an AMX tile unit does a 16x32 by 32x16 bf16 product (8192 multiply-adds)
 # every 16 cycles.
@@ -146,13 +158,25 @@ def with_fractions(part: dict, peaks: dict, precision: str) -> None:
     entry[f"{what}_of_theoretical_peak"] = entry[key] / theory if theory else None
 
 
+def paired_ratio(ours_s, peer_s) -> dict:
+  """This project's seconds over the peer's, round by round (each pair timed back to back in one interleaved
+  round): every round's ratio, their median, least and greatest."""
+  per_round = [ours / peer for ours, peer in zip(ours_s, peer_s, strict=True)]
+  return {"per_round": per_round, "median": float(statistics.median(per_round)), "min": min(per_round),
+          "max": max(per_round)}
+
+
 def ratios_to_peer(results: dict) -> dict:
-  """This project's seconds divided by the peer's, per precision and experiment (< 1: faster than the peer)."""
-  peer = results["peer"]
+  """This project's seconds divided by the peer's, per precision (< 1: faster than the peer).
+
+  G iterations: the median of the ratios paired within interleaved rounds (results["paired_rounds"]). The
+  samplers: block-timed medians, this project's batch 1 and batched against the peer's one chain.
+  """
+  peer, paired = results["peer"], results["paired_rounds"]["experiments"]
   out = {}
   for p, part in results["by_precision"].items():
-    r = {f"{name}_g_iteration": e["g_iteration_s"] / peer["experiments"][name]["g_iteration_s"]
-         for name, e in part["experiments"].items() if name in peer["experiments"]}
+    r = {f"{name}_g_iteration": paired[name]["ratio_to_peer"][p]["median"]
+         for name in part["experiments"] if name in paired}
     one_chain = peer["sampler"]["batch1"]["s_per_sample"]
     r["sampler_batch1"] = part["sampler"]["batch1"]["s_per_sample"] / one_chain
     r["sampler_batched"] = part["sampler"]["batched"]["s_per_sample"] / one_chain
@@ -212,7 +236,13 @@ def format_table(results: dict) -> str:
           f"; sampler {part['sampler']['batch1']['s_per_sample']:.3f} s per sample")
     lines.append(f"[peer] sampler, one chain: {peer['sampler']['batch1']['s_per_sample']:.3f} s per 200-step sample "
                  f"({peer['sampler']['batch1']['threads']} threads)")
-    lines.append("this project's seconds / the peer's (below 1: faster than the thesis' code):")
+    for name, record in results["paired_rounds"]["experiments"].items():
+      ratios = [f"{p} {r['median']:.2f}x (rounds {r['min']:.2f}x to {r['max']:.2f}x)"
+                for p, r in record["ratio_to_peer"].items()]
+      lines.append(f"[paired] {name}, {len(record['order'])} interleaved rounds against {record['peer']}: "
+                   + ", ".join(ratios))
+    lines.append("this project's seconds / the peer's (below 1: faster than the thesis' code; G iterations: median "
+                 "of ratios paired within interleaved rounds, samplers: block-timed medians):")
     for p, r in results["ratio_to_peer"].items():
       lines.append(f"  {p}: " + ", ".join(f"{k} {v:.2f}x" for k, v in r.items()))
   return "\n".join(lines)

@@ -179,20 +179,6 @@ class PeerTrainer:
     return critic_times, time.perf_counter() - start, logs
 
 
-def time_training(trainer: PeerTrainer, critic_iterations: int, repeats: int, warmup_rounds: int = 2) -> dict:
-  """Medians over `repeats` rounds after `warmup_rounds`, in the keys of the project's benchmark."""
-  for _ in range(warmup_rounds):
-    trainer.one_round(critic_iterations)
-  critic, generator, rounds, logs = [], [], [], {}
-  for _ in range(repeats):
-    critic_times, generator_s, logs = trainer.one_round(critic_iterations)
-    critic.extend(critic_times)
-    generator.append(generator_s)
-    rounds.append(sum(critic_times) + generator_s)
-  return {"critic_iteration_s": statistics.median(critic), "generator_step_s": statistics.median(generator),
-          "g_iteration_s": statistics.median(rounds), "g_iteration_s_min": min(rounds), "final_losses": logs}
-
-
 def time_sampler(trainer: PeerTrainer, steps: int, repeats: int, target: int = 3) -> float:
   """Seconds for one chain of `steps` MALA steps (median of `repeats` after a warm-up), the thesis' loop."""
   torch = trainer.torch

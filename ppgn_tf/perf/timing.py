@@ -1,6 +1,7 @@
 """The benchmark's measurements: the peak probe, this project's training steps and sampler per precision,
-the PyTorch peer, and run() that makes the results JSON. What each number means is the program's help
-(ppgn_tf/cli/bench.py, python -m ppgn_tf.bench --help). Imports TensorFlow: the program loads it after --onednn.
+the PyTorch peer (its training timed against this project's in interleaved rounds), and run() that makes the
+results JSON. What each number means is the program's help (ppgn_tf/cli/bench.py, python -m ppgn_tf.bench
+--help). Imports TensorFlow: the program loads it after --onednn.
 """
 
 from __future__ import annotations
@@ -74,44 +75,76 @@ def build_model(encoder, bench: bench_lib.BenchConfig, experiment: dict, precisi
   return model
 
 
-def time_training(model, split, bench: bench_lib.BenchConfig, profile_dir: str | None = None) -> dict:
-  """Per-step seconds over `bench.repeats` rounds after two warm-up rounds."""
-  features = train_lib.encode_split(model.encoder, split, model.cacheable_layers())
-  dataset = data_lib.make_pipeline(split, bench.batch_size, seed=0, repeat=True, features=features)
-  iterator = iter(dataset)
-  train_function = model.make_train_function()
+WARMUP_ROUNDS = 2  # This project's first round traces train_step (both branches of the G-step cond).
 
-  def one_round():
+
+@dataclasses.dataclass(frozen=True)
+class Round:
+  """One timed G iteration: CRITIC_ITERATIONS critic iterations, the last carrying the G step."""
+  critic_s: list  # The critic iterations timed on their own.
+  generator_s: float  # The G step's seconds.
+  g_iteration_s: float  # The whole round.
+  losses: dict  # After the round.
+
+
+def summarize_rounds(rounds: list) -> dict:
+  """Medians over `rounds`, in the benchmark's keys."""
+  totals = [r.g_iteration_s for r in rounds]
+  return {"critic_iteration_s": _median([s for r in rounds for s in r.critic_s]),
+          "generator_step_s": _median([r.generator_s for r in rounds]), "g_iteration_s": _median(totals),
+          "g_iteration_s_min": min(totals), "final_losses": rounds[-1].losses}
+
+
+class ProjectRounds:
+  """This project's model, timed one round at a time on an input pipeline of `split`."""
+
+  def __init__(self, model, split, bench: bench_lib.BenchConfig):
+    features = train_lib.encode_split(model.encoder, split, model.cacheable_layers())
+    self._iterator = iter(data_lib.make_pipeline(split, bench.batch_size, seed=0, repeat=True, features=features))
+    self._train_function = model.make_train_function()
+    self.model = model
+    self.warmup_s = None
+    self._g_steps = None
+
+  def warm_up(self) -> None:
+    start = time.perf_counter()
+    for _ in range(WARMUP_ROUNDS):
+      self._run_round()
+    self.warmup_s = time.perf_counter() - start
+    self._g_steps = int(self.model.generator_steps.numpy())
+
+  def _run_round(self):
     times, logs = [], None
     for _ in range(bench_lib.CRITIC_ITERATIONS):
       start = time.perf_counter()
-      logs = train_function(iterator)
+      logs = self._train_function(self._iterator)
       logs = {k: float(v) for k, v in logs.items()}  # Waits for the step to finish.
       times.append(time.perf_counter() - start)
     return times, logs
 
-  warmup_start = time.perf_counter()
-  for _ in range(2):  # The first traces train_step (both branches of the G-step cond).
-    one_round()
-  warmup_s = time.perf_counter() - warmup_start
-  critic, generator, rounds = [], [], []
-  g_steps = int(model.generator_steps.numpy())
-  for _ in range(bench.repeats):
-    times, logs = one_round()
-    g_steps += 1
-    if int(logs["g_steps"]) != g_steps:
-      raise RuntimeError(f"round misaligned: {logs['g_steps']} G steps, expected {g_steps}")
-    critic.extend(times[:-1])
-    generator.append(times[-1] - statistics.mean(times[:-1]))
-    rounds.append(sum(times))
-  if profile_dir:
+  def one_round(self) -> Round:
+    times, logs = self._run_round()
+    self._g_steps += 1
+    if int(logs["g_steps"]) != self._g_steps:
+      raise RuntimeError(f"round misaligned: {logs['g_steps']} G steps, expected {self._g_steps}")
+    # The G step runs inside the last critic iteration's call: its share is that call beyond a critic iteration.
+    return Round(critic_s=times[:-1], generator_s=times[-1] - statistics.mean(times[:-1]),
+                 g_iteration_s=sum(times), losses={k: v for k, v in logs.items() if k != "g_steps"})
+
+  def profile_round(self, profile_dir: str) -> None:
     tf.profiler.experimental.start(profile_dir)
-    one_round()
+    self.one_round()
     tf.profiler.experimental.stop()
-  losses = {k: v for k, v in logs.items() if k != "g_steps"}
-  return {"critic_iteration_s": _median(critic), "generator_step_s": _median(generator),
-          "g_iteration_s": _median(rounds), "g_iteration_s_min": min(rounds), "warmup_s": warmup_s,
-          "final_losses": losses}
+
+
+def time_training(model, split, bench: bench_lib.BenchConfig, profile_dir: str | None = None) -> dict:
+  """Per-step seconds over `bench.repeats` rounds after the warm-up rounds, all in one block."""
+  rounds = ProjectRounds(model, split, bench)
+  rounds.warm_up()
+  timed = [rounds.one_round() for _ in range(bench.repeats)]
+  if profile_dir:
+    rounds.profile_round(profile_dir)
+  return {**summarize_rounds(timed), "warmup_s": rounds.warmup_s}
 
 
 def time_sampler(generator, encoder, batch: int, steps: int, repeats: int) -> float:
@@ -129,49 +162,69 @@ def time_sampler(generator, encoder, batch: int, steps: int, repeats: int) -> fl
   return _median(times)
 
 
+def with_useful_flops(model, timing: dict, bench: bench_lib.BenchConfig) -> dict:
+  """An experiment's entry: `timing` with the useful FLOPs of its steps and the rates they give."""
+  net = flops.NetworkFlops.of(model.generator, model.encoder, model.critics)
+  shares = bench_lib.critic_shares(model)
+  useful = {
+      "critic_iteration_flop": flops.critic_iteration(net, bench.batch_size, shares=shares),
+      "generator_step_flop": flops.generator_step(net, bench.batch_size),
+      "g_iteration_flop": flops.generator_iteration(net, bench.batch_size, bench_lib.CRITIC_ITERATIONS,
+                                                    shares=shares),
+  }
+  return {
+      **timing, **useful,
+      "images_per_s": bench_lib.CRITIC_ITERATIONS * bench.batch_size / timing["g_iteration_s"],
+      "g_iteration_flops_per_s": useful["g_iteration_flop"] / timing["g_iteration_s"],
+      "critic_iteration_flops_per_s": useful["critic_iteration_flop"] / timing["critic_iteration_s"],
+      "forward_flop_per_example": {"generator": net.generator, "encoder": net.encoder, **{
+          f"critic_{k}": v for k, v in net.critics.items()}},
+      "peak_rss_mb_so_far": bench_lib.peak_rss_mb(),
+  }
+
+
 def time_project(encoder, split, bench: bench_lib.BenchConfig, precision: str, experiments, profile_dir: str | None,
-                 log) -> dict:
-  """This project's training experiments and sampler in one precision (fp32 or bf16)."""
+                 log, timed: dict | None = None) -> dict:
+  """This project's training experiments and sampler in one precision (fp32 or bf16).
+
+  Experiments in `timed` (name: entry) were already timed against the peer (`time_with_peer`) and are taken as
+  they are; the others are timed here, each in a block of rounds.
+  """
+  timed = timed or {}
   out = {"experiments": {}}
   model = None
-  for i, name in enumerate(experiments):
+  for name in experiments:
+    if name in timed:
+      out["experiments"][name] = timed[name]
+      continue
+    if model is not None:  # Only the last experiment's model is kept, for the sampler.
+      model = None
+      keras.backend.clear_session()
     log(f"Training steps, {precision}: {name} ...")
     model = build_model(encoder, bench, bench_lib.EXPERIMENTS[name], precision)
-    net = flops.NetworkFlops.of(model.generator, model.encoder, model.critics)
     timing = time_training(model, split, bench,
                            profile_dir=os.path.join(profile_dir, precision, name) if profile_dir else None)
-    shares = bench_lib.critic_shares(model)
-    useful = {
-        "critic_iteration_flop": flops.critic_iteration(net, bench.batch_size, shares=shares),
-        "generator_step_flop": flops.generator_step(net, bench.batch_size),
-        "g_iteration_flop": flops.generator_iteration(net, bench.batch_size, bench_lib.CRITIC_ITERATIONS,
-                                                      shares=shares),
-    }
-    out["experiments"][name] = {
-        **timing, **useful,
-        "images_per_s": bench_lib.CRITIC_ITERATIONS * bench.batch_size / timing["g_iteration_s"],
-        "g_iteration_flops_per_s": useful["g_iteration_flop"] / timing["g_iteration_s"],
-        "critic_iteration_flops_per_s": useful["critic_iteration_flop"] / timing["critic_iteration_s"],
-        "forward_flop_per_example": {"generator": net.generator, "encoder": net.encoder, **{
-            f"critic_{k}": v for k, v in net.critics.items()}},
-        "peak_rss_mb_so_far": bench_lib.peak_rss_mb(),
-    }
-    if i < len(experiments) - 1:
-      del model
-      keras.backend.clear_session()
+    out["experiments"][name] = with_useful_flops(model, timing, bench)
+  if model is None:  # Every experiment was timed against the peer. The sampler's speed does not depend on weights.
+    model = build_model(encoder, bench, bench_lib.EXPERIMENTS[experiments[0]], precision)
+  out["sampler"] = time_project_sampler(model, bench, precision, profile_dir, log)
+  return out
 
+
+def time_project_sampler(model, bench: bench_lib.BenchConfig, precision: str, profile_dir: str | None, log) -> dict:
+  """The sampler on `model`'s G and E, one chain and batched, per 200-step sample."""
   log(f"Sampler, {precision} ...")
   generator = precision_lib.in_precision(model.generator, precision)
   sampler_encoder = precision_lib.in_precision(model.encoder, precision)
   net = flops.NetworkFlops.of(model.generator, model.encoder, {})
   flop = flops.sampler_per_chain(net, bench_lib.SAMPLE_STEPS)
   scale = flop / flops.sampler_per_chain(net, bench.sampler_steps)
-  out["sampler"] = {}
+  out = {}
   for key, batch in (("batch1", 1), ("batched", bench.sampler_batch)):
     seconds = time_sampler(generator, sampler_encoder, batch, bench.sampler_steps, bench.repeats)
     per_sample = seconds * scale / batch
-    out["sampler"][key] = {"batch": batch, "measured_steps": bench.sampler_steps, "measured_s": seconds,
-                           "s_per_sample": per_sample, "flop_per_sample": flop, "flops_per_s": flop / per_sample}
+    out[key] = {"batch": batch, "measured_steps": bench.sampler_steps, "measured_s": seconds,
+                "s_per_sample": per_sample, "flop_per_sample": flop, "flops_per_s": flop / per_sample}
   if profile_dir:
     tf.profiler.experimental.start(os.path.join(profile_dir, precision, "sampler"))
     time_sampler(generator, sampler_encoder, bench.sampler_batch, bench.sampler_steps, 1)
@@ -179,46 +232,120 @@ def time_project(encoder, split, bench: bench_lib.BenchConfig, precision: str, e
   return out
 
 
-def time_peer(bench: bench_lib.BenchConfig, experiments, split, log, thread_counts=(0,)) -> dict:
-  """The thesis' code restated in PyTorch (`bench_peer_torch`) on the experiments it has, at this scale.
+class PeerRounds:
+  """The thesis' step in PyTorch (a PeerTrainer), timed one round at a time with `threads` PyTorch threads."""
 
-  Each of `thread_counts` (0: PyTorch's default) is timed in turn and every quantity keeps the fastest: on
-  a machine other jobs load, PyTorch's OpenMP threads can wait for each other far longer than they compute.
+  def __init__(self, trainer, threads: int):
+    self.trainer, self.threads = trainer, threads
+
+  def warm_up(self) -> None:
+    for _ in range(WARMUP_ROUNDS):
+      self.one_round()
+
+  def one_round(self) -> Round:
+    self.trainer.torch.set_num_threads(self.threads)  # Every round: the peer with another count may have run since.
+    critic_s, generator_s, logs = self.trainer.one_round(bench_lib.CRITIC_ITERATIONS)
+    return Round(critic_s=critic_s, generator_s=generator_s, g_iteration_s=sum(critic_s) + generator_s, losses=logs)
+
+
+def peer_contestant(threads: int) -> str:
+  """The peer's name among the contestants of interleaved rounds (this project's are its precisions)."""
+  return f"peer_{threads}_threads"
+
+
+def _peer_trainer(bench: bench_lib.BenchConfig, split, critics):
+  widths = (2, 2, 2) if bench.tiny_encoder else (64, 128, 256)  # The encoder's conv widths, as ours.
+  return bench_peer_torch.PeerTrainer(bench.dim, bench.batch_size, widths, critics, split.images)
+
+
+def interleave(contestants: dict, repeats: int) -> tuple[dict, list]:
+  """`repeats` rounds of one `one_round()` per contestant in turn, each round starting one contestant later.
+
+  Contestants timed back to back see about the same machine, however its speed drifts; rotating the start keeps
+  any one from always running right after the same other. Returns each contestant's Rounds and each round's order.
+  """
+  names = list(contestants)
+  rounds, order = {name: [] for name in names}, []
+  for r in range(repeats):
+    turn = names[r % len(names):] + names[:r % len(names)]
+    for name in turn:
+      rounds[name].append(contestants[name].one_round())
+    order.append(turn)
+  return rounds, order
+
+
+def time_experiment_with_peer(encoder, split, bench: bench_lib.BenchConfig, name: str, precisions, threads,
+                              profile_dir: str | None, log) -> tuple[dict, dict, dict]:
+  """One experiment in interleaved rounds: this project in every precision, the peer with every thread count.
+
+  All are built and warmed up first. Returns this project's entries by precision, the peer's by thread count,
+  and the rounds' record: their order, every round's seconds per contestant, and per precision the ratios to
+  the peer's fastest thread count (lowest median), each round's own pair.
+  """
+  models = {p: build_model(encoder, bench, bench_lib.EXPERIMENTS[name], p) for p in precisions}
+  contestants = {p: ProjectRounds(model, split, bench) for p, model in models.items()}
+  for n in threads:
+    contestants[peer_contestant(n)] = PeerRounds(_peer_trainer(bench, split, bench_peer_torch.CRITICS_OF[name]), n)
+  log(f"Training steps in interleaved rounds, {name}: {', '.join(contestants)} ...")
+  for contestant in contestants.values():
+    contestant.warm_up()
+  rounds, order = interleave(contestants, bench.repeats)
+  ours = {}
+  for p, model in models.items():
+    ours[p] = with_useful_flops(model, {**summarize_rounds(rounds[p]), "warmup_s": contestants[p].warmup_s}, bench)
+    if profile_dir:
+      contestants[p].profile_round(os.path.join(profile_dir, p, name))
+  peer = {n: summarize_rounds(rounds[peer_contestant(n)]) for n in threads}
+  fastest = peer_contestant(min(threads, key=lambda n: peer[n]["g_iteration_s"]))
+  seconds = {c: [r.g_iteration_s for r in timed] for c, timed in rounds.items()}
+  record = {"order": order, "g_iteration_s": seconds, "peer": fastest,
+            "ratio_to_peer": {p: bench_lib.paired_ratio(seconds[p], seconds[fastest]) for p in precisions}}
+  return ours, peer, record
+
+
+def time_with_peer(encoder, split, bench: bench_lib.BenchConfig, precisions, experiments, thread_counts,
+                   profile_dir: str | None, log) -> dict:
+  """The experiments the PyTorch peer (`bench_peer_torch`) restates, timed against it in interleaved rounds, and
+  the peer's one-chain sampler, in a block per thread count.
+
+  Each of `thread_counts` (0: PyTorch's default) is a contestant of its own and the ratios are taken against the
+  fastest: on a machine other jobs load, PyTorch's OpenMP threads can wait for each other far longer than they
+  compute. Returns {"ours": {precision: {experiment: entry}}, "peer": its section, "paired_rounds": the rounds}.
   """
   torch = bench_peer_torch.import_torch()
   default_threads = torch.get_num_threads()
-  widths = (2, 2, 2) if bench.tiny_encoder else (64, 128, 256)
-  encoder = encoder_lib.build_tiny_encoder() if bench.tiny_encoder else encoder_lib.build_encoder()
+  threads = tuple(dict.fromkeys(n or default_threads for n in thread_counts))
+  peer = {**bench_peer_torch.versions(), "by_threads": {str(n): {"experiments": {}} for n in threads},
+          "experiments": {}}
+  out = {"ours": {p: {} for p in precisions}, "peer": peer,
+         "paired_rounds": {"method": bench_lib.PAIRED_ROUNDS_METHOD, "experiments": {}}}
+  for name in experiments:
+    if name not in bench_peer_torch.CRITICS_OF:
+      log(f"Peer: {name} is not restated in PyTorch (only {', '.join(bench_peer_torch.CRITICS_OF)}); skipped")
+      continue
+    ours, by_threads, record = time_experiment_with_peer(encoder, split, bench, name, precisions, threads,
+                                                         profile_dir, log)
+    keras.backend.clear_session()  # This experiment's models are gone; the next one builds its own.
+    for p in precisions:
+      out["ours"][p][name] = ours[p]
+    for n in threads:
+      peer["by_threads"][str(n)]["experiments"][name] = by_threads[n]
+    fastest = min(threads, key=lambda n: by_threads[n]["g_iteration_s"])
+    peer["experiments"][name] = {**by_threads[fastest], "threads": fastest}
+    out["paired_rounds"]["experiments"][name] = record
+
   net = flops.NetworkFlops.of(build_generator((64,), bench.dim), encoder, {})
   scale = flops.sampler_per_chain(net, bench_lib.SAMPLE_STEPS) / flops.sampler_per_chain(net, bench.sampler_steps)
-  out = {**bench_peer_torch.versions(), "by_threads": {}}
-  for threads in thread_counts:
-    torch.set_num_threads(threads or default_threads)
-    part, trainer = {"experiments": {}}, None
-    for name in experiments:
-      if name not in bench_peer_torch.CRITICS_OF:
-        log(f"Peer: {name} is not restated in PyTorch (only {', '.join(bench_peer_torch.CRITICS_OF)}); skipped")
-        continue
-      log(f"Peer (PyTorch, {torch.get_num_threads()} threads) training steps: {name} ...")
-      trainer = bench_peer_torch.PeerTrainer(bench.dim, bench.batch_size, widths, bench_peer_torch.CRITICS_OF[name],
-                                             split.images)
-      part["experiments"][name] = bench_peer_torch.time_training(trainer, bench_lib.CRITIC_ITERATIONS, bench.repeats)
-    if trainer is None:
-      trainer = bench_peer_torch.PeerTrainer(bench.dim, bench.batch_size, widths, ("image",), split.images)
-    log(f"Peer (PyTorch, {torch.get_num_threads()} threads) sampler, one chain ...")
+  trainer = _peer_trainer(bench, split, ("image",))  # The sampler runs its G and E only.
+  for n in threads:
+    torch.set_num_threads(n)
+    log(f"Peer (PyTorch, {n} threads) sampler, one chain ...")
     seconds = bench_peer_torch.time_sampler(trainer, bench.sampler_steps, bench.repeats)
-    part["sampler"] = {"batch1": {"batch": 1, "measured_steps": bench.sampler_steps, "measured_s": seconds,
-                                  "s_per_sample": seconds * scale}}
-    out["by_threads"][str(torch.get_num_threads())] = part
+    peer["by_threads"][str(n)]["sampler"] = {"batch1": {"batch": 1, "measured_steps": bench.sampler_steps,
+                                                        "measured_s": seconds, "s_per_sample": seconds * scale}}
   torch.set_num_threads(default_threads)
-  parts = list(out["by_threads"].items())
-  fastest = lambda get: min(parts, key=lambda kv: get(kv[1]))
-  out["experiments"] = {}
-  for name in parts[0][1]["experiments"]:
-    threads, part = fastest(lambda p: p["experiments"][name]["g_iteration_s"])
-    out["experiments"][name] = {**part["experiments"][name], "threads": int(threads)}
-  threads, part = fastest(lambda p: p["sampler"]["batch1"]["s_per_sample"])
-  out["sampler"] = {"batch1": {**part["sampler"]["batch1"], "threads": int(threads)}}
+  fastest = min(threads, key=lambda n: peer["by_threads"][str(n)]["sampler"]["batch1"]["s_per_sample"])
+  peer["sampler"] = {"batch1": {**peer["by_threads"][str(fastest)]["sampler"]["batch1"], "threads": fastest}}
   return out
 
 
@@ -258,15 +385,20 @@ def run(config_name: str, precisions=("fp32",), experiments=("vanilla", "combine
   encoder = encoder_lib.build_tiny_encoder() if bench.tiny_encoder else encoder_lib.build_encoder()
   encoder.trainable = False
   split = _train_split(bench.train_images)
+  paired = None
+  if peer == "torch":
+    paired = time_with_peer(encoder, split, bench, precisions, experiments, peer_threads, profile_dir, log)
   results["by_precision"] = {}
   for p in precisions:
-    part = time_project(encoder, split, bench, p, experiments, profile_dir, log)
+    part = time_project(encoder, split, bench, p, experiments, profile_dir, log,
+                        timed=paired["ours"][p] if paired else None)
     bench_lib.with_fractions(part, peaks, p)
     results["by_precision"][p] = part
     keras.backend.clear_session()
-  if peer == "torch":
-    results["peer"] = time_peer(bench, experiments, split, log, peer_threads)
+  if paired:
+    results["peer"], results["paired_rounds"] = paired["peer"], paired["paired_rounds"]
     results["ratio_to_peer"] = bench_lib.ratios_to_peer(results)
+    results["ratio_to_peer_method"] = bench_lib.RATIO_TO_PEER_METHOD
 
   head_precision = results["by_precision"][precisions[0]]
   head = head_precision["experiments"][experiments[0]]
