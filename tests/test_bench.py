@@ -67,7 +67,9 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
   assert "G iter s" in result.stdout and "batched" in result.stdout
   results = json.loads(output.read_text())
   for key in KEYS:
-    assert isinstance(results[key], float) and math.isfinite(results[key]) and results[key] > 0, key
+    assert isinstance(results[key], float) and math.isfinite(results[key]), key
+    # The G step's share is its call's time beyond a critic iteration's: at this size, within the timing noise.
+    assert results[key] > 0 or key == "generator_step_s", key
   expected = "bf16" if precision.cpu_flags() & {"amx_bf16", "avx512_bf16"} else "fp32"
   assert results["precisions"] == [expected] and list(results["by_precision"]) == [expected]
   assert re.search(rf"bench: precision {expected} \(auto: ", result.stderr), result.stderr[-2000:]
