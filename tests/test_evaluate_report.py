@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -325,6 +326,9 @@ def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed
   for name in ("3a_vanilla", "3e_combined"):
     assert f"![{name}](report_images/{name}_wasserstein_band.png)" in figure
     assert (tmp_path / "docs" / "report_images" / f"{name}_wasserstein_band.png").stat().st_size > 1000
+  # Only what the markdown links is copied: each run's samples grid and each group's band picture.
+  copied = {p.name for p in (tmp_path / "docs" / "report_images").iterdir()}
+  assert copied == {os.path.basename(link) for link in re.findall(r"\]\((report_images/[^)]+)\)", markdown)}
 
 
 def test_report_refuses_one_run_twice(evaluated_run, tmp_path):

@@ -226,15 +226,15 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   runs = []
   for w, name in zip(workdirs, names):
     evaluation = run_files.read_json(os.path.join(w, EVALUATION_FILE))
+    # Fig. 3: the grid written at the end of training, else the evaluation's. (Fig. 4 is drawn per group below.)
     grids = [os.path.join(w, "samples", "samples.png"), os.path.join(w, evaluation.get("samples_png") or "")]
     pictures = {}
-    for kind, candidates in (("samples", grids), ("wasserstein", [os.path.join(w, "wasserstein.png")])):
-      found = next((p for p in candidates if os.path.isfile(p)), None)
-      if found:
-        target = os.path.join(images_dir, f"{name.replace(os.sep, '_')}_{kind}.png")
-        _copy(found, target)
-        pictures[kind] = os.path.relpath(target, out_dir).replace(os.sep, "/")
-        pictures[f"{kind}_is_fallback"] = found != candidates[0]
+    found = next((p for p in grids if os.path.isfile(p)), None)
+    if found:
+      target = os.path.join(images_dir, f"{name.replace(os.sep, '_')}_samples.png")
+      _copy(found, target)
+      pictures["samples"] = os.path.relpath(target, out_dir).replace(os.sep, "/")
+      pictures["samples_is_fallback"] = found != grids[0]
     summary = run_files.read_json(os.path.join(w, SUMMARY_FILE))
     runs.append({**run_identity(w, name), "summary": summary, "evaluation": evaluation,
                  "options": run_files.read_json(os.path.join(w, OPTIONS_FILE)) or {}, "pictures": pictures,
