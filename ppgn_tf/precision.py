@@ -30,13 +30,33 @@ NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 FLOAT32_LAYERS = ("deconv5", "disc_fc1", "fc2")
 
 
+def read_cpuinfo() -> str | None:
+  """/proc/cpuinfo's text; None where it cannot be read (not Linux)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      return f.read()
+  except OSError:
+    return None
+
+
+def cpuinfo_blocks(cpuinfo_text: str) -> list[dict]:
+  """/proc/cpuinfo's text as one {field: value} per block (per processor, in the order listed)."""
+  blocks = []
+  for block in cpuinfo_text.strip().split("\n\n"):
+    fields = {}
+    for line in block.splitlines():
+      if ":" in line:
+        key, value = line.split(":", 1)
+        fields.setdefault(key.strip(), value.strip())
+    blocks.append(fields)
+  return blocks
+
+
 def cpu_flags(cpuinfo_text: str | None = None) -> set[str]:
   """The flags of the first processor in /proc/cpuinfo (or in `cpuinfo_text`); empty when unreadable."""
   if cpuinfo_text is None:
-    try:
-      with open("/proc/cpuinfo") as f:
-        cpuinfo_text = f.read()
-    except OSError:
+    cpuinfo_text = read_cpuinfo()
+    if cpuinfo_text is None:
       return set()
   for line in cpuinfo_text.splitlines():
     if line.startswith("flags"):
@@ -50,16 +70,10 @@ def cpu_model(cpuinfo_text: str | None = None) -> str | None:
   Timings compare only on one CPU model; a run's summary records it so that comparisons across runs can check.
   """
   if cpuinfo_text is None:
-    try:
-      with open("/proc/cpuinfo") as f:
-        cpuinfo_text = f.read()
-    except OSError:
+    cpuinfo_text = read_cpuinfo()
+    if cpuinfo_text is None:
       return None
-  fields = {}
-  for line in cpuinfo_text.split("\n\n")[0].splitlines():
-    if ":" in line:
-      key, value = line.split(":", 1)
-      fields.setdefault(key.strip(), value.strip())
+  fields = cpuinfo_blocks(cpuinfo_text)[0]
   name = fields.get("model name")
   if not name:
     return None

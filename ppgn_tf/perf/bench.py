@@ -84,19 +84,16 @@ def cpu_info(cpuinfo_text: str | None = None) -> dict:
   """
   allowed = None  # Given text describes some other machine: every processor in it counts.
   if cpuinfo_text is None:
-    try:
-      with open("/proc/cpuinfo") as f:
-        cpuinfo_text = f.read()
-      allowed = os.sched_getaffinity(0)
-    except (AttributeError, OSError):
-      cpuinfo_text = cpuinfo_text or ""
+    cpuinfo_text = precision_lib.read_cpuinfo()
+    if cpuinfo_text is None:
+      cpuinfo_text = ""
+    else:
+      try:
+        allowed = os.sched_getaffinity(0)
+      except (AttributeError, OSError):
+        pass  # No affinity to read here: every processor listed counts.
   processors, model, mhz, cores = 0, None, [], set()
-  for block in cpuinfo_text.strip().split("\n\n"):
-    fields = {}
-    for line in block.splitlines():
-      if ":" in line:
-        key, value = line.split(":", 1)
-        fields[key.strip()] = value.strip()
+  for fields in precision_lib.cpuinfo_blocks(cpuinfo_text):
     if "processor" not in fields:
       continue
     if allowed is not None and int(fields["processor"]) not in allowed:

@@ -275,12 +275,12 @@ def interleave(contestants: dict, repeats: int) -> tuple[dict, list]:
 
 
 def time_experiment_with_peer(encoder, split, bench: bench_lib.BenchConfig, name: str, precisions, threads,
-                              profile_dir: str | None, log) -> tuple[dict, dict, dict]:
+                              profile_dir: str | None, log) -> tuple[dict, dict, dict, int]:
   """One experiment in interleaved rounds: this project in every precision, the peer with every thread count.
 
   All are built and warmed up first. Returns this project's entries by precision, the peer's by thread count,
   and the rounds' record: their order, every round's seconds per contestant, and per precision the ratios to
-  the peer's fastest thread count (lowest median), each round's own pair.
+  the peer's fastest thread count (lowest median), each round's own pair; and that thread count.
   """
   models = {p: build_model(encoder, bench, bench_lib.EXPERIMENTS[name], p) for p in precisions}
   contestants = {p: ProjectRounds(model, split, bench) for p, model in models.items()}
@@ -296,11 +296,12 @@ def time_experiment_with_peer(encoder, split, bench: bench_lib.BenchConfig, name
     if profile_dir:
       contestants[p].profile_round(os.path.join(profile_dir, p, name))
   peer = {n: summarize_rounds(rounds[peer_contestant(n)]) for n in threads}
-  fastest = peer_contestant(min(threads, key=lambda n: peer[n]["g_iteration_s"]))
+  fastest_threads = min(threads, key=lambda n: peer[n]["g_iteration_s"])
+  fastest = peer_contestant(fastest_threads)
   seconds = {c: [r.g_iteration_s for r in timed] for c, timed in rounds.items()}
   record = {"order": order, "g_iteration_s": seconds, "peer": fastest,
             "ratio_to_peer": {p: bench_lib.paired_ratio(seconds[p], seconds[fastest]) for p in precisions}}
-  return ours, peer, record
+  return ours, peer, record, fastest_threads
 
 
 def time_with_peer(encoder, split, bench: bench_lib.BenchConfig, precisions, experiments, thread_counts,
@@ -323,14 +324,13 @@ def time_with_peer(encoder, split, bench: bench_lib.BenchConfig, precisions, exp
     if name not in bench_peer_torch.CRITICS_OF:
       log(f"Peer: {name} is not restated in PyTorch (only {', '.join(bench_peer_torch.CRITICS_OF)}); skipped")
       continue
-    ours, by_threads, record = time_experiment_with_peer(encoder, split, bench, name, precisions, threads,
-                                                         profile_dir, log)
+    ours, by_threads, record, fastest = time_experiment_with_peer(encoder, split, bench, name, precisions,
+                                                                  threads, profile_dir, log)
     keras.backend.clear_session()  # This experiment's models are gone; the next one builds its own.
     for p in precisions:
       out["ours"][p][name] = ours[p]
     for n in threads:
       peer["by_threads"][str(n)]["experiments"][name] = by_threads[n]
-    fastest = min(threads, key=lambda n: by_threads[n]["g_iteration_s"])
     peer["experiments"][name] = {**by_threads[fastest], "threads": fastest}
     out["paired_rounds"]["experiments"][name] = record
 
