@@ -111,6 +111,40 @@ def test_generator_layer_trace(gen):
       [(5, 5), (5, 5), (7, 7), (10, 10)]
 
 
+@pytest.mark.parametrize("c_in, c_out, k, side", [(128, 1, 10, 19), (160, 3, 3, 5)])
+def test_transposed_conv_with_few_output_channels_is_keras_by_matmul(c_in, c_out, k, side):
+  """G's last layer (256 -> 1 channel at paper scale) runs as a matrix product: the values and the gradients
+  of keras.layers.Conv2DTranspose with the same weights, up to float summation order."""
+  import tensorflow as tf
+  keras.utils.set_random_seed(9)
+  x = tf.constant(np.random.default_rng(10).normal(size=(2, side, side, c_in)).astype(np.float32))
+  ours = generator.Conv2DTranspose(c_out, k, activation="relu")
+  plain = keras.layers.Conv2DTranspose(c_out, k, activation="relu")
+  ours.build(x.shape), plain.build(x.shape)
+  ours.set_weights([w + 0.01 for w in plain.get_weights()])  # A non-zero bias.
+  plain.set_weights(ours.get_weights())
+  assert ours._by_matmul() and ours(x).shape == (2, side + k - 1, side + k - 1, c_out)
+  upstream = tf.constant(np.random.default_rng(11).normal(size=(2, side + k - 1, side + k - 1, c_out)), tf.float32)
+  grads = []
+  for layer in (ours, plain):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x)
+      loss = tf.reduce_sum(y * upstream)
+    grads.append((y, *tape.gradient(loss, [x, *layer.trainable_variables])))
+  assert float(tf.reduce_max(grads[1][0])) > 0 and float(tf.reduce_min(grads[1][0])) == 0  # ReLU acted.
+  for a, b in zip(*grads):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4 * float(tf.reduce_max(tf.abs(b))))
+
+
+def test_transposed_conv_keeps_keras_kernels_where_they_are_fast(gen):
+  """Many output channels, or few input channels (the test widths), stay Keras' own op."""
+  assert not any(gen.get_layer(n)._by_matmul() for n in ("deconv2", "deconv3", "deconv4", "deconv5"))
+  paper = generator.build_generator((64,), dim=64)
+  assert [paper.get_layer(n)._by_matmul() for n in ("deconv2", "deconv3", "deconv4", "deconv5")] == \
+      [False, False, False, True]
+
+
 def test_generator_flattens_spatial_codes():
   g = generator.build_generator((2, 2, 256), dim=2)
   assert np.asarray(g(np.ones((2, 2, 2, 256), np.float32))).shape == (2, 28, 28, 1)
