@@ -18,6 +18,7 @@ module before its --onednn flag decides how TensorFlow loads.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 
 from absl import logging
@@ -80,15 +81,35 @@ def cpu_model(cpuinfo_text: str | None = None) -> str | None:
   return f"{name} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
-def gpus_with_bf16() -> list[str]:
-  """Names of the visible GPUs that compute bfloat16 natively (compute capability >= 8.0)."""
+def _visible_gpus() -> list[tuple[str, dict]]:
+  """(name, device details) of each GPU TensorFlow sees."""
   import tensorflow as tf
-  names = []
+  gpus = []
   for gpu in tf.config.list_physical_devices("GPU"):
     details = tf.config.experimental.get_device_details(gpu)
-    if tuple(details.get("compute_capability", (0, 0))) >= (8, 0):
-      names.append(details.get("device_name", gpu.name))
-  return names
+    gpus.append((details.get("device_name", gpu.name), details))
+  return gpus
+
+
+def gpu_models() -> list[str]:
+  """The model name of each visible GPU, one entry per device."""
+  return [name for name, _ in _visible_gpus()]
+
+
+def gpus_with_bf16() -> list[str]:
+  """Names of the visible GPUs that compute bfloat16 natively (compute capability >= 8.0)."""
+  return [name for name, details in _visible_gpus() if tuple(details.get("compute_capability", (0, 0))) >= (8, 0)]
+
+
+def compute_device(cpu: str | None, gpus=()) -> str | None:
+  """What a run's seconds measure: its CPU model, or with GPUs, the GPUs and their host.
+
+  '2 × NVIDIA A100-SXM4-40GB (host: <cpu>)'. Two runs' timings compare only when this is the same.
+  """
+  if not gpus:
+    return cpu
+  counts = collections.Counter(gpus)
+  return ", ".join(f"{n} × {name}" for name, n in counts.items()) + f" (host: {cpu or 'CPU not recorded'})"
 
 
 def choose(requested: str, flags: set[str], bf16_gpus=()) -> tuple[str, str]:

@@ -331,6 +331,20 @@ def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed
   assert copied == {os.path.basename(link) for link in re.findall(r"\]\((report_images/[^)]+)\)", markdown)}
 
 
+def test_report_tells_runs_on_gpus_from_runs_on_their_host_cpu():
+  """A run's wall time is the GPUs' when it had any: its seed pairs with a CPU run's are left out."""
+  from ppgn_tf.evaluation import report_lib, seed_statistics
+  cpu = "Intel(R) Xeon(R) Processor (family 6, model 207)"
+  on_cpu, on_gpus = {"cpu": cpu, "gpus": []}, {"cpu": cpu, "gpus": ["NVIDIA L4"] * 2}
+  assert report_lib.run_device(on_cpu) == cpu == report_lib.run_device({"cpu": cpu})  # Older summaries: no "gpus".
+  assert report_lib.run_device(on_gpus) == f"2 × NVIDIA L4 (host: {cpu})"
+  devices = {0: on_cpu, 1: on_gpus}
+  kept, left_out = seed_statistics.same_cpu_pairs({0: 10.0, 1: 11.0}, {0: 12.0, 1: 2.0},
+                                                  lambda s: report_lib.run_device(on_cpu),
+                                                  lambda s: report_lib.run_device(devices[s]))
+  assert kept == {0: 12.0} and left_out == {1: f"{cpu} vs 2 × NVIDIA L4 (host: {cpu})"}
+
+
 def test_report_refuses_one_run_twice(evaluated_run, tmp_path):
   from ppgn_tf.evaluation import report_lib as report
   run_a, _ = evaluated_run

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -72,6 +73,25 @@ def test_cpu_model_names_family_and_model():
   assert precision.cpu_model("flags\t: sse2\n") is None
   if os.path.isfile("/proc/cpuinfo") and "model name" in open("/proc/cpuinfo").read():
     assert precision.cpu_model().startswith(open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip())
+
+
+def test_gpus_are_named_and_a_run_on_gpus_is_told_from_a_cpu_run(monkeypatch):
+  """summary.json names the GPUs (none here); timings pair only runs on one CPU model and the same GPUs."""
+  if not tf.config.list_physical_devices("GPU"):
+    assert precision.gpu_models() == []
+  gpus = {"/GPU:0": {"device_name": "NVIDIA A100-SXM4-40GB", "compute_capability": (8, 0)},
+          "/GPU:1": {"device_name": "NVIDIA A100-SXM4-40GB", "compute_capability": (8, 0)},
+          "/GPU:2": {"device_name": "Tesla V100-SXM2-16GB", "compute_capability": (7, 0)}}
+  devices = [types.SimpleNamespace(name=name, device_type="GPU") for name in gpus]
+  monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: devices if kind == "GPU" else [])
+  monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda device: gpus[device.name])
+  assert precision.gpu_models() == ["NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB", "Tesla V100-SXM2-16GB"]
+  assert precision.gpus_with_bf16() == ["NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB"]
+  cpu = "Intel(R) Xeon(R) Processor (family 6, model 207)"
+  assert precision.compute_device(cpu, precision.gpu_models()) == \
+      f"2 × NVIDIA A100-SXM4-40GB, 1 × Tesla V100-SXM2-16GB (host: {cpu})"
+  assert precision.compute_device(cpu, ()) == cpu and precision.compute_device(None, ()) is None
+  assert precision.compute_device(None, ["T4"]) == "1 × T4 (host: CPU not recorded)"
 
 
 def _tiny_model(encoder, precision_name):

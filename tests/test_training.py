@@ -137,6 +137,7 @@ def test_flagfile_runs_two_generator_steps(experiment, tmp_path, encoder_dir, sm
   assert summary["critic_steps"] == 3 + 2
   on_disk = json.loads((workdir / "summary.json").read_text())
   assert on_disk["generator_steps"] == 2 and on_disk["cpu"] == precision.cpu_model()
+  assert on_disk["gpus"] == precision.gpu_models()  # [] here: no GPU.
   assert set(on_disk["final"]) >= {"g_loss", "l_x", "l_h", "l_gan"}
   assert all(np.isfinite(v) for v in on_disk["final"].values())
   expected_critics = {"vanilla": ["image"], "combined": ["image", "fc1"], "randomized": ["image", "fc1"]}

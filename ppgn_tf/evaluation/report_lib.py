@@ -12,6 +12,7 @@ import numpy as np
 
 from ppgn_tf import files
 from ppgn_tf import plots
+from ppgn_tf import precision
 from ppgn_tf.evaluation import seed_statistics as stats
 from ppgn_tf.evaluation.evaluation_plan import EVALUATION_FILE
 from ppgn_tf.training import run_files
@@ -113,6 +114,11 @@ for d in runs/paper/3*/seed*; do
 done
 python -m ppgn_tf.report runs/paper/3*/seed* --output=docs/reproduction_paper.md
 ```"""
+
+
+def run_device(summary: dict) -> str | None:
+  """What the run's wall times measure: summary.json's CPU model, with its GPUs if it had any."""
+  return precision.compute_device(summary.get("cpu"), summary.get("gpus") or ())
 
 
 def run_metrics(evaluation: dict, summary: dict) -> dict:
@@ -243,10 +249,10 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   groups = stats.group_runs(runs)
   for group in groups:
     group["metrics"] = group_metrics(group)
-  def run_cpu(group, seed):
-    return next(r["summary"].get("cpu") for r in group["runs"] if r["seed"] == seed)
+  def device_of(group, seed):
+    return next(run_device(r["summary"]) for r in group["runs"] if r["seed"] == seed)
 
-  claims = [stats.decide_claim(c, groups, lambda g, m: (g["metrics"][m] or {}).get("values", {}), run_cpu)
+  claims = [stats.decide_claim(c, groups, lambda g, m: (g["metrics"][m] or {}).get("values", {}), device_of)
             for c in stats.thesis_claims()]
   if all(c["verdict"] == stats.MISSING for c in claims):
     claims = []  # Not the thesis' experiments.
@@ -303,9 +309,9 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
                  f"classifier's held-out accuracy {clf_accuracy:.4f}.")
   if len(settings) > 1:
     lines.append("**The runs were evaluated with different settings: compare with care.**")
-  cpus = collections.Counter(r["summary"].get("cpu") or "CPU not recorded" for r in runs)
-  lines.append("Trained on " + "; ".join(f"{cpu}: {n} run{'s' if n != 1 else ''}" for cpu, n in cpus.items())
-               + ". Wall times compare only between runs on one CPU.")
+  devices = collections.Counter(run_device(r["summary"]) or "CPU not recorded" for r in runs)
+  lines.append("Trained on " + "; ".join(f"{d}: {n} run{'s' if n != 1 else ''}" for d, n in devices.items())
+               + ". Wall times compare only between runs on one CPU model and the same GPUs.")
   compute = {"training_seconds": sum(r["summary"].get("wall_seconds") or 0.0 for r in runs),
              "evaluation_seconds": sum(r["evaluation"].get("seconds") or 0.0 for r in runs)}
   lines.append(f"Compute, summed over the runs: {format_seconds(compute['training_seconds'])} of training and "

@@ -351,7 +351,9 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       "critics": list(model.critic_names),
       "replicas": strategy.num_replicas_in_sync,
       "precision": options.precision,
-      "cpu": precision_lib.cpu_model(),  # Seconds per step compare only between runs on one CPU model.
+      # Seconds per step compare only between runs on one CPU model and the same GPUs (none on a CPU run).
+      "cpu": precision_lib.cpu_model(),
+      "gpus": precision_lib.gpu_models(),
       "final": {k: float(v.numpy()) for k, v in model.latest.items()},
       "encoder_test_accuracy": encoder_lib.read_metrics(options.encoder_path).get("test_accuracy"),
   }
