@@ -64,7 +64,7 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
 
   The same weights, values and gradients, up to float summation order. Why: G's last layer (4*dim -> 1
   channel, 10x10) as TensorFlow's oneDNN transposed convolution filled one lane of the CPU's vectors:
-  at paper scale, batch 32, fp32, it took 39-68 ms against 7-10 ms as a product, and every G forward pass
+  at paper scale, batch 32, fp32, it took 39-45 ms against 7-10 ms as a product, and every G forward pass
   (six per G iteration, one per sampler step) runs it. Few input channels leave the product too little
   work to pay for the window sums, so those layers stay Keras' (see FEW_OUTPUT_CHANNELS).
   """
