@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 
 from absl import logging
 
@@ -27,6 +28,8 @@ AUTO, FP32, BF16 = "auto", "fp32", "bf16"
 CHOICES = (AUTO, FP32, BF16)
 POLICIES = {FP32: "float32", BF16: "mixed_bfloat16"}
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# oneDNN's cap on the instructions its kernels use (TensorFlow's and PyTorch's oneDNN both read it), and its older name.
+ONEDNN_ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 # Layers that compute in float32 under any precision: each network's output feeds losses or the sampler's h.
 FLOAT32_LAYERS = ("deconv5", "disc_fc1", "fc2")
 
@@ -63,6 +66,44 @@ def cpu_flags(cpuinfo_text: str | None = None) -> set[str]:
     if line.startswith("flags"):
       return set(line.split(":", 1)[1].split())
   return set()
+
+
+def onednn_isa_cap(environ=None) -> str | None:
+  """ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) in upper case, e.g. 'AVX2'; None when unset, ALL or DEFAULT."""
+  environ = os.environ if environ is None else environ
+  for name in ONEDNN_ISA_VARIABLES:
+    value = environ.get(name, "").strip().upper()
+    if value:
+      return None if value in ("ALL", "DEFAULT") else value
+  return None
+
+
+def usable_cpu_flags(flags, isa_cap: str | None) -> set[str]:
+  """`flags` less the extensions oneDNN's kernels may not use under ONEDNN_MAX_CPU_ISA=`isa_cap`.
+
+  oneDNN's names, oldest first: SSE41, AVX, AVX2 (and AVX2_VNNI...), AVX512_CORE, AVX512_CORE_VNNI,
+  AVX512_CORE_BF16, AVX10_1_512 (AVX512_CORE_FP16), AVX512_CORE_AMX (AVX10_1_512_AMX), ...; each allows the
+  ones before it. Why it matters: under a cap below AVX512_CORE_BF16 bfloat16 is emulated (or, in TensorFlow,
+  fails: it still picks oneDNN's bf16 kernels from the CPU's flags), and the fp32 vectors are 8 lanes wide.
+  """
+  flags = set(flags)
+  if isa_cap is None:
+    return flags
+  dropped = set()
+  if "AMX" not in isa_cap:
+    dropped |= {f for f in flags if f.startswith("amx")}
+  if not isa_cap.startswith(("AVX512", "AVX10")):
+    dropped |= {f for f in flags if f.startswith("avx512")}
+  elif isa_cap in ("AVX512_CORE", "AVX512_CORE_VNNI"):
+    dropped |= {"avx512_bf16", "avx512_fp16"}
+  if isa_cap == "SSE41":
+    dropped |= {f for f in flags if f.startswith("avx") or f == "fma"}
+  return flags - dropped
+
+
+def kernel_cpu_flags(cpuinfo_text: str | None = None, environ=None) -> set[str]:
+  """The CPU's flags that oneDNN's kernels may use here: `cpu_flags` under ONEDNN_MAX_CPU_ISA."""
+  return usable_cpu_flags(cpu_flags(cpuinfo_text), onednn_isa_cap(environ))
 
 
 def cpu_model(cpuinfo_text: str | None = None) -> str | None:
@@ -131,8 +172,20 @@ def choose(requested: str, flags: set[str], bf16_gpus=()) -> tuple[str, str]:
 
 
 def resolve(requested: str, program: str = "") -> str:
-  """fp32 or bf16 for this machine; logs the choice and the reason in one line."""
-  chosen, why = choose(requested, cpu_flags(), gpus_with_bf16() if requested == AUTO else ())
+  """fp32 or bf16 for this machine; logs the choice and the reason in one line.
+
+  Raises ValueError for bf16 on a CPU whose native bfloat16 ONEDNN_MAX_CPU_ISA caps away: TensorFlow would
+  still run oneDNN's bf16 kernels there, and oneDNN refuses them at the first convolution.
+  """
+  cap = onednn_isa_cap()
+  capped = set(NATIVE_BF16_CPU_FLAGS) & (cpu_flags() - usable_cpu_flags(cpu_flags(), cap))
+  if requested == BF16 and capped:
+    raise ValueError(f"--precision=bf16 with ONEDNN_MAX_CPU_ISA={cap}: the cap leaves oneDNN no bfloat16 kernels, "
+                     f"and TensorFlow picks them from this CPU's {', '.join(sorted(capped))}; use --precision=fp32 "
+                     "(or auto), or lift the cap")
+  chosen, why = choose(requested, kernel_cpu_flags(), gpus_with_bf16() if requested == AUTO else ())
+  if cap:
+    why += f"; ONEDNN_MAX_CPU_ISA={cap}"
   logging.info("%sprecision %s (%s)", f"{program}: " if program else "", chosen, why)
   return chosen
 

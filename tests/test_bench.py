@@ -173,6 +173,18 @@ def test_peer_without_torch_is_one_line_before_any_work(tmp_path):
   assert "Peak" not in result.stdout
 
 
+@pytest.mark.skipif(not precision.cpu_flags() & set(precision.NATIVE_BF16_CPU_FLAGS),
+                    reason="the refusal is for CPUs with native bf16 that ONEDNN_MAX_CPU_ISA caps away")
+def test_bf16_capped_away_by_onednn_isa_exits_with_one_line():
+  result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", "--precision=fp32,bf16"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+  assert result.returncode == 1
+  lines = [l for l in result.stderr.splitlines() if l.startswith("bench:")]
+  assert lines == [lines[-1]] and lines[-1].startswith("bench: error: --precision=bf16 with ONEDNN_MAX_CPU_ISA=AVX2")
+  assert "Peak" not in result.stdout
+
+
 def test_theoretical_peak_from_cpuinfo():
   cpuinfo = "\n\n".join(
       f"processor\t: {i}\nmodel name\t: Test CPU\nphysical id\t: 0\ncore id\t: {i // 2}\ncpu MHz\t\t: 2500.000\n"
@@ -185,6 +197,10 @@ def test_theoretical_peak_from_cpuinfo():
   amx = bench.theoretical_peak({**info, "flags": info["flags"] + ["avx512f", "avx512_bf16", "amx_bf16"]})
   assert amx["fp32_flops"] == 2 * 16 * 2 * 2 * 2.5e9 and amx["bf16_flops"] == 2 * 1024 * 2.5e9
   assert bench.theoretical_peak({**info, "mhz": None})["fp32_flops"] is None
+  # ONEDNN_MAX_CPU_ISA=AVX2 on that AMX machine: AVX2's 8 lanes, no native bf16.
+  capped = bench.theoretical_peak({**info, "flags": info["flags"] + ["avx512f", "avx512_bf16", "amx_bf16"]},
+                                  isa_cap="AVX2")
+  assert capped["fp32_flops"] == peak["fp32_flops"] and capped["bf16_flops"] is None
 
 
 @pytest.mark.parametrize("args, message", [

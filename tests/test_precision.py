@@ -60,6 +60,33 @@ def test_explicit_bf16_without_hardware_says_emulated_and_a_bf16_gpu_wins():
     precision.choose("fp16", set())
 
 
+@pytest.mark.parametrize("cap, native, lanes_512", [
+    (None, {"amx_bf16", "avx512_bf16"}, True), ("ALL", {"amx_bf16", "avx512_bf16"}, True),
+    ("AVX512_CORE_AMX", {"amx_bf16", "avx512_bf16"}, True), ("AVX10_1_512", {"avx512_bf16"}, True),
+    ("AVX512_CORE_BF16", {"avx512_bf16"}, True), ("AVX512_CORE", set(), True),
+    ("AVX2", set(), False), ("avx2_vnni", set(), False),
+])
+def test_onednn_isa_cap_removes_the_extensions_above_it(cap, native, lanes_512):
+  environ = {} if cap is None else {"ONEDNN_MAX_CPU_ISA": cap}
+  flags = precision.kernel_cpu_flags(SAPPHIRE_RAPIDS_CPUINFO, environ)
+  assert flags & set(precision.NATIVE_BF16_CPU_FLAGS) == native
+  assert ("avx512f" in flags) == lanes_512 and "avx2" in flags
+  assert precision.choose("auto", flags)[0] == ("bf16" if native else "fp32")
+  assert precision.onednn_isa_cap({"DNNL_MAX_CPU_ISA": "avx2"}) == "AVX2"  # oneDNN's older name.
+
+
+def test_bf16_under_a_cap_that_removes_it_is_refused_and_auto_picks_fp32(monkeypatch):
+  """TensorFlow picks oneDNN's bf16 kernels from the CPU's flags, and the cap makes oneDNN refuse them."""
+  monkeypatch.setattr(precision, "read_cpuinfo", lambda: SAPPHIRE_RAPIDS_CPUINFO)
+  monkeypatch.setattr(precision, "gpus_with_bf16", lambda: [])
+  monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+  with pytest.raises(ValueError, match="--precision=bf16 with ONEDNN_MAX_CPU_ISA=AVX2: .*amx_bf16, avx512_bf16"):
+    precision.resolve("bf16", "train")
+  assert precision.resolve("auto", "train") == "fp32" and precision.resolve("fp32") == "fp32"
+  monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+  assert precision.resolve("bf16") == "bf16" == precision.resolve("auto")
+
+
 def test_cpu_flags_read_this_machine():
   flags = precision.cpu_flags()
   if os.path.isfile("/proc/cpuinfo"):

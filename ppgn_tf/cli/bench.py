@@ -112,7 +112,10 @@ def main(argv):
   from ppgn_tf.perf import timing
   if FLAGS.inter_op_threads:
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
-  precisions = tuple(dict.fromkeys(precision_lib.resolve(p, "bench") for p in FLAGS.precision))
+  try:
+    precisions = tuple(dict.fromkeys(precision_lib.resolve(p, "bench") for p in FLAGS.precision))
+  except ValueError as e:  # bf16 where ONEDNN_MAX_CPU_ISA caps it away.
+    return runner.error("bench", e)
   results = timing.run(FLAGS.config, precisions, tuple(FLAGS.experiments), FLAGS.repeats, FLAGS.sampler_steps,
                 FLAGS.sampler_batch, FLAGS.profile_dir, FLAGS.peer, FLAGS.fma_units, peer_threads)
   results["inter_op_threads"] = FLAGS.inter_op_threads

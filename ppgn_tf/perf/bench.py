@@ -107,14 +107,15 @@ def cpu_info(cpuinfo_text: str | None = None) -> dict:
           "logical_cpus": processors, "physical_cores": len(cores), "mhz": max(mhz) if mhz else None}
 
 
-def theoretical_peak(info: dict, fma_units: int = 2) -> dict:
+def theoretical_peak(info: dict, fma_units: int = 2, isa_cap: str | None = None) -> dict:
   """FLOP/s these cores can issue: cores x fp32 lanes x FMA units x 2 (multiply and add) x clock.
 
-  Lanes come from the widest vector extension (AVX-512: 16, AVX/AVX2: 8, else 4). The count of FMA units
-  per core is not in /proc/cpuinfo: 2 is right for Intel cores since Haswell (server parts with AVX-512
-  included) and AMD's since Zen 2; pass the right one for others. None without a clock.
+  Lanes come from the widest vector extension oneDNN may use (AVX-512: 16, AVX/AVX2: 8, else 4; `isa_cap` is
+  ONEDNN_MAX_CPU_ISA). The count of FMA units per core is not in /proc/cpuinfo: 2 is right for Intel cores
+  since Haswell (server parts with AVX-512 included) and AMD's since Zen 2; pass the right one for others.
+  None without a clock.
   """
-  flags = set(info["flags"])
+  flags = precision_lib.usable_cpu_flags(info["flags"], isa_cap)
   lanes = 16 if "avx512f" in flags else 8 if flags & {"avx", "avx2"} else 4
   per_core_fp32 = lanes * fma_units * 2
   per_core_bf16 = per_core_fp32 * (2 if "avx512_bf16" in flags else 0)
@@ -130,7 +131,7 @@ def theoretical_peak(info: dict, fma_units: int = 2) -> dict:
 
 def has_native_bf16() -> bool:
   """bfloat16 arithmetic in hardware (AVX512-BF16 or AMX); elsewhere oneDNN emulates it, slower than fp32."""
-  return bool(precision_lib.cpu_flags() & set(precision_lib.NATIVE_BF16_CPU_FLAGS))
+  return bool(precision_lib.kernel_cpu_flags() & set(precision_lib.NATIVE_BF16_CPU_FLAGS))
 
 
 def peak_rss_mb() -> float:
@@ -194,9 +195,12 @@ def format_table(results: dict) -> str:
   cpu, peaks = results["cpu"], results["peaks"]
   theory = peaks["theoretical"]
   onednn = "on" if results["onednn"] else "off"
-  native = [f for f in precision_lib.NATIVE_BF16_CPU_FLAGS if f in cpu["flags"]]
+  cap = results.get("onednn_max_cpu_isa")
+  usable = precision_lib.usable_cpu_flags(cpu["flags"], cap)
+  native = [f for f in precision_lib.NATIVE_BF16_CPU_FLAGS if f in usable]
   lines = [f"CPU: {cpu['model_name']}, {theory['cores']} cores at {cpu['mhz']} MHz (cpuinfo), "
-           f"{theory['fp32_lanes']} fp32 lanes, native bf16: {', '.join(native) or 'none'}",
+           f"{theory['fp32_lanes']} fp32 lanes, native bf16: {', '.join(native) or 'none'}"
+           + (f" (ONEDNN_MAX_CPU_ISA={cap})" if cap else ""),
            f"config={results['config']} oneDNN {onednn}, load {results['load_start']['load_1m']:.2f} -> "
            f"{results['load_end']['load_1m']:.2f}, peak RSS {results['peak_rss_mb']:.0f} MB"]
   for p in ("fp32", "bf16"):

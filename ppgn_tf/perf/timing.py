@@ -361,13 +361,15 @@ def run(config_name: str, precisions=("fp32",), experiments=("vanilla", "combine
   bench = dataclasses.replace(bench, **{k: v for k, v in (("repeats", repeats), ("sampler_steps", sampler_steps),
                                                           ("sampler_batch", sampler_batch)) if v})
   info = bench_lib.cpu_info()
+  isa_cap = precision_lib.onednn_isa_cap()  # Kernels limited to older instructions: peaks and bf16 follow.
   results = {"config": config_name, "precision": precisions[0], "precisions": list(precisions),
              "bench": dataclasses.asdict(bench), "cpu": info, "cpu_count": os.cpu_count(),
+             "onednn_max_cpu_isa": isa_cap, "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
              "native_bf16": bench_lib.has_native_bf16(), "tensorflow": tf.__version__, "onednn": onednn_enabled(),
              "load_start": bench_lib.load_info()}
   start = time.perf_counter()
   log(f"Peak of a large convolution, best of {bench_lib.PEAK_REPEATS} ...")
-  theory = bench_lib.theoretical_peak(info, fma_units)
+  theory = bench_lib.theoretical_peak(info, fma_units, isa_cap)
   probe = {"fp32": measure_peak_flops("float32")}
   if bench_lib.has_native_bf16() or "bf16" in precisions:
     probe["bf16"] = measure_peak_flops("bfloat16")

@@ -217,6 +217,8 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   """Runs (or resumes) a training run; returns the summary written to summary.json."""
   start = time.time()
   check_config_matches(options.workdir, config)
+  # Variables are float32 under either precision, so a checkpoint resumes in the other one.
+  options = dataclasses.replace(options, precision=precision_lib.resolve(options.precision, "train"))
   if options.deterministic:
     random_streams.seed_keras(config.seed, random_streams.NETWORK_INITIALISATION)
     tf.config.experimental.enable_op_determinism()
@@ -239,8 +241,6 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     logging.info("--encoder_only: stopping after the encoder (test accuracy %.4f)", metrics["test_accuracy"])
     return {"encoder": metrics}
 
-  # Variables are float32 under either policy, so a checkpoint resumes in the other precision.
-  options = dataclasses.replace(options, precision=precision_lib.resolve(options.precision, "train"))
   random_streams.seed_keras(config.seed, random_streams.NETWORK_INITIALISATION)
   with strategy.scope(), precision_lib.policy_scope(options.precision):
     model = PPGN(encoder, config)
