@@ -177,13 +177,14 @@ def resolve(requested: str, program: str = "") -> str:
   Raises ValueError for bf16 on a CPU whose native bfloat16 ONEDNN_MAX_CPU_ISA caps away: TensorFlow would
   still run oneDNN's bf16 kernels there, and oneDNN refuses them at the first convolution.
   """
-  cap = onednn_isa_cap()
-  capped = set(NATIVE_BF16_CPU_FLAGS) & (cpu_flags() - usable_cpu_flags(cpu_flags(), cap))
+  cap, flags = onednn_isa_cap(), cpu_flags()
+  usable = usable_cpu_flags(flags, cap)
+  capped = set(NATIVE_BF16_CPU_FLAGS) & (flags - usable)
   if requested == BF16 and capped:
     raise ValueError(f"--precision=bf16 with ONEDNN_MAX_CPU_ISA={cap}: the cap leaves oneDNN no bfloat16 kernels, "
                      f"and TensorFlow picks them from this CPU's {', '.join(sorted(capped))}; use --precision=fp32 "
                      "(or auto), or lift the cap")
-  chosen, why = choose(requested, kernel_cpu_flags(), gpus_with_bf16() if requested == AUTO else ())
+  chosen, why = choose(requested, usable, gpus_with_bf16() if requested == AUTO else ())
   if cap:
     why += f"; ONEDNN_MAX_CPU_ISA={cap}"
   logging.info("%sprecision %s (%s)", f"{program}: " if program else "", chosen, why)
