@@ -1,4 +1,4 @@
-"""--precision: fp32, bf16 (Keras mixed bfloat16), or auto (bf16 where the hardware computes it natively).
+"""--precision: fp32, bf16 (Keras mixed bfloat16), or auto (bf16 only where it is measured faster than fp32).
 
 What bf16 covers: the convolutions and dense layers of G and the critics in
 training, of G and E in the sampler and the exported SavedModel. What stays
@@ -8,9 +8,14 @@ to float32 first), the last layer of each network (G's deconv5, the critics'
 disc_fc1, E's fc2), and the sampler's chain state h with its updates. E stays
 float32 in training, as it is frozen and loaded from encoder.keras.
 
-Without native bfloat16 (AVX512_BF16 or AMX on the CPU, or a GPU of compute
-capability 8.0 or later) bf16 is emulated and slower than fp32, so auto picks
-fp32 there.
+auto picks bf16 only on hardware where bf16 was measured faster than fp32
+(`CPU_KINDS`, README's precision section): a CPU with AMX (amx_bf16 and
+amx_tile), or a GPU of compute capability 8.0 or later. AVX512_BF16 alone is
+native bfloat16 too, but training there ran 1.6-1.9x slower in bf16 on Intel
+Xeons and no faster on AMD Zen 5, so auto picks fp32 on it; without either,
+bf16 is emulated. The
+choice reads only the CPU's flags, so it is the same in every run on one machine
+(resumed runs and comparisons rely on that).
 
 TensorFlow and Keras are imported inside the functions that need them: the benchmark program reads this
 module before its --onednn flag decides how TensorFlow loads.
@@ -28,6 +33,16 @@ AUTO, FP32, BF16 = "auto", "fp32", "bf16"
 CHOICES = (AUTO, FP32, BF16)
 POLICIES = {FP32: "float32", BF16: "mixed_bfloat16"}
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# The flags that make bf16 faster than fp32 on a CPU: AMX's tile unit with its bfloat16 multiply.
+FAST_BF16_CPU_FLAGS = ("amx_bf16", "amx_tile")
+CPU_AMX, CPU_AVX512_BF16, CPU_NO_BF16 = "amx", "avx512_bf16", "no_bf16"
+# The kinds of CPU as `--precision=auto` tells them apart (README's precision section has the measurements).
+CPU_KINDS = {
+    CPU_AMX: "AMX bfloat16 tiles (amx_bf16, amx_tile): bf16 faster than fp32",
+    CPU_AVX512_BF16: "AVX512_BF16 without AMX: native bfloat16 dot products, but training in bf16 no faster "
+                     "than in fp32 (1.8x slower on Intel Xeons)",
+    CPU_NO_BF16: "no native bfloat16: bf16 emulated, slower than fp32",
+}
 # oneDNN's cap on the instructions its kernels use (TensorFlow's and PyTorch's oneDNN both read it), and its older name.
 ONEDNN_ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 # Layers that compute in float32 under any precision: each network's output feeds losses or the sampler's h.
@@ -153,21 +168,36 @@ def compute_device(cpu: str | None, gpus=()) -> str | None:
   return ", ".join(f"{n} × {name}" for name, n in counts.items()) + f" (host: {cpu or 'CPU not recorded'})"
 
 
+def cpu_kind(flags) -> str:
+  """CPU_AMX, CPU_AVX512_BF16 or CPU_NO_BF16 for a CPU with these (usable) flags."""
+  flags = set(flags)
+  if all(f in flags for f in FAST_BF16_CPU_FLAGS):
+    return CPU_AMX
+  if "avx512_bf16" in flags:
+    return CPU_AVX512_BF16
+  return CPU_NO_BF16
+
+
 def choose(requested: str, flags: set[str], bf16_gpus=()) -> tuple[str, str]:
   """(fp32 or bf16, why) for --precision=requested on hardware with these CPU flags and bf16 GPUs."""
   if requested not in CHOICES:
     raise ValueError(f"--precision={requested}: choose from {', '.join(CHOICES)}")
-  native = [f for f in NATIVE_BF16_CPU_FLAGS if f in flags]
+  kind = cpu_kind(flags)
   if requested == FP32:
     return FP32, "--precision=fp32"
   if requested == BF16:
-    if native or bf16_gpus:
+    if bf16_gpus or kind == CPU_AMX:
       return BF16, "--precision=bf16"
+    if kind == CPU_AVX512_BF16:
+      return BF16, "--precision=bf16, on AVX512_BF16 without AMX: native, but no faster than fp32 in training on such CPUs"
     return BF16, "--precision=bf16, emulated: no native bfloat16 here (slower than fp32)"
   if bf16_gpus:
     return BF16, f"auto: GPU with native bfloat16 ({', '.join(bf16_gpus)})"
-  if native:
-    return BF16, f"auto: the CPU computes bfloat16 natively ({', '.join(native)})"
+  if kind == CPU_AMX:
+    return BF16, "auto: the CPU has AMX bfloat16 tiles (amx_bf16, amx_tile), where bf16 runs faster than fp32"
+  if kind == CPU_AVX512_BF16:
+    return FP32, ("auto: the CPU has avx512_bf16 but no AMX, where training in bf16 was measured no faster than in "
+                  "fp32 (1.8x slower on Intel Xeons, 0.94x the time on AMD Zen 5), so fp32")
   return FP32, "auto: no native bfloat16 (no amx_bf16 or avx512_bf16 CPU flag, no GPU of compute capability >= 8.0)"
 
 

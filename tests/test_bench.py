@@ -58,7 +58,7 @@ def test_paper_generator_forward_flops():
 
 
 def test_tiny_benchmark_writes_every_key(tmp_path):
-  """The default --precision=auto: bf16 where the CPU has native bfloat16, fp32 elsewhere, logged with why."""
+  """The default --precision=auto: bf16 where the CPU has AMX, fp32 elsewhere, logged with why; the CPU's kind printed."""
   output = tmp_path / "bench.json"
   result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", f"--output={output}",
                            "--experiments=randomized,fc1"],
@@ -70,7 +70,9 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
     assert isinstance(results[key], float) and math.isfinite(results[key]), key
     # The G step's share is its call's time beyond a critic iteration's: at this size, within the timing noise.
     assert results[key] > 0 or key == "generator_step_s", key
-  expected = "bf16" if precision.cpu_flags() & {"amx_bf16", "avx512_bf16"} else "fp32"
+  kind = precision.cpu_kind(precision.kernel_cpu_flags())
+  expected = "bf16" if kind == "amx" else "fp32"
+  assert f"CPU kind for --precision=auto: {kind} (" in result.stdout
   assert results["precisions"] == [expected] and list(results["by_precision"]) == [expected]
   assert re.search(rf"bench: precision {expected} \(auto: ", result.stderr), result.stderr[-2000:]
   peaks = results["peaks"]

@@ -32,28 +32,50 @@ flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2
 AVX512_CPUINFO = AVX2_CPUINFO.replace("avx2 bmi2", "avx2 bmi2 avx512f avx512bw avx512_vnni")
 SAPPHIRE_RAPIDS_CPUINFO = AVX512_CPUINFO.replace("avx512_vnni", "avx512_vnni avx512_bf16 amx_bf16 amx_tile")
 COOPER_LAKE_CPUINFO = AVX512_CPUINFO.replace("avx512_vnni", "avx512_vnni avx512_bf16")
+AMX_WITHOUT_TILE_CPUINFO = AVX512_CPUINFO.replace("avx512_vnni", "avx512_vnni avx512_bf16 amx_bf16")
 
 
 @pytest.mark.parametrize("cpuinfo, requested, expected", [
     (AVX2_CPUINFO, "auto", "fp32"),
     (AVX512_CPUINFO, "auto", "fp32"),  # AVX-512 alone has no bfloat16 arithmetic.
     (SAPPHIRE_RAPIDS_CPUINFO, "auto", "bf16"),
-    (COOPER_LAKE_CPUINFO, "auto", "bf16"),
+    (COOPER_LAKE_CPUINFO, "auto", "fp32"),  # avx512_bf16 without AMX: native, but slower than fp32.
+    (AMX_WITHOUT_TILE_CPUINFO, "auto", "fp32"),  # AMX's bf16 multiply is nothing without its tiles.
     (SAPPHIRE_RAPIDS_CPUINFO, "fp32", "fp32"),
     (AVX2_CPUINFO, "bf16", "bf16"),
     ("", "auto", "fp32"),  # Unreadable flags: the safe choice.
 ])
-def test_auto_picks_bf16_only_with_native_bfloat16(cpuinfo, requested, expected):
+def test_auto_picks_bf16_only_where_it_is_faster(cpuinfo, requested, expected):
   chosen, why = precision.choose(requested, precision.cpu_flags(cpuinfo))
   assert chosen == expected
   if requested == "auto":
     assert why.startswith("auto: ")
-    assert ("natively" in why) == (expected == "bf16")
+    assert ("runs faster than fp32" in why) == (expected == "bf16")
+
+
+@pytest.mark.parametrize("cpuinfo, kind, says", [
+    (SAPPHIRE_RAPIDS_CPUINFO, "amx", "AMX bfloat16 tiles"),
+    (COOPER_LAKE_CPUINFO, "avx512_bf16", "avx512_bf16 but no AMX, where training in bf16 was measured no faster"),
+    (AVX2_CPUINFO, "no_bf16", "no native bfloat16"),
+])
+def test_the_three_kinds_of_cpu_and_why_auto_chose(monkeypatch, cpuinfo, kind, says):
+  """resolve() reads faked CPU flags: the log line names the kind, the choice follows it."""
+  monkeypatch.setattr(precision, "read_cpuinfo", lambda: cpuinfo)
+  monkeypatch.setattr(precision, "gpus_with_bf16", lambda: [])
+  monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+  monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+  logged = []
+  monkeypatch.setattr(precision.logging, "info", lambda fmt, *args: logged.append(fmt % args))
+  assert precision.cpu_kind(precision.cpu_flags(cpuinfo)) == kind and kind in precision.CPU_KINDS
+  assert precision.resolve("auto", "train") == ("bf16" if kind == "amx" else "fp32")
+  assert len(logged) == 1 and logged[0].startswith("train: precision ") and says in logged[0]
+  assert precision.resolve("fp32") == "fp32" and precision.resolve("bf16") == "bf16"  # Explicit wins.
 
 
 def test_explicit_bf16_without_hardware_says_emulated_and_a_bf16_gpu_wins():
   assert "emulated" in precision.choose("bf16", precision.cpu_flags(AVX2_CPUINFO))[1]
   assert "emulated" not in precision.choose("bf16", precision.cpu_flags(COOPER_LAKE_CPUINFO))[1]
+  assert "no faster than fp32" in precision.choose("bf16", precision.cpu_flags(COOPER_LAKE_CPUINFO))[1]
   chosen, why = precision.choose("auto", precision.cpu_flags(AVX2_CPUINFO), bf16_gpus=["NVIDIA A100"])
   assert chosen == "bf16" and "A100" in why
   with pytest.raises(ValueError, match="--precision=fp16"):
@@ -71,7 +93,7 @@ def test_onednn_isa_cap_removes_the_extensions_above_it(cap, native, lanes_512):
   flags = precision.kernel_cpu_flags(SAPPHIRE_RAPIDS_CPUINFO, environ)
   assert flags & set(precision.NATIVE_BF16_CPU_FLAGS) == native
   assert ("avx512f" in flags) == lanes_512 and "avx2" in flags
-  assert precision.choose("auto", flags)[0] == ("bf16" if native else "fp32")
+  assert precision.choose("auto", flags)[0] == ("bf16" if "amx_bf16" in native else "fp32")
   assert precision.onednn_isa_cap({"DNNL_MAX_CPU_ISA": "avx2"}) == "AVX2"  # oneDNN's older name.
 
 

@@ -48,7 +48,7 @@ flags.DEFINE_enum("config", "paper", list(bench_lib.CONFIGS), "Scale: paper (DIM
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
 flags.DEFINE_list("precision", ["auto"], "Comma-separated, each timed in turn: fp32, bf16 (mixed bfloat16 for "
                   "G and the critics; E stays fp32 in training as in train.py, and bf16 in the sampler), or auto "
-                  "(bf16 where the CPU or GPU computes bfloat16 natively, else fp32). The first gives the "
+                  "(bf16 only where it runs faster than fp32: a CPU with AMX or a bf16 GPU; else fp32). The first gives the "
                   "headline keys.")
 flags.DEFINE_enum("peer", "none", list(bench_lib.PEERS), "torch: also time the thesis' training step and "
                   "one-chain sampler restated in PyTorch (needs torch), and print the ratios.")

@@ -198,9 +198,11 @@ def format_table(results: dict) -> str:
   cap = results.get("onednn_max_cpu_isa")
   usable = precision_lib.usable_cpu_flags(cpu["flags"], cap)
   native = [f for f in precision_lib.NATIVE_BF16_CPU_FLAGS if f in usable]
+  kind = precision_lib.cpu_kind(usable)
   lines = [f"CPU: {cpu['model_name']}, {theory['cores']} cores at {cpu['mhz']} MHz (cpuinfo), "
            f"{theory['fp32_lanes']} fp32 lanes, native bf16: {', '.join(native) or 'none'}"
            + (f" (ONEDNN_MAX_CPU_ISA={cap})" if cap else ""),
+           f"CPU kind for --precision=auto: {kind} ({precision_lib.CPU_KINDS[kind]})",
            f"config={results['config']} oneDNN {onednn}, load {results['load_start']['load_1m']:.2f} -> "
            f"{results['load_end']['load_1m']:.2f}, peak RSS {results['peak_rss_mb']:.0f} MB"]
   for p in ("fp32", "bf16"):
