@@ -251,3 +251,37 @@ def save_animation(frames, path: str, nrow: int | None = None,
   files.atomic_write(path, lambda out: pictures[0].save(
       out, format="GIF", save_all=True, append_images=pictures[1:],
       duration=int(duration_ms), loop=0))
+
+
+def save_quality_over_time(points: list[dict], metrics, path: str, anchors: dict | None = None,
+                           title: str | None = None) -> None:
+  """One PNG of quality against training: a column per metric, a row against G steps and one against minutes.
+
+  `points`: one dict per checkpoint with "generator_steps", "minutes" and, per series name, {metric: value};
+  `metrics`: (key, label) pairs; `anchors`: {name: {metric: value}}, drawn as horizontal dashed lines.
+  """
+  if not points:
+    raise ValueError("save_quality_over_time: no checkpoint to plot")
+  series = [name for name in points[0] if isinstance(points[0][name], dict)]
+  fig, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics), 6.4), dpi=_DPI, squeeze=False)
+  with _saved_figure(fig, path):
+    for row, (x_key, x_label) in enumerate((("generator_steps", "generator steps"),
+                                            ("minutes", "minutes (E's pre-training and training)"))):
+      x = np.asarray([p[x_key] if p.get(x_key) is not None else np.nan for p in points], np.float64)
+      for column, (key, label) in enumerate(metrics):
+        ax = axes[row][column]
+        for name in series:
+          y = np.asarray([p[name].get(key, np.nan) if p[name].get(key) is not None else np.nan for p in points],
+                         np.float64)
+          keep = np.isfinite(x) & np.isfinite(y)
+          ax.plot(x[keep], y[keep], marker=".", label=name)
+        for j, (name, values) in enumerate((anchors or {}).items()):
+          if values.get(key) is not None:
+            ax.axhline(values[key], linestyle="--", color=f"C{len(series) + j}", linewidth=1, label=name)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        if row == 0 and column == 0:
+          ax.legend(fontsize=7)
+    if title:
+      fig.suptitle(title)

@@ -33,6 +33,7 @@ NETWORK_INITIALISATION = "network_initialisation"  # G and the critics.
 ENCODER_INITIALISATION = "encoder_initialisation"  # E, when a run pre-trains it.
 ENCODER_DATA_ORDER = "encoder_data_order"  # E's pre-training minibatch order.
 CODE_PRIOR_SUBSET = "code_prior_subset"  # Which training codes the sampler's real-code prior keeps.
+CODE_MIXTURE = "code_mixture"  # k-means' first centres of the per-class mixtures of the codes (h0=class_gaussian).
 # Sampling (ppgn_tf.sample / evaluate / sweep --seed; then each chain's own seed).
 CHAIN_SEEDS = "chain_seeds"  # The seed of each chain of a grid or an evaluation.
 MALA_H0 = "mala_h0"  # A chain's h_0 ~ N(0, 1), per draw (its start and each restart).
@@ -61,6 +62,7 @@ STREAMS = {
     EVAL_CLASSIFIER_INITIALISATION: 13,
     EVAL_CLASSIFIER_AUGMENTATION: 14,
     EVAL_CLASSIFIER_DATA_ORDER: 15,
+    CODE_MIXTURE: 16,
 }
 # Sub-streams of GRADIENT_PENALTY_MIX, by critic name (the image critic, or the encoder layer it reads), so a
 # critic draws the same mixes in every experiment that has it, whatever other critics are trained beside it.

@@ -128,10 +128,13 @@ def test_train_refuses_a_corrupt_encoder_in_the_workdir(tmp_path, small_idx_dir,
 @pytest.mark.parametrize("args, message", [
     (["--sample_steps=-1"], "--sample_steps must be >= 0"),
     (["--checkpoint_every=-5"], "--checkpoint_every must be >= 0"),
+    (["--keep_checkpoint_every=-1"], "--keep_checkpoint_every must be >= 0"),
     (["--encoder_epochs=0"], "--encoder_epochs must be >= 1"),
     (["--critic_iters_long=0"], "--critic_iters_long must be >= 1"),
     (["--generator_ema=1.0"], "--generator_ema must be in [0, 1), got 1.0"),
     (["--generator_ema=-0.1"], "--generator_ema must be in [0, 1), got -0.1"),
+    # An export that would hold every training code, not asked for: refused before any training.
+    (["--sampler_preset=training_digit", "--export"], "--h0=class_codes starts chains from stored training codes"),
 ])
 def test_train_refuses_out_of_range_values(finished, small_idx_dir, encoder_dir, capsys, args, message):
   before = _snapshot(finished)
@@ -183,9 +186,9 @@ def test_programs_refuse_bad_input_with_one_line(tmp_path, trained_workdir):
        "--epsilon1 must be >= 0"),
       # The sampler's settings and in-painting inputs.
       ("export.py", [f"--workdir={trained_workdir}", f"--export_dir={out_dir}", "--sampler_preset=best"],
-       "--sampler_preset=best: choose from thesis, default"),
+       "--sampler_preset=best: choose from thesis, default, training_digit"),
       ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--h0=uniform"],
-       "--h0=uniform: choose from normal, codes, class_codes, marginals"),
+       "--h0=uniform: choose from normal, codes, class_codes, marginals, class_gaussian"),
       ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--step_size=-1"],
        "--step_size must be >= 0"),
       ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--inpaint_image=test:0",

@@ -24,6 +24,8 @@ KEYS = {"accuracy", "mean_requested_probability", "encoder_accuracy", "frechet_d
 # G's ceiling, added later: evaluations written before lack these.
 CEILING_KEYS = {"reconstructions", "diversity_vs_reconstructions", "frechet_vs_reconstructions", "frechet_vs_floor",
                 "diversity_vs_real"}
+# Copying, added later still.
+COPY_KEYS = {"copying", "copy_ratio", "median_code_move"}
 RECONSTRUCTION_KEYS = {"images", "accuracy", "mean_requested_probability", "frechet_distance", "diversity",
                        "per_class_table"}
 
@@ -74,8 +76,33 @@ def test_evaluate_workdir_writes_metrics_in_range(evaluated_run, small_idx_dir, 
   assert np.mean([row["accuracy"] for row in table]) == pytest.approx(result["accuracy"])
   assert os.path.isfile(os.path.join(workdir, result["samples_png"]))
   text = evaluate.format_tables(result)
-  assert "Frechet distance" in text and len(text.splitlines()) == 9 + 10
+  assert "Frechet distance" in text and len(text.splitlines()) == 14 + 10
   assert text.splitlines()[0].split() == ["metric", "samples", "G(E(x))", "real"]
+  assert "copy ratio" in text and "exact duplicate pairs" in text
+
+
+def test_evaluate_measures_copying_and_how_far_chains_moved(evaluated_run):
+  """The copy test: distances to G(E(x)) of the training images, against held-out images' distances."""
+  _, result = evaluated_run
+  copying = result["copying"]
+  assert result["copy_ratio"] == copying["copy_ratio"] == pytest.approx(
+      copying["median_nearest_training_distance"] / copying["heldout_median_nearest_training_distance"])
+  assert copying["copy_ratio"] > 0 and 0 <= copying["near_copy_share"] <= 1
+  assert copying["exact_duplicate_pairs"] >= 0 and copying["near_duplicate_pairs"] >= copying["exact_duplicate_pairs"]
+  assert copying["heldout_images_for_pairs"] == 20  # As many held-out images as samples.
+  assert result["median_code_move"] > 0  # Two MALA steps from N(0, 1) move every chain.
+
+
+def test_evaluate_finds_copies_of_training_digits(evaluated_run, tmp_path, shared_classifier_dir):
+  """Chains of 0 steps that start at training digits' codes are G(E(x_train)) itself: copy ratio 0, no move."""
+  workdir, _ = evaluated_run
+  plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir, per_class=3, batch=30,
+                                   output=str(tmp_path / "copies.json"))
+  result = evaluate.evaluate(plan, mala_sampler.SamplerConfig(h0="class_codes", steps=0))
+  # Not exactly 0: the sampler's and the copy test's G(E(x)) run in batches of other sizes (float round-off), and
+  # this 2-step G draws nearly the same picture for every code, so held-out digits lie close to training ones too.
+  assert result["copy_ratio"] < 0.1 and result["copying"]["near_copy_share"] == 1.0
+  assert result["median_code_move"] == 0.0
 
 
 def test_evaluate_workdir_measures_the_reconstructions(evaluated_run):
@@ -102,6 +129,54 @@ def test_evaluate_workdir_measures_the_reconstructions(evaluated_run):
   assert f"{recon['frechet_distance']:.2f}" in text.splitlines()[4]  # The Frechet line's G(E(x)) column.
 
 
+def test_evaluate_inpainting_judges_the_unknown_part_against_a_random_start(evaluated_run, tmp_path,
+                                                                            shared_classifier_dir):
+  workdir, _ = evaluated_run
+  plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir, per_class=2, batch=8,
+                                   output=str(tmp_path / "inpainting_left.json"))
+  result = evaluate.evaluate_inpainting(plan, mala_sampler.preset("default"), "left")
+  assert result["images"] == 20 and result["mask"] == "left"
+  for start in ("from_masked_image", "from_random_start", "unknown_at_mean_pixel"):
+    assert 0 < result[start]["unknown_pixels_mse"] < 1 and 0 <= result[start]["accuracy"] <= 1
+  # Two starts, two different completions of the same images.
+  assert result["from_masked_image"]["unknown_pixels_mse"] != result["from_random_start"]["unknown_pixels_mse"]
+  assert (tmp_path / "inpainting_left_inpaint.png").stat().st_size > 1000
+  assert json.loads((tmp_path / "inpainting_left.json").read_text()) == json.loads(json.dumps(result))
+  assert len(evaluate.format_inpainting(result).splitlines()) == 4
+  out = _run(["-m", "ppgn_tf.evaluate", f"--saved_model={tmp_path}", "--inpaint_mask=left"])
+  assert out.returncode == 1 and _error_lines(out.stderr, "evaluate") == [
+      "evaluate: error: --inpaint_mask evaluates a --workdir (the random-start baseline is not in the export)"]
+
+
+def test_checkpoints_kept_every_n_steps_give_quality_against_time(tmp_path, small_idx_dir, encoder_dir,
+                                                                   shared_classifier_dir):
+  """train.py --keep_checkpoint_every keeps one checkpoint per N G steps beside the rotating ones; evaluate
+  --checkpoints judges each and plots the figures against G steps and minutes."""
+  from conftest import tiny_config
+  from ppgn_tf.training import train_lib
+  workdir = str(tmp_path / "run")
+  train_lib.train(tiny_config(), train_lib.RunOptions(
+      workdir=workdir, dataset=f"idx:{small_idx_dir}", encoder_dir=encoder_dir, max_generator_steps=4, verbose=0,
+      checkpoint_every=0, keep_checkpoints=1, keep_checkpoint_every=2, sample_per_class=0))
+  kept = train_lib.kept_checkpoints(workdir)
+  assert [step for step, _ in kept] == [2, 4]  # Bounded: one per 2 G steps, not one per save.
+  seconds = [train_lib.checkpoint_elapsed_seconds(path) for _, path in kept]
+  assert 0 < seconds[0] < seconds[1]
+  output = tmp_path / "quality.json"
+  out = _run(["-m", "ppgn_tf.evaluate", f"--workdir={workdir}", "--checkpoints", "--per_class=2", "--steps=2",
+              f"--eval_classifier_dir={shared_classifier_dir}", f"--output={output}"])
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(output.read_text())
+  points = result["checkpoints"]
+  assert [p["generator_steps"] for p in points] == [2, 4]  # The rotating (latest) checkpoint is at step 4 too.
+  for p in points:
+    assert p["minutes"] > 0 and 0 <= p["samples"]["accuracy"] <= 1 and p["samples"]["frechet_vs_floor"] > 0
+    assert p["G(E(x_test))"]["frechet_vs_floor"] > 0 and p["samples"]["copy_ratio"] > 0
+  assert points[0]["minutes"] < points[1]["minutes"]
+  assert (tmp_path / "quality.png").stat().st_size > 10_000
+  assert "G steps" in out.stdout and len(out.stdout.strip().splitlines()) >= 3
+
+
 def _stand_in_source(reconstruct, calls: list):
   """A _Source whose G(E(x)) is `reconstruct` (counting the images it is given) and whose samples are noise."""
 
@@ -113,7 +188,10 @@ def _stand_in_source(reconstruct, calls: list):
     def sample(self, classes, seeds):
       rng = np.random.default_rng(int(seeds[0]))
       images = rng.uniform(size=(len(classes), 28, 28, 1)).astype(np.float32)
-      return images, np.full((len(classes), 10), 0.1, np.float32)
+      return images, np.full((len(classes), 10), 0.1, np.float32), np.ones((len(classes), 3), np.float32)
+
+    def start_codes(self, classes, seeds):
+      return np.zeros((len(classes), 3), np.float32)
 
     def reconstruct(self, images01):
       calls.append(len(images01))
@@ -138,10 +216,13 @@ def test_reconstruction_metrics_are_those_of_the_reconstructions(kind, recon_ima
                                    recon_images=recon_images)
   got = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2))
   recon = got["reconstructions"]
-  _, test = data.load_arrays(got["dataset"])
+  train, test = data.load_arrays(got["dataset"])
   n = recon_images or len(test)
   labels = test.labels[:n]
-  assert sum(calls) == n == recon["images"]  # Reconstructed once, for the MSE and the metrics both.
+  # Test images reconstructed once, for the MSE, the metrics and the copy test; the training images once.
+  assert calls == [min(256, n - lo) for lo in range(0, n, 256)] + [
+      min(256, len(train) - lo) for lo in range(0, len(train), 256)] and n == recon["images"]
+  assert got["median_code_move"] == pytest.approx(np.sqrt(3))
   assert [row["samples"] for row in recon["per_class_table"]] == np.bincount(labels, minlength=10).tolist()
   if kind == "identity":
     assert got["reconstruction_mse"] == 0.0
@@ -234,9 +315,10 @@ def test_report_builds_from_two_tiny_runs(evaluated_run, trained_workdir, tmp_pa
   cells = [c.strip() for c in rows["run_b"].split("|")[1:-1]]
   assert cells[1] == ", ".join(summary["critics"]) and cells[2] == f"{evaluation_b['accuracy']:.3f}"
   recon_b = evaluation_b["reconstructions"]
-  assert cells[7:10] == [f"{recon_b['accuracy']:.3f}", f"{recon_b['frechet_distance']:.2f}",
+  assert cells[6:8] == [f"{evaluation_b['copy_ratio']:.2f}", str(evaluation_b["copying"]["exact_duplicate_pairs"])]
+  assert cells[9:12] == [f"{recon_b['accuracy']:.3f}", f"{recon_b['frechet_distance']:.2f}",
                          f"{recon_b['diversity']:.3f}"]
-  assert cells[10:12] == [str(summary["generator_steps"]), str(summary["critic_steps"])]
+  assert cells[12:14] == [str(summary["generator_steps"]), str(summary["critic_steps"])]
   per_class = markdown.split("### Accuracy per class")[1].split("## Samples")[0]
   assert "| run_b G(E(x)) | " + " | ".join(f"{row['accuracy']:.2f}" for row in recon_b["per_class_table"]) in per_class
   images = [cell.split("](")[1].rstrip(") |") for line in markdown.splitlines() for cell in line.split("| ")
@@ -360,10 +442,10 @@ def test_report_refuses_one_run_twice(evaluated_run, tmp_path):
 
 
 def test_report_and_tables_build_from_an_evaluation_without_reconstructions(evaluated_run, tmp_path):
-  """evaluation.json written before G's ceiling was measured: "-" where its figures would be."""
+  """evaluation.json written before G's ceiling and copying were measured: "-" where their figures would be."""
   from ppgn_tf.evaluation import report_lib as report
   workdir, result = evaluated_run
-  old = {k: v for k, v in json.loads(json.dumps(result)).items() if k not in CEILING_KEYS}
+  old = {k: v for k, v in json.loads(json.dumps(result)).items() if k not in CEILING_KEYS | COPY_KEYS}
   run = tmp_path / "old_run"
   run.mkdir()
   shutil.copy(os.path.join(workdir, "summary.json"), run / "summary.json")
@@ -372,7 +454,7 @@ def test_report_and_tables_build_from_an_evaluation_without_reconstructions(eval
   per_run = markdown.split("## Metrics")[1].split("### Accuracy per class")[0]
   row = next(l for l in per_run.splitlines() if l.startswith("| old_run |"))
   cells = [c.strip() for c in row.split("|")[1:-1]]
-  assert cells[2] == f"{old['accuracy']:.3f}" and cells[7:10] == ["-", "-", "-"]
+  assert cells[2] == f"{old['accuracy']:.3f}" and cells[6:8] == ["-", "-"] and cells[9:12] == ["-", "-", "-"]
   assert "| old_run | " in markdown.split("### Accuracy per class")[1] and "old_run G(E(x))" not in markdown
   lines = evaluate.format_tables(old).splitlines()
   assert len(lines) == 9 + 10
@@ -419,36 +501,51 @@ def test_evaluate_overrides_sampler_settings_without_retraining(evaluated_run, t
 def test_sweep_writes_the_table_plot_grids_and_choice(trained_workdir, tmp_path, shared_classifier_dir):
   from ppgn_tf.evaluation import sweep_lib as sweep
   output = tmp_path / "docs" / "sampler.md"
-  out = _run(["-m", "ppgn_tf.sweep", f"--workdir={trained_workdir}", "--grid=thesis,codes_clip,class_codes_clip_50_steps",
+  out = _run(["-m", "ppgn_tf.sweep", f"--workdir={trained_workdir}", "--grid=thesis,class_gaussian_clip_10_steps,class_codes_clip_50_steps",
               "--per_class=2", "--best=1", "--min_accuracy=0", "--min_diversity_ratio=0", "--min_real_diversity_ratio=0", f"--eval_classifier_dir={shared_classifier_dir}",
               f"--output={output}"])
   assert out.returncode == 0, out.stderr[-3000:]
   text = output.read_text()
-  for name in ("thesis", "codes_clip", "class_codes_clip_50_steps"):
+  for name in ("thesis", "class_gaussian_clip_10_steps", "class_codes_clip_50_steps"):
     assert f"| {name} |" in text
-  assert "Eq. 8, the thesis' values" in text and "Chosen: **" in text
+  assert "Eq. 8, the thesis' values" in text and ("Chosen: **" in text or "No setting passed the rule." in text)
   for picture in ("settings.png", "best_settings.png"):
     assert (tmp_path / "docs" / "sampler_images" / picture).stat().st_size > 1000
   with open(tmp_path / "docs" / "sampler.json") as f:
     result = json.load(f)
-  assert [r["name"] for r in result["rows"]] == ["thesis", "codes_clip", "class_codes_clip_50_steps"]
-  assert result["choice"] == sweep.choose(result["rows"], 0.0)  # The lowest FD of all, with no threshold.
-  assert result["choice"]["frechet_distance"] == min(r["frechet_distance"] for r in result["rows"])
+  assert [r["name"] for r in result["rows"]] == ["thesis", "class_gaussian_clip_10_steps", "class_codes_clip_50_steps"]
+  assert result["choice"] == sweep.choose(result["rows"], 0.0)  # With no threshold: the lowest FD of new digits.
+  new = [r for r in result["rows"] if sweep.draws_new_digits(r)]
+  assert result["choice"] == (min(new, key=lambda r: r["frechet_distance"]) if new else None)
+  for r in result["rows"]:
+    assert {"copy_ratio", "near_copy_share", "exact_duplicate_pairs", "near_duplicate_pairs", "median_code_move"} <= set(r)
+  assert "| copy ratio |" in text
   assert result["ceiling"]["frechet_distance"] > 0 and result["floor"] > 0
 
 
 def test_sweep_choice_rule():
   from ppgn_tf.evaluation import sweep_lib as sweep
+  new = dict(copy_ratio=1.0, exact_duplicate_pairs=0, near_duplicate_pairs=0, heldout_near_duplicate_pairs=0)
   rows = [{"name": "a", "accuracy": 0.99, "frechet_distance": 50.0, "diversity": 2.0},
           {"name": "b", "accuracy": 0.90, "frechet_distance": 10.0, "diversity": 3.0},  # Best FD, too inaccurate.
           {"name": "c", "accuracy": 0.96, "frechet_distance": 40.0, "diversity": 1.0},
           {"name": "d", "accuracy": 0.97, "frechet_distance": 40.0, "diversity": 2.5}]  # Ties c, more diverse.
+  rows = [{**r, **new} for r in rows]
   assert sweep.choose(rows, 0.95)["name"] == "d"
   assert sweep.choose(rows, 0.0)["name"] == "b"
   assert sweep.choose(rows, 0.995) is None
   assert sweep.choose(rows, 0.95, min_diversity=2.2)["name"] == "d"
   assert sweep.choose(rows, 0.0, min_diversity=2.2)["name"] == "b"
   assert sweep.choose(rows, 0.95, min_diversity=3.0) is None  # Only b is that diverse, and it is inaccurate.
+  # The copy test: a setting that returns near-copies of training digits, or equal samples, is never chosen.
+  new = dict(copy_ratio=1.0, exact_duplicate_pairs=0, near_duplicate_pairs=1, heldout_near_duplicate_pairs=1)
+  rows = [{**r, **new} for r in rows]
+  rows[3]["copy_ratio"] = 0.6
+  assert sweep.choose(rows, 0.95)["name"] == "c"
+  rows[2]["exact_duplicate_pairs"] = 2
+  assert sweep.choose(rows, 0.95)["name"] == "a"
+  rows[0]["near_duplicate_pairs"] = 5  # More close pairs than as many held-out digits have.
+  assert sweep.choose(rows, 0.95) is None
 
 
 def test_sweep_refuses_an_unknown_setting(trained_workdir, tmp_path):

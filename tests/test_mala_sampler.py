@@ -391,6 +391,75 @@ def test_h0_from_class_codes_are_real_codes_of_the_requested_class(prior, tiny):
   assert not np.allclose(states[0], states[2])
 
 
+def test_h0_from_class_gaussians_are_new_codes_of_the_requested_class(prior, tiny):
+  """h0=class_gaussian draws from per-class means and covariances alone: new codes, near their class' mean,
+  inside the codes' range, the same for one seed in any batch."""
+  labelled = _labelled(prior)
+  statistics = labelled.statistics()
+  # Summary statistics only: one mean and one scale per class, one range per unit.
+  assert statistics.class_means.shape == (10, 1, CODE) and statistics.class_scales.shape == (10, 1, CODE, CODE)
+  np.testing.assert_allclose(statistics.class_means[3, 0], labelled.codes[labelled.labels == 3].mean(0), rtol=1e-5)
+  covariance = statistics.class_scales[3, 0] @ statistics.class_scales[3, 0].T
+  np.testing.assert_allclose(covariance, np.cov(labelled.codes[labelled.labels == 3], rowvar=False), atol=0.01)
+  seeds = tf.constant(np.arange(2000), tf.int64)
+  targets = tf.constant(np.full(2000, 3), tf.int32)
+  drawn = initial_codes(seeds, [CODE], "class_gaussian", targets=targets, statistics=statistics).numpy()
+  assert not (drawn[:, None, :] == labelled.codes[None]).all(-1).any()  # No row is a stored code.
+  assert len(np.unique(drawn, axis=0)) > 0.99 * len(drawn)  # Only all 4 units clipped to the range can repeat.
+  assert (drawn >= statistics.unit_low).all() and (drawn <= statistics.unit_high).all()
+  # Near the class' mean (clipping at the range moves it a little), far from another class' when they differ.
+  np.testing.assert_allclose(drawn.mean(0), statistics.class_means[3, 0], atol=0.25)
+  alone = initial_codes(seeds[11:12], [CODE], "class_gaussian", targets=targets[11:12], statistics=statistics)
+  np.testing.assert_array_equal(alone.numpy()[0], drawn[11])
+  # Through the sampler (the default preset's h0): 0 steps return h0 itself.
+  sampler = MalaSampler(tiny[0], tiny[1], SamplerConfig(h0="class_gaussian", steps=0), prior=labelled)
+  out = sampler.sample(np.array([3, 3]), np.array([11, 12]))
+  np.testing.assert_allclose(out["codes"].numpy(), drawn[11:13], rtol=1e-6)
+  with pytest.raises(ValueError, match="--h0=class_gaussian needs the classes"):
+    MalaSampler(tiny[0], tiny[1], SamplerConfig(h0="class_gaussian"), prior=prior)
+
+
+def test_class_mixtures_draw_each_component_by_its_weight():
+  """Two well-apart clusters per class: two components find them, and draws come from both in their shares."""
+  rng = np.random.default_rng(5)
+  labels = np.repeat(np.arange(10), 100).astype(np.int32)
+  far = np.tile((np.arange(100) < 30)[:, None] * 10.0, (10, 1))  # 30 of each class' codes sit 10 away.
+  codes = (rng.normal(size=(1000, CODE)) * 0.1 + 5 + far).astype(np.float32)
+  statistics = CodePrior(codes, labels).statistics(components=2)
+  np.testing.assert_allclose(np.sort(statistics.class_weights[4]), [0.3, 0.7], atol=1e-6)
+  np.testing.assert_allclose(np.sort(statistics.class_means[4, :, 0]), [5.0, 15.0], atol=0.1)
+  seeds = tf.constant(np.arange(1000), tf.int64)
+  drawn = initial_codes(seeds, [CODE], "class_gaussian", targets=tf.fill([1000], 4), statistics=statistics).numpy()
+  assert 0.25 < np.mean(drawn[:, 0] > 10) < 0.35
+  # Too few codes for a component of MIN_CODES_PER_COMPONENT: fewer components, the rest never drawn.
+  few = CodePrior(codes[:150], (np.arange(150) % 10).astype(np.int32)).statistics(components=2)
+  assert (few.class_weights == np.array([1.0, 0.0], np.float32)).all(axis=1).all()
+  with pytest.raises(ValueError, match="--h0_components must be >= 1"):
+    SamplerConfig(h0_components=0).validate()
+
+
+def test_the_default_preset_starts_from_no_training_code():
+  assert preset("default").h0 == "class_gaussian" and not preset("default").reads_training_codes
+  assert preset("training_digit").reads_training_codes
+
+
+def test_inpainting_starts_from_the_code_of_the_masked_image(tiny):
+  """As the original PPGN: h_0 = E(masked image, unknown pixels at the data's mean), whatever h0 mode is set."""
+  generator, encoder, _ = tiny
+  rng = np.random.default_rng(3)
+  images = rng.uniform(size=(2, 28, 28, 1)).astype(np.float32)
+  mask = np.repeat(named_mask("left")[None], 2, axis=0)
+  sampler = MalaSampler(generator, encoder, SamplerConfig(steps=0))
+  out = sampler.inpaint(images, mask, np.array([1, 2]), np.array([5, 6]))
+  neutral = data.normalize(images).numpy() * mask  # Unknown pixels 0 in normalised space.
+  np.testing.assert_allclose(out["codes"].numpy(), encoder(neutral)["fc1"].numpy(), rtol=1e-5, atol=1e-6)
+  # The known half decides the start: another right half, the same start.
+  other = images.copy()
+  other[:, :, 14:] = 0.0
+  np.testing.assert_allclose(sampler.inpaint(other, mask, np.array([1, 2]), np.array([5, 6]))["codes"].numpy(),
+                             out["codes"].numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_class_codes_need_classes_and_class_conditioning(prior, tiny, tmp_path):
   config = SamplerConfig(h0="class_codes")
   with pytest.raises(ValueError, match="classes of the real codes"):

@@ -122,3 +122,30 @@ def test_image_set_metrics_gathers_the_metrics_of_one_set():
 def test_ratio_is_none_without_a_denominator():
   assert metrics.ratio(3.0, 2.0) == 1.5
   assert metrics.ratio(3.0, 0.0) is None and metrics.ratio(None, 2.0) is None and metrics.ratio(1.0, None) is None
+
+
+def test_copy_metrics_tell_copies_from_new_draws():
+  """Copies of training images score a copy ratio of 0 with duplicates; fresh draws of the same distribution as
+  the held-out images score about 1 with none."""
+  rng = np.random.default_rng(0)
+  training, heldout, fresh = (rng.normal(size=(n, 20)) for n in (400, 200, 200))
+  new = metrics.copy_metrics(fresh, heldout, training)
+  assert 0.85 < new["copy_ratio"] < 1.15
+  assert new["near_copy_share"] < 0.15 and new["exact_duplicate_pairs"] == 0
+  assert new["near_duplicate_pairs"] <= new["heldout_near_duplicate_pairs"] + 2
+  copies = training[rng.integers(0, 400, 200)]  # Drawn with replacement: some drawn twice.
+  copied = metrics.copy_metrics(copies, heldout, training)
+  assert copied["copy_ratio"] == pytest.approx(0.0, abs=1e-3) and copied["near_copy_share"] == 1.0
+  assert copied["exact_duplicate_pairs"] > 0 and copied["near_duplicate_pairs"] >= copied["exact_duplicate_pairs"]
+  halfway = metrics.copy_metrics(copies + 0.05 * rng.normal(size=copies.shape), heldout, training)
+  assert 0 < halfway["copy_ratio"] < 0.5 and halfway["exact_duplicate_pairs"] == 0
+
+
+def test_nearest_distances_and_pairs_by_hand():
+  references = np.array([[0.0, 0.0], [3.0, 4.0]])
+  np.testing.assert_allclose(metrics.nearest_distances(np.array([[0.0, 1.0], [3.0, 4.0], [6.0, 8.0]]),
+                                                       references), [1.0, 0.0, 5.0], atol=1e-6)
+  rows = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.5], [9.0, 9.0]])
+  assert metrics.exact_duplicate_pairs(rows) == 3  # Three equal rows make three pairs.
+  assert metrics.close_pairs(rows, 1.0) == 6  # ... and each of them with the fourth.
+  assert metrics.median_code_move(np.zeros((3, 2)), np.array([[3.0, 4.0], [0.0, 1.0], [0.0, 2.0]])) == 2.0

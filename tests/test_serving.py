@@ -351,7 +351,7 @@ def test_export_with_a_spatial_code_layer(tmp_path):
 
 # --- The original PPGN's settings and in-painting in the SavedModel ------------------------------
 
-RICH = SamplerConfig(steps=STEPS, epsilon3=0.1, h0="class_codes", clip_percentile=1.0, normalize_step=True,
+RICH = SamplerConfig(steps=STEPS, epsilon3=0.1, h0="class_gaussian", clip_percentile=1.0, normalize_step=True,
                      step_size=0.1, step_size_end=0.01, reset_every=4)
 
 
@@ -361,7 +361,8 @@ def rich(model, trained_workdir, tmp_path_factory):
   from ppgn_tf.sampling import mala_sampler
   prior = train_lib.load_code_prior(trained_workdir, model)
   archive = serving.build_archive(model.generator, model.encoder, RICH, "fc1", prior)
-  path = serving.write(archive, str(tmp_path_factory.mktemp("rich") / "ppgn"), settings=RICH)
+  path = serving.write(archive, str(tmp_path_factory.mktemp("rich") / "ppgn"), settings=RICH,
+                       embedded=serving.embedded_data(RICH, prior))
   return path, tf.saved_model.load(path), mala_sampler.MalaSampler(model.generator, model.encoder, RICH, prior=prior)
 
 
@@ -490,3 +491,71 @@ def test_sample_cli_inpaints_from_workdir_and_saved_model(trained_workdir, rich,
     with open(output_dir / "inpaint.json") as f:
       stats = json.load(f)
     assert stats["per_class"] == 2 and 0 <= stats["encoder_accuracy"] <= 1
+
+
+# --- What of the training data an export holds -----------------------------------------------------
+
+def _arrays_in_saved_model(path):
+  """Every constant of the graph (its functions included) and every variable of a SavedModel, as numpy arrays."""
+  from tensorflow.core.protobuf import saved_model_pb2
+  proto = saved_model_pb2.SavedModel()
+  with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+    proto.ParseFromString(f.read())
+  graph = proto.meta_graphs[0].graph_def
+  nodes = list(graph.node) + [n for function in graph.library.function for n in function.node_def]
+  arrays = [tf.make_ndarray(n.attr["value"].tensor) for n in nodes if n.op == "Const"]
+  reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+  arrays += [reader.get_tensor(name) for name in reader.get_variable_to_shape_map()]
+  return arrays
+
+
+def _training_code_rows_held(arrays, codes) -> int:
+  """How many rows of float arrays equal a training code that is not all zeros, to 1% of a code's length (bf16
+  rounds to 0.4%)."""
+  codes = codes.reshape(len(codes), -1)
+  codes = codes[np.abs(codes).sum(1) > 0]
+  from ppgn_tf.evaluation import metrics
+  tolerance = 1e-2 * float(np.median(np.linalg.norm(codes, axis=1)))
+  held = 0
+  for array in map(np.asarray, arrays):
+    if array.dtype.kind != "f" or array.size < codes.shape[1] or array.size % codes.shape[1]:
+      continue
+    rows = array.astype(np.float32).reshape(-1, codes.shape[1])
+    held += int(np.sum(metrics.nearest_distances(rows, codes) <= tolerance))
+  return held
+
+
+def test_the_default_export_holds_no_training_code(model, trained_workdir, tmp_path):
+  """Only summary statistics reach the graph; the training_digit settings embed every code, and only when asked."""
+  from ppgn_tf.sampling import sampler_config
+  prior = train_lib.load_code_prior(trained_workdir, model)
+  default = sampler_config.preset("default")
+  path = serving.write(serving.build_archive(model.generator, model.encoder, default, "fc1", prior),
+                       str(tmp_path / "default"), settings=default, embedded=serving.embedded_data(default, prior))
+  assert _training_code_rows_held(_arrays_in_saved_model(path), prior.codes) == 0
+  recorded = json.loads(open(os.path.join(path, export_layout.SETTINGS_FILE)).read())[export_layout.EMBEDDED_KEY]
+  assert set(recorded) == {"class_statistics", "clip_range"}
+  assert export_layout.read_sampler_settings(path) == default
+
+  copying = sampler_config.preset("training_digit")
+  with pytest.raises(ValueError, match="--h0=class_codes starts chains from stored training codes.*"
+                                       "--export_training_codes"):
+    serving.build_archive(model.generator, model.encoder, copying, "fc1", prior)
+  path = serving.write(serving.build_archive(model.generator, model.encoder, copying, "fc1", prior,
+                                             embed_training_codes=True),
+                       str(tmp_path / "copying"), settings=copying, embedded=serving.embedded_data(copying, prior))
+  # The check finds them where they are: every training code is a row of some constant.
+  assert _training_code_rows_held(_arrays_in_saved_model(path), prior.codes) >= len(
+      prior.codes[np.abs(prior.codes).sum(1) > 0])
+  recorded = json.loads(open(os.path.join(path, export_layout.SETTINGS_FILE)).read())[export_layout.EMBEDDED_KEY]
+  assert recorded["training_codes"].startswith(f"{len(prior.codes)} codes E(x) of training images")
+
+
+def test_export_programs_refuse_training_codes_unless_asked(trained_workdir, tmp_path):
+  out = _run([sys.executable, "export.py", f"--workdir={trained_workdir}", f"--export_dir={tmp_path / 'e'}",
+              "--sampler_preset=training_digit"], cwd=REPO)
+  assert out.returncode == 1 and not (tmp_path / "e").exists()
+  assert _program_lines(out.stderr) == ["export.py: error: --h0=class_codes starts chains from stored training "
+                                        "codes, so its export would hold the code of every training digit; pass "
+                                        "--export_training_codes to embed them, or use --h0=class_gaussian "
+                                        "(summary statistics only)"]

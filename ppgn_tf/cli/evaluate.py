@@ -3,17 +3,21 @@ r"""Quantitative evaluation of a sampler by a classifier independent of E.
   python -m ppgn_tf.evaluate --workdir=runs/quickstart
   python -m ppgn_tf.evaluate --saved_model=runs/quickstart/export --per_class=50
   python -m ppgn_tf.evaluate --workdir=runs/a --eval_classifier_dir=runs/eval_classifier  # shared, trained once
+  python -m ppgn_tf.evaluate --workdir=runs/quickstart --inpaint_mask=left --per_class=20  # in-painting
+  python -m ppgn_tf.evaluate --workdir=runs/cpu_hour --checkpoints --per_class=50  # quality against time
 
 The sampler climbs E's class probability, so E's verdict on its own samples is
 biased upward; a separately trained classifier of another architecture judges
 them instead. Writes EVALUATION.json (metrics, real-image baselines, a per-class
 table, and G's ceiling: the same metrics of G(E(x)) for the real test images,
-the best a sampler can reach with this G) and EVALUATION_samples.png, and
-prints the tables.
+the best a sampler can reach with this G; and the copy test: how far the samples
+lie from G(E(x)) of the training images, against held-out images) and
+EVALUATION_samples.png, and prints the tables.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -23,6 +27,7 @@ from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
 from ppgn_tf.data import sources
 from ppgn_tf.evaluation import evaluation_plan
+from ppgn_tf.sampling import sampler_config
 
 FLAGS = flags.FLAGS
 
@@ -40,13 +45,34 @@ flags.DEFINE_string("output", None, "The JSON written (default WORKDIR/evaluatio
 flags.DEFINE_integer("batch", 200, "Chains per sampler call (progress is logged after each).")
 flags.DEFINE_integer("seed", 0, "Seed of the chains (the same chains as ppgn_tf.sample's).")
 flags.DEFINE_integer("recon_images", 0, "Test images for the reconstruction error (0: all).")
+flags.DEFINE_bool("checkpoints", False, "Evaluate every checkpoint a run kept (train.py --keep_checkpoint_every) "
+                  "and its latest one instead (--workdir only): writes WORKDIR/quality_vs_time.json (or --output) "
+                  "and its PNG, accuracy, diversity and FD of the samples and of G(E(x_test)) against G steps "
+                  "and minutes, with the thesis' GPU run as horizontal lines.")
+flags.DEFINE_enum("inpaint_mask", None, list(sampler_config.NAMED_MASKS), "Evaluate in-painting instead (--workdir "
+                  "only): PER_CLASS test images of each class with this part known (left: the left half is known, "
+                  "the right half is filled in), completed from the masked image's code and, as the baseline, "
+                  "from the sampler's own start; the unknown pixels are judged against the real image. Writes "
+                  "WORKDIR/inpainting_MASK.json (or --output) and its _inpaint.png.")
 
 
 def main(argv):
   runner.refuse_arguments(argv)
   try:
+    if FLAGS.inpaint_mask and FLAGS.saved_model:
+      raise ValueError("--inpaint_mask evaluates a --workdir (the random-start baseline is not in the export)")
+    if FLAGS.checkpoints and FLAGS.saved_model:
+      raise ValueError("--checkpoints evaluates a --workdir's checkpoints (an export has none)")
+    if FLAGS.checkpoints and FLAGS.inpaint_mask:
+      raise ValueError("give at most one of --checkpoints and --inpaint_mask")
+    output = FLAGS.output
+    if output is None and FLAGS.workdir:
+      if FLAGS.inpaint_mask:
+        output = os.path.join(FLAGS.workdir, f"inpainting_{FLAGS.inpaint_mask}.json")
+      elif FLAGS.checkpoints:
+        output = os.path.join(FLAGS.workdir, "quality_vs_time.json")
     plan = evaluation_plan.make_plan(FLAGS.workdir, FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir,
-                                     FLAGS.eval_classifier_dir, FLAGS.output, per_class=FLAGS.per_class,
+                                     FLAGS.eval_classifier_dir, output, per_class=FLAGS.per_class,
                                      batch=FLAGS.batch, recon_images=FLAGS.recon_images)
     sources.check_source(plan.dataset)
     if plan.saved_model is not None:
@@ -55,11 +81,18 @@ def main(argv):
       config = sampler_flags.sampler_config_from_flags()
     # TensorFlow loads after the input is checked: bad input fails in about a second.
     from ppgn_tf.evaluation import evaluate_lib
-    result = evaluate_lib.evaluate(plan, config, seed=FLAGS.seed,
-                                   command=shlex.join(["python", "-m", "ppgn_tf.evaluate", *sys.argv[1:]]))
+    command = shlex.join(["python", "-m", "ppgn_tf.evaluate", *sys.argv[1:]])
+    if FLAGS.inpaint_mask:
+      result = evaluate_lib.evaluate_inpainting(plan, config, FLAGS.inpaint_mask, seed=FLAGS.seed, command=command)
+      print(evaluate_lib.format_inpainting(result))
+    elif FLAGS.checkpoints:
+      result = evaluate_lib.evaluate_checkpoints(plan, config, seed=FLAGS.seed, command=command)
+      print(evaluate_lib.format_checkpoints(result))
+    else:
+      result = evaluate_lib.evaluate(plan, config, seed=FLAGS.seed, command=command)
+      print(evaluate_lib.format_tables(result))
   except ValueError as e:
     return runner.error("evaluate", e)
-  print(evaluate_lib.format_tables(result))
   print(plan.output)
   return 0
 

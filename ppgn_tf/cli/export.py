@@ -19,6 +19,7 @@ from ppgn_tf import precision as precision_lib
 from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
 from ppgn_tf.sampling import export_layout
+from ppgn_tf.sampling import sampler_config
 from ppgn_tf.training import run_files
 
 flags.DEFINE_string("workdir", None, "Workdir of a finished (or checkpointed) training run.")
@@ -29,6 +30,10 @@ sampler_flags.define_precision_flag("What the exported G and E compute in, whate
                                     "inputs and outputs are float32 either way and a bf16 export runs on any CPU "
                                     "(emulated, slower, where it lacks bfloat16: export with fp32 for such a serving "
                                     "machine).")
+flags.DEFINE_bool("export_training_codes", False, "Embed the stored training codes in the graph, which the h_0 "
+                  "modes codes, class_codes and marginals need: anyone with the SavedModel can then decode G's "
+                  "picture of every training digit. Recorded in assets.extra/sampler.json. Without it such "
+                  "settings are refused; the default h_0 (class_gaussian) embeds summary statistics only.")
 flags.mark_flags_as_required(["workdir", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -37,6 +42,7 @@ def main(argv):
   runner.refuse_arguments(argv)
   try:
     config = sampler_flags.sampler_config_from_flags()
+    sampler_config.check_export_embedding(config, FLAGS.export_training_codes)
     version = export_layout.check_export_dir(FLAGS.export_dir, FLAGS.version)
     run_files.check_workdir(FLAGS.workdir)
     # TensorFlow loads after the input is checked: bad input fails in about a second.
@@ -47,8 +53,9 @@ def main(argv):
     # The averaged G when the run keeps one.
     precision = precision_lib.resolve(FLAGS.precision, "export")
     archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
-                                    precision=precision)
-    path = serving.write(archive, FLAGS.export_dir, version, settings=config, precision=precision)
+                                    precision=precision, embed_training_codes=FLAGS.export_training_codes)
+    path = serving.write(archive, FLAGS.export_dir, version, settings=config, precision=precision,
+                         embedded=serving.embedded_data(config, prior))
   except (ValueError, files.StorageError) as e:
     print(f"export.py: error: {e}", file=sys.stderr)
     return 1

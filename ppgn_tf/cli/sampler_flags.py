@@ -24,9 +24,10 @@ SAMPLER_FLAGS = {
                           "(the thesis: 1e-15; larger values let chains mix)."),
     "epsilon4": ("float", "In-painting: weight of the gradient pulling G(h) "
                           "towards the known pixels."),
-    "h0": ("string", "Where chains start: normal (N(0, 1), the thesis), codes (the code E(x) of a random "
-                     "training image of any class), class_codes (of a random training image of the requested "
-                     "class) or marginals (each unit drawn from that unit's values over the training codes)."),
+    "h0": ("string", "Where chains start: " + "; ".join(f"{name} ({what})" for name, what in
+                                                          sampler_config.H0_HELP.items()) + "."),
+    "h0_components": ("integer", "--h0=class_gaussian: Gaussians per class, a mixture fitted by k-means "
+                                 "(1: one Gaussian per class)."),
     "clip_min": ("float", "Clip codes to at least this value after each step."),
     "clip_max": ("float", "Clip codes to at most this value after each step."),
     "clip_percentile": ("float", "Clip each unit to the [p, 100-p] percentile range "
@@ -45,8 +46,9 @@ SAMPLER_FLAGS = {
 def define_sampler_flags(steps_help: str | None = None) -> None:
   """--sampler_preset and the sampler's settings as flags."""
   flags.DEFINE_string("sampler_preset", "default",
-                      "Named sampler settings: default (chosen by python -m ppgn_tf.sweep, see docs/sampler.md) or "
-                      "thesis (Eq. 8 with the thesis' values). The flags below override single settings.")
+                      "Named sampler settings: default (new digits, chosen by python -m ppgn_tf.sweep, see "
+                      "docs/sampler.md), thesis (Eq. 8 with the thesis' values) or training_digit (chains start "
+                      "at a training digit's code: near-reconstructions, not new digits). The flags below override single settings.")
   for name, (kind, help_text) in SAMPLER_FLAGS.items():
     help_text = f"{steps_help or help_text} (default: the preset's)" if name == "steps" else \
         f"{help_text} (default: the preset's)"
@@ -55,8 +57,8 @@ def define_sampler_flags(steps_help: str | None = None) -> None:
 
 
 def define_precision_flag(help_text: str) -> None:
-  flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16"], f"fp32, bf16, or auto (bf16 where the CPU "
-                    f"or GPU computes bfloat16 natively, else fp32). {help_text}")
+  flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16"], f"fp32, bf16, or auto (bf16 only where it "
+                    f"runs faster than fp32: a CPU with AMX or a bf16 GPU; else fp32). {help_text}")
 
 
 def sampler_overrides_from_flags() -> dict:

@@ -48,19 +48,26 @@ flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy:
                   "default, mirrored (all local GPUs, else CPUs), multi_worker (needs TF_CONFIG).")
 flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16"], "bf16: mixed bfloat16 for G and the critics "
                   "(variables, losses, the gradient penalty's norm and Adam stay float32; checkpoints load in either); "
-                  "auto: bf16 where the CPU (amx_bf16, avx512_bf16) or GPU computes bfloat16 natively, else fp32. "
+                  "auto: bf16 only where it runs faster than fp32 (a CPU with AMX, or a GPU of compute capability >= 8.0), else fp32. "
                   "Also the precision of the end-of-run samples and export.")
 flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N critic iterations (0: only at the end).")
 flags.DEFINE_integer("keep_checkpoints", 3, "How many recent checkpoints to keep.")
+flags.DEFINE_integer("keep_checkpoint_every", 0, "Also keep one checkpoint every N G steps for good, in "
+                     "WORKDIR/checkpoints/kept/ (0: none): python -m ppgn_tf.evaluate --checkpoints plots quality "
+                     "against time from them.")
 flags.DEFINE_integer("verbose", 1, "Keras progress display: 0 silent, 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism (same seed, same losses).")
 flags.DEFINE_integer("sample_per_class", 10, "At the end, write WORKDIR/samples (grid, GIF) with this many "
                      "MALA chains per class (0: none).")
 flags.DEFINE_string("sampler_preset", "default", "Sampler settings of the end-of-run "
-                  "samples and of the exported serving_default: default (docs/sampler.md) or thesis (Eq. 8).")
+                  "samples and of the exported serving_default: default (new digits, docs/sampler.md), thesis (Eq. 8) or "
+                  "training_digit (chains start at a training digit's code: near-reconstructions, not new digits).")
 flags.DEFINE_integer("sample_steps", None, "MALA steps of the end-of-run samples and of the exported "
                      "serving_default signature (default: the preset's; the thesis uses 200).")
 flags.DEFINE_bool("export", False, "At the end, export the sampler SavedModel to WORKDIR/export/N.")
+flags.DEFINE_bool("export_training_codes", False, "Let that export embed the stored training codes, which the "
+                  "training_digit preset needs (anyone with the SavedModel can then decode every training digit); "
+                  "without it such an export is refused before training.")
 flags.DEFINE_integer("image_every", 100, "Write TensorBoard images (reconstructions, a class-conditional sample "
                      "grid of 2 chains per class) every N G steps and at the end (0: only at the end).")
 flags.DEFINE_float("preemption_grace_s", 25.0, "On SIGTERM or SIGINT: finish the step, checkpoint, write "
@@ -125,9 +132,11 @@ def config_from_flags():
       encoder_only=FLAGS.encoder_only, epochs=FLAGS.epochs,
       max_generator_steps=FLAGS.max_generator_steps, strategy=FLAGS.strategy, precision=FLAGS.precision,
       checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
+      keep_checkpoint_every=FLAGS.keep_checkpoint_every,
       verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
       sample_per_class=FLAGS.sample_per_class, sampler_preset=FLAGS.sampler_preset,
-      sample_steps=FLAGS.sample_steps, export=FLAGS.export, image_every=FLAGS.image_every,
+      sample_steps=FLAGS.sample_steps, export=FLAGS.export,
+      export_training_codes=FLAGS.export_training_codes, image_every=FLAGS.image_every,
       preemption_grace_s=FLAGS.preemption_grace_s,
       command=shlex.join(["python", *sys.argv]))
   return config, options

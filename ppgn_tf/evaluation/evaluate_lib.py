@@ -21,6 +21,7 @@ from ppgn_tf.evaluation import eval_classifier
 from ppgn_tf.evaluation.evaluation_plan import Plan  # Made and checked there, with no TensorFlow.
 from ppgn_tf.evaluation import metrics
 from ppgn_tf.sampling import export_layout
+from ppgn_tf.sampling import sampler_config as sampler_config_lib
 from ppgn_tf.training import run_files
 from ppgn_tf.training import train_lib
 
@@ -66,7 +67,10 @@ class _Source:
 
       def run(classes, seeds):
         out = sampler.sample(classes, seeds)
-        return out["images"].numpy(), out["class_probs"].numpy()
+        return out["images"].numpy(), out["class_probs"].numpy(), out["codes"].numpy()
+
+      def start(classes, seeds):
+        return sampler.initial_codes(seeds, tf.constant(classes, tf.int32)).numpy()
 
       def reconstruct(images01):
         return data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
@@ -85,39 +89,63 @@ class _Source:
                    "signature": "serving_default" if config is None else "sample"}
       self.settings = exported if config is None else config
 
+      def sample_signature(classes, seeds, steps):
+        settings = self.settings
+        return signatures["sample"](
+            class_id=tf.constant(classes, tf.int32), seed=tf.constant(seeds, tf.int64),
+            steps=tf.constant(steps, tf.int32), epsilon1=tf.constant(settings.epsilon1, tf.float32),
+            epsilon2=tf.constant(settings.epsilon2, tf.float32), epsilon3=tf.constant(settings.epsilon3, tf.float32))
+
       def run(classes, seeds):
-        rows = dict(class_id=tf.constant(classes, tf.int32), seed=tf.constant(seeds, tf.int64))
         if config is None:
-          out = signatures["serving_default"](**rows)
+          out = signatures["serving_default"](class_id=tf.constant(classes, tf.int32),
+                                              seed=tf.constant(seeds, tf.int64))
         else:
-          out = signatures["sample"](
-              **rows, steps=tf.constant(config.steps, tf.int32), epsilon1=tf.constant(config.epsilon1, tf.float32),
-              epsilon2=tf.constant(config.epsilon2, tf.float32), epsilon3=tf.constant(config.epsilon3, tf.float32))
-        return out["images"].numpy(), out["class_probs"].numpy()
+          out = sample_signature(classes, seeds, config.steps)
+        return out["images"].numpy(), out["class_probs"].numpy(), out["codes"].numpy()
+
+      def start(classes, seeds):  # A chain of 0 steps ends where it starts: its h_0.
+        return sample_signature(classes, seeds, 0)["codes"].numpy()
 
       def reconstruct(images01):
         codes = signatures["encode"](images=tf.constant(images01, tf.float32))["codes"]
         return signatures["generate"](codes=codes)["images"].numpy()
 
-    self.sample = run
+    self.sample = run  # (classes, seeds) -> images, E's probabilities, codes h_T.
+    self.start_codes = start  # (classes, seeds) -> h_0 of those chains.
     self.reconstruct = reconstruct
 
 
-def sample_chains(sample, per_class: int, seed: int, batch: int):
-  """All chains through `sample(classes, seeds) -> (images, E's probs)`, `batch` per call, logging progress:
-  (images, E's probs, requested classes)."""
+@dataclasses.dataclass
+class Chains:
+  """The chains of an evaluation: requested classes and seeds, end images, E's probabilities, start and end codes."""
+  requested: np.ndarray
+  seeds: np.ndarray
+  images: np.ndarray
+  encoder_probs: np.ndarray
+  start_codes: np.ndarray | None
+  end_codes: np.ndarray
+
+
+def sample_chains(sample, per_class: int, seed: int, batch: int, start_codes=None) -> Chains:
+  """All chains through `sample(classes, seeds) -> (images, E's probs, codes)`, `batch` per call, logging
+  progress; with `start_codes(classes, seeds) -> h_0`, their starts too."""
   requested = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
   seeds = random_streams.chain_seeds(seed, len(requested))  # As sample.py: same chains.
-  images, probs = [], []
+  images, probs, codes, starts = [], [], [], []
   start = time.time()
   for lo in range(0, len(requested), batch):
-    x, p = sample(requested[lo:lo + batch], seeds[lo:lo + batch])
+    x, p, h = sample(requested[lo:lo + batch], seeds[lo:lo + batch])
     images.append(x)
     probs.append(p)
+    codes.append(h)
+    if start_codes is not None:
+      starts.append(start_codes(requested[lo:lo + batch], seeds[lo:lo + batch]))
     done, elapsed = min(lo + batch, len(requested)), time.time() - start
     logging.info("Sampled %d/%d chains (%.0f%%), %.0f s, about %.0f s left", done, len(requested),
                  100 * done / len(requested), elapsed, elapsed * (len(requested) - done) / done)
-  return np.concatenate(images), np.concatenate(probs), requested
+  return Chains(requested, seeds, np.concatenate(images), np.concatenate(probs),
+                np.concatenate(starts) if starts else None, np.concatenate(codes))
 
 
 def _reconstruct_all(reconstruct, images_uint8: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -140,7 +168,8 @@ class Reference:
   """
 
   def __init__(self, plan: Plan, sample_count: int, seed: int = 0):
-    _, self.test = data_lib.load_arrays(plan.dataset, plan.data_dir)
+    self.train, self.test = data_lib.load_arrays(plan.dataset, plan.data_dir)
+    self._train_reconstructions = None
     self.classifier, self.classifier_metrics = load_eval_classifier(plan.eval_classifier_dir, plan.dataset,
                                                                     plan.data_dir)
     self.real_feats = eval_classifier.features(self.classifier, data_lib.normalize(self.test.images).numpy())
@@ -178,6 +207,19 @@ class Reference:
                                                   real_diversity=False)
 
 
+  def forget_generator(self) -> None:
+    """Drops what was computed with one G (the training images' G(E(x))): the next `copying` uses another G."""
+    self._train_reconstructions = None
+
+  def copying(self, samples01: np.ndarray, heldout_reconstructions: np.ndarray, reconstruct) -> dict:
+    """metrics.copy_metrics of the samples against G(E(x)) of every training image (computed once), with G(E(x))
+    of held-out images as the yardstick."""
+    if self._train_reconstructions is None:
+      logging.info("Reconstructing the %d training images (the copy test's reference)", len(self.train))
+      self._train_reconstructions = _reconstruct_all(reconstruct, self.train.images)
+    return metrics.copy_metrics(samples01, heldout_reconstructions, self._train_reconstructions)
+
+
 def _non_finite_rows(images: np.ndarray) -> int:
   return int(np.sum(~np.isfinite(images.reshape(len(images), -1)).all(1)))
 
@@ -198,13 +240,15 @@ def evaluate(plan: Plan, sampler_config=None, *, seed: int = 0, command: str | N
   source = _Source(plan, sampler_config)  # First: it refuses settings a SavedModel cannot run.
   reference = Reference(plan, per_class * NUM_CLASSES, seed)
 
-  samples, encoder_probs, requested = sample_chains(source.sample, per_class, seed, plan.batch)
+  chains = sample_chains(source.sample, per_class, seed, plan.batch, source.start_codes)
+  samples, encoder_probs, requested = chains.images, chains.encoder_probs, chains.requested
   check_finite_samples(samples)
   judged = reference.judge(samples, requested)
   # G's ceiling: its reconstructions of the test images, judged against their true labels exactly as the
-  # samples are against the requested ones. Computed once, for the MSE too.
+  # samples are against the requested ones. Computed once, for the MSE and the copy test too.
   originals, reconstructions, recon_judged = reference.reconstructions(source.reconstruct, plan.recon_images)
   mse = _reconstruction_mse(reconstructions, originals)
+  copying = reference.copying(samples, reconstructions, source.reconstruct)
   real_floor, m, clf_metrics = reference.floor, reference.floor_size, reference.classifier_metrics
 
   grid_path = os.path.splitext(plan.output)[0] + "_samples.png"
@@ -241,6 +285,10 @@ def evaluate(plan: Plan, sampler_config=None, *, seed: int = 0, command: str | N
       "frechet_vs_reconstructions": metrics.ratio(judged["frechet_distance"], recon_judged["frechet_distance"]),
       "frechet_vs_floor": metrics.ratio(judged["frechet_distance"], real_floor),
       "diversity_vs_real": metrics.ratio(judged["diversity"], judged["real_diversity"]),
+      # New digits or copies: distances to G(E(x)) of the training images, against held-out images' (metrics).
+      "copying": copying,
+      "copy_ratio": copying["copy_ratio"],
+      "median_code_move": metrics.median_code_move(chains.start_codes, chains.end_codes),
       "per_class_table": judged["per_class_table"],
       "samples_png": os.path.basename(grid_path),
       "seconds": time.time() - start,
@@ -274,6 +322,19 @@ def format_tables(result: dict) -> str:
       line("diversity (pixels, within class)", _num(result["diversity"]), _num(recon.get("diversity")),
            _num(result["real_diversity"])),
       line("reconstruction MSE G(E(x))", "", _num(result["reconstruction_mse"], 4)),
+  ]
+  copying = result.get("copying")  # Absent from results written before it was measured.
+  if copying:
+    lines += [
+        line("copy ratio (1: as new as unseen)", _num(copying["copy_ratio"]), "1.000"),
+        line(f"share nearer than {metrics.NEAR_PERCENTILE:g}% of unseen", _num(copying["near_copy_share"]),
+             _num(metrics.NEAR_PERCENTILE / 100)),
+        line("exact duplicate pairs", str(copying["exact_duplicate_pairs"])),
+        line("near-duplicate pairs", str(copying["near_duplicate_pairs"]),
+             str(copying["heldout_near_duplicate_pairs"])),
+        line("median code move |h_T - h_0|", _num(result["median_code_move"])),
+    ]
+  lines += [
       "",
       f"{'class':>5}{'n':>6}{'accuracy':>10}{'mean p':>10}{'diversity':>11}{'real div.':>11}"
       f"{'G(E(x)) acc.':>14}{'G(E(x)) div.':>14}",
@@ -287,3 +348,168 @@ def format_tables(result: dict) -> str:
   return "\n".join(lines)
 
 
+
+
+# ---- in-painting: how well is the part that was not given completed? ----------------------------
+
+def evaluate_inpainting(plan: Plan, sampler_config, mask_name: str, *, seed: int = 0, command: str | None = None
+                        ) -> dict:
+  """In-paints plan.per_class test images of each class (the unknown part of `mask_name`), conditioned on their
+  true class, from the code of the masked image (the original PPGN's start) and, as the baseline, from a start
+  that ignores the image (`sampler_config.h0`). Judges only what was not given: the unknown pixels' squared error
+  against the real image, and whether the evaluation classifier gives the completed image its true class.
+  Writes plan.output (JSON) and its _inpaint.png; returns the JSON's contents. Needs a workdir (the library
+  sampler), as the baseline's start is not one of the export's signatures."""
+  if plan.workdir is None:
+    raise ValueError("--inpaint_mask evaluates a --workdir (the random-start baseline is not in the export)")
+  start_time = time.time()
+  mask = sampler_config_lib.named_mask(mask_name)
+  model = train_lib.load_trained(plan.workdir)
+  sampler = train_lib.make_sampler(plan.workdir, model, sampler_config)
+  reference = Reference(plan, plan.per_class * NUM_CLASSES, seed)
+  test = reference.test
+  rows = np.concatenate([np.flatnonzero(test.labels == c)[:plan.per_class] for c in range(NUM_CLASSES)])
+  images = test.images[rows].astype(np.float32) / 255.0
+  labels = test.labels[rows].astype(np.int32)
+  seeds = random_streams.chain_seeds(seed, len(rows))
+  masks = np.repeat(mask[None], len(rows), axis=0)
+  unknown = masks == 0
+
+  def complete(from_image: bool) -> np.ndarray:
+    out = []
+    for lo in range(0, len(rows), plan.batch):
+      part = slice(lo, lo + plan.batch)
+      h0 = None if from_image else sampler.initial_codes(seeds[part], labels[part])
+      out.append(sampler.inpaint(images[part], masks[part], labels[part], seeds[part], h0=h0)["images"].numpy())
+    return np.concatenate(out)
+
+  def judge(completed: np.ndarray) -> dict:
+    errors = ((completed - images) ** 2)[unknown].reshape(len(rows), -1)
+    probs, _ = reference.predict(completed)
+    return {"unknown_pixels_mse": float(errors.mean()),
+            "accuracy": metrics.conditional_accuracy(probs, labels),
+            "mean_true_class_probability": metrics.mean_requested_probability(probs, labels)}
+
+  from_image, from_start = complete(True), complete(False)
+  # Nothing filled in (the unknown pixels at the data's mean): what the known part alone gives the classifier.
+  mean_pixel = float(data_lib.MEAN)
+  nothing = np.where(masks > 0, images, mean_pixel)
+  result = {
+      "source": {"workdir": os.path.abspath(plan.workdir), "generator_steps": int(model.generator_steps.numpy())},
+      "dataset": plan.dataset, "mask": mask_name, "images": int(len(rows)), "seed": seed,
+      "sampler": {k: v for k, v in dataclasses.asdict(sampler_config).items() if k != "keep_every"},
+      "from_masked_image": judge(from_image),
+      "from_random_start": judge(from_start),
+      "unknown_at_mean_pixel": judge(nothing),
+      "seconds": time.time() - start_time, "command": command,
+  }
+  grid_path = os.path.splitext(plan.output)[0] + "_inpaint.png"
+  shown = np.concatenate([np.flatnonzero(labels == c)[:1] for c in range(NUM_CLASSES)])
+  masked_input = np.where(masks > 0, images, 0.5)  # Unknown pixels grey.
+  grid = np.stack([masked_input[shown], images[shown], from_image[shown], from_start[shown]], 1).reshape(-1, 28, 28, 1)
+  os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
+  plots.save_image_grid(grid, grid_path, nrow=4, row_labels=[str(c) for c in range(NUM_CLASSES)],
+                        title=f"{mask_name} known: input, real, from the masked image, from a random start")
+  result["inpaint_png"] = os.path.basename(grid_path)
+  files.write_json(plan.output, result)
+  return result
+
+
+def format_inpainting(result: dict) -> str:
+  lines = [f"{'start':<28}{'unknown MSE':>12}{'accuracy':>10}{'mean p':>9}"]
+  for key, name in (("from_masked_image", "code of the masked image"), ("from_random_start", "random start"),
+                    ("unknown_at_mean_pixel", "nothing filled in")):
+    r = result[key]
+    lines.append(f"{name:<28}{r['unknown_pixels_mse']:>12.4f}{r['accuracy']:>10.3f}"
+                 f"{r['mean_true_class_probability']:>9.3f}")
+  return "\n".join(lines)
+
+
+# ---- quality against training time: every kept checkpoint of one run -----------------------------
+
+# The thesis' own code (its PyTorch, unchanged) at paper scale on a GPU, 4,954 G steps of the vanilla experiment
+# on the 4,500 offline digits, about 7 minutes; judged by a classifier outside this project (issue 25's anchor).
+THESIS_VANILLA_GPU_RUN = {
+    "thesis vanilla, samples": {"accuracy": 0.83, "diversity_vs_real": 0.68, "frechet_vs_floor": 6.1},
+    "thesis vanilla, G(E(x_test))": {"accuracy": 0.91, "diversity_vs_real": 0.81, "frechet_vs_floor": 2.2},
+}
+CURVE_METRICS = (("accuracy", "accuracy"), ("diversity_vs_real", "diversity / real digits'"),
+                 ("frechet_vs_floor", "FD / real floor"))
+
+
+def evaluate_checkpoints(plan: Plan, sampler_config, *, seed: int = 0, command: str | None = None) -> dict:
+  """Evaluates every checkpoint kept by --keep_checkpoint_every and the rotating ones, as `evaluate` does (the
+  samples, G(E(x_test)) and the copy test), and writes plan.output (JSON) and its PNG of quality against G steps
+  and minutes, with the thesis' GPU run as horizontal lines. Minutes are E's pre-training plus the training
+  seconds each checkpoint holds."""
+  start_time = time.time()
+  checkpoints = [path for _, path in train_lib.kept_checkpoints(plan.workdir)]
+  latest = train_lib.check_checkpoints(os.path.join(plan.workdir, "checkpoints"))
+  if latest:  # The rotating checkpoints too (--keep_checkpoints of them), the latest last.
+    state = tf.train.get_checkpoint_state(os.path.join(plan.workdir, "checkpoints"))
+    checkpoints += [p for p in (list(state.all_model_checkpoint_paths) if state else []) if p != latest] + [latest]
+  if not checkpoints:
+    raise ValueError(f"{plan.workdir}/checkpoints: no checkpoint (train first)")
+  encoder_metrics = run_files.read_json(os.path.join(plan.workdir, "encoder", "metrics.json")) or {}
+  encoder_seconds = encoder_metrics.get("train_seconds", 0.0)
+  reference = Reference(plan, plan.per_class * NUM_CLASSES, seed)
+  points = []
+  for i, path in enumerate(checkpoints):
+    model = train_lib.load_trained(plan.workdir, path)
+    if int(model.generator_steps.numpy()) in [p["generator_steps"] for p in points]:
+      continue  # A rotating checkpoint at a kept one's G step.
+    sampler = train_lib.make_sampler(plan.workdir, model, sampler_config)
+
+    def sample(classes, seeds):
+      out = sampler.sample(classes, seeds)
+      return out["images"].numpy(), out["class_probs"].numpy(), out["codes"].numpy()
+
+    def reconstruct(images01):
+      return data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
+
+    chains = sample_chains(sample, plan.per_class, seed, plan.batch)
+    check_finite_samples(chains.images)
+    judged = reference.judge(chains.images, chains.requested)
+    _, heldout, recon = reference.reconstructions(reconstruct, plan.recon_images)
+    reference.forget_generator()  # The copy test's training reconstructions are this checkpoint's G's.
+    copying = reference.copying(chains.images, heldout, reconstruct)
+    elapsed = train_lib.checkpoint_elapsed_seconds(path)
+
+    def figures(of):
+      return {"accuracy": of["accuracy"], "diversity": of["diversity"], "frechet_distance": of["frechet_distance"],
+              "diversity_vs_real": metrics.ratio(of["diversity"], judged["real_diversity"]),
+              "frechet_vs_floor": metrics.ratio(of["frechet_distance"], reference.floor)}
+    point = {"checkpoint": os.path.relpath(path, plan.workdir), "generator_steps": int(model.generator_steps.numpy()),
+             "training_seconds": elapsed,
+             "minutes": None if elapsed is None else (encoder_seconds + elapsed) / 60,
+             "samples": {**figures(judged), "copy_ratio": copying["copy_ratio"],
+                         "exact_duplicate_pairs": copying["exact_duplicate_pairs"]},
+             "G(E(x_test))": figures(recon)}
+    points.append(point)
+    logging.info("Checkpoint %d/%d (G step %d): accuracy %.3f, FD %.1f x floor, diversity %.2f x real, copy ratio "
+                 "%.2f; G(E(x_test)) FD %.2f x floor", i + 1, len(checkpoints), point["generator_steps"],
+                 point["samples"]["accuracy"], point["samples"]["frechet_vs_floor"],
+                 point["samples"]["diversity_vs_real"], copying["copy_ratio"], point["G(E(x_test))"]["frechet_vs_floor"])
+  points.sort(key=lambda p: p["generator_steps"])
+  png = os.path.splitext(plan.output)[0] + ".png"
+  plots.save_quality_over_time(points, CURVE_METRICS, png, THESIS_VANILLA_GPU_RUN,
+                               title=f"{os.path.basename(os.path.abspath(plan.workdir))}: {plan.per_class} chains per "
+                                     f"class, {sampler_config.steps} MALA steps")
+  result = {"workdir": os.path.abspath(plan.workdir), "dataset": plan.dataset, "per_class": plan.per_class,
+            "seed": seed, "sampler": {k: v for k, v in dataclasses.asdict(sampler_config).items() if k != "keep_every"},
+            "frechet_real_floor": reference.floor, "encoder_seconds": encoder_seconds,
+            "thesis_anchor": THESIS_VANILLA_GPU_RUN, "checkpoints": points, "png": os.path.basename(png),
+            "seconds": time.time() - start_time, "command": command}
+  files.write_json(plan.output, result)
+  return result
+
+
+def format_checkpoints(result: dict) -> str:
+  lines = [f"{'G steps':>8}{'minutes':>9}{'accuracy':>10}{'div/real':>10}{'FD/floor':>10}{'copy':>7}"
+           f"{'G(E(x)) FD/floor':>18}"]
+  for p in result["checkpoints"]:
+    s = p["samples"]
+    lines.append(f"{p['generator_steps']:>8}{_num(p['minutes'], 1):>9}{_num(s['accuracy']):>10}"
+                 f"{_num(s['diversity_vs_real']):>10}{_num(s['frechet_vs_floor'], 2):>10}{_num(s['copy_ratio'], 2):>7}"
+                 f"{_num(p['G(E(x_test))']['frechet_vs_floor'], 2):>18}")
+  return "\n".join(lines)

@@ -132,3 +132,79 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
   if numerator is None or denominator is None or denominator == 0:
     return None
   return float(numerator / denominator)
+
+
+# ---- copying: are the samples new digits, or G's pictures of training digits? ----------------------
+
+def nearest_distances(x, references, chunk: int = 512) -> np.ndarray:
+  """For each row of `x`, the L2 distance to its nearest row of `references` (images flattened)."""
+  x = _rows(x, "nearest_distances x")
+  references = _rows(references, "nearest_distances references").astype(np.float32)
+  if x.shape[1] != references.shape[1]:
+    raise ValueError(f"nearest_distances: row sizes differ ({x.shape[1]} vs {references.shape[1]})")
+  squared = np.sum(references.astype(np.float64) ** 2, 1)
+  out = np.empty(len(x))
+  for lo in range(0, len(x), chunk):
+    rows = x[lo:lo + chunk]
+    d2 = np.sum(rows ** 2, 1)[:, None] + squared[None, :] - 2 * (rows.astype(np.float32) @ references.T)
+    out[lo:lo + chunk] = np.sqrt(np.clip(d2.min(1), 0, None))
+  return out
+
+
+def exact_duplicate_pairs(x) -> int:
+  """Pairs of rows that are equal in every value."""
+  x = np.ascontiguousarray(_rows(x, "exact_duplicate_pairs"))
+  _, counts = np.unique(x, axis=0, return_counts=True)
+  return int(np.sum(counts * (counts - 1) // 2))
+
+
+def close_pairs(x, threshold: float) -> int:
+  """Pairs of rows closer than `threshold` (L2), exact duplicates included."""
+  x = _rows(x, "close_pairs")
+  squared = np.sum(x ** 2, 1)
+  d2 = squared[:, None] + squared[None, :] - 2 * x @ x.T
+  upper = np.triu_indices(len(x), k=1)
+  return int(np.sum(np.sqrt(np.clip(d2[upper], 0, None)) < threshold))
+
+
+NEAR_PERCENTILE = 5.0  # "Nearer than almost every unseen digit": the 5th percentile of the held-out distances.
+
+
+def copy_metrics(samples, heldout, training) -> dict:
+  """How far `samples` are from being copies of `training` images, with `heldout` images as the yardstick.
+
+  All three are images G drew: samples, G(E(x_test)) and G(E(x_train)). For each sample and each held-out
+  image, the distance to its nearest training image:
+    copy_ratio        median over samples / median over held-out images: about 1 when the samples are as new
+                      as unseen digits, 0 when they are copies;
+    near_copy_share   share of samples nearer to a training image than the NEAR_PERCENTILE-th percentile of the
+                      held-out distances (about NEAR_PERCENTILE / 100 for new digits);
+    exact_duplicate_pairs, near_duplicate_pairs
+                      pairs of samples that are identical, or closer to each other than that percentile; the
+                      same count of held-out images gives `heldout_near_duplicate_pairs` to compare with.
+  """
+  samples, heldout = _rows(samples, "copy_metrics samples"), _rows(heldout, "copy_metrics heldout", 2)
+  sample_nearest = nearest_distances(samples, training)
+  heldout_nearest = nearest_distances(heldout, training)
+  threshold = float(np.percentile(heldout_nearest, NEAR_PERCENTILE))
+  heldout_median = float(np.median(heldout_nearest))
+  same_count = heldout[:len(samples)]
+  return {
+      "copy_ratio": ratio(float(np.median(sample_nearest)), heldout_median),
+      "near_copy_share": float(np.mean(sample_nearest < threshold)),
+      "near_copy_threshold": threshold,
+      "median_nearest_training_distance": float(np.median(sample_nearest)),
+      "heldout_median_nearest_training_distance": heldout_median,
+      "exact_duplicate_pairs": exact_duplicate_pairs(samples),
+      "near_duplicate_pairs": close_pairs(samples, threshold),
+      "heldout_near_duplicate_pairs": close_pairs(same_count, threshold),
+      "heldout_images_for_pairs": int(len(same_count)),
+  }
+
+
+def median_code_move(h0, h_final) -> float:
+  """Median over chains of the L2 distance between a chain's start code and its end code."""
+  h0, h_final = _rows(h0, "median_code_move h0"), _rows(h_final, "median_code_move h_final")
+  if h0.shape != h_final.shape:
+    raise ValueError(f"median_code_move: shapes differ ({h0.shape} vs {h_final.shape})")
+  return float(np.median(np.linalg.norm(h_final - h0, axis=1)))

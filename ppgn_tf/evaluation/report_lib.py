@@ -88,6 +88,7 @@ METRICS = (
     ("mean_requested_probability", "mean p", 3),
     ("frechet_distance", "FD", 1),
     ("diversity", "diversity", 3),
+    ("copy_ratio", "copy ratio", 2),
     ("reconstruction_mse", "recon MSE", 4),
     ("recon_accuracy", "G(E(x)) accuracy", 3),
     ("recon_frechet_distance", "G(E(x)) FD", 1),
@@ -130,6 +131,7 @@ def run_metrics(evaluation: dict, summary: dict) -> dict:
       "mean_requested_probability": evaluation.get("mean_requested_probability"),
       "frechet_distance": evaluation.get("frechet_distance"),
       "diversity": evaluation.get("diversity"),
+      "copy_ratio": evaluation.get("copy_ratio"),  # Absent from evaluations written before it was measured.
       "reconstruction_mse": evaluation.get("reconstruction_mse"),
       "recon_accuracy": recon.get("accuracy"),
       "recon_frechet_distance": recon.get("frechet_distance"),
@@ -284,12 +286,14 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
             "of samples labelled as the requested class; mean p: its mean probability of that class; FD: Fréchet "
             "distance of its features, samples vs real test images (floor: real vs real, as many images); "
             "diversity: mean pairwise L2 distance within a class, pixels in [0, 1] (real test images in "
-            "brackets); recon MSE: G(E(x)) vs x on test images, pixels in [0, 1]; G(E(x)) columns: the same "
+            "brackets); copy ratio: the median distance of a sample to its nearest G(E(x)) of a training "
+            "image over the same median for G(E(x)) of test images (1: as new as unseen digits, 0: copies; "
+            "duplicate pairs: equal samples); recon MSE: G(E(x)) vs x on test images, pixels in [0, 1]; G(E(x)) columns: the same "
             "metrics of those reconstructions, judged against the true labels: G's ceiling, the best a sampler "
             "can reach with this G (\"-\": not measured by the evaluation).", "",
-            "| run | critics | accuracy | mean p | FD (floor) | diversity (real) | recon MSE | G(E(x)) accuracy "
-            "| G(E(x)) FD | G(E(x)) diversity | G steps | critic steps | wall time |",
-            "|" + " --- |" * 13]
+            "| run | critics | accuracy | mean p | FD (floor) | diversity (real) | copy ratio | duplicate pairs "
+            "| recon MSE | G(E(x)) accuracy | G(E(x)) FD | G(E(x)) diversity | G steps | critic steps | wall time |",
+            "|" + " --- |" * 15]
   for r in runs:
     e, s = r["evaluation"], r["summary"]
     recon = e.get("reconstructions") or {}  # Absent from evaluations written before it was measured.
@@ -297,7 +301,8 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
         f"| {r['name']} | {', '.join(s.get('critics', []))} | {_num(e['accuracy'])} "
         f"| {_num(e['mean_requested_probability'])} "
         f"| {_num(e['frechet_distance'], 2)} ({_num(e['frechet_real_floor'], 2)}) "
-        f"| {_num(e['diversity'])} ({_num(e['real_diversity'])}) | {_num(e['reconstruction_mse'], 4)} "
+        f"| {_num(e['diversity'])} ({_num(e['real_diversity'])}) | {_num(e.get('copy_ratio'), 2)} "
+        f"| {(e.get('copying') or {}).get('exact_duplicate_pairs', '-')} | {_num(e['reconstruction_mse'], 4)} "
         f"| {_num(recon.get('accuracy'))} | {_num(recon.get('frechet_distance'), 2)} "
         f"| {_num(recon.get('diversity'))} "
         f"| {s.get('generator_steps', '-')} | {s.get('critic_steps', '-')} | {format_seconds(s.get('wall_seconds'))} |")

@@ -17,6 +17,7 @@ from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.evaluation import evaluate_lib as evaluate
 from ppgn_tf.evaluation.evaluation_plan import Plan
+from ppgn_tf.evaluation import metrics
 from ppgn_tf.evaluation.sweep_grid import GRID
 from ppgn_tf.sampling import sampler_config as settings_lib
 from ppgn_tf.training import train_lib
@@ -24,13 +25,27 @@ from ppgn_tf.training import train_lib
 GRID_COLUMNS = 10  # Samples per class in each setting's picture.
 
 
-def choose(rows: list[dict], min_accuracy: float, min_diversity: float = 0.0) -> dict | None:
-  """The choice rule: among settings whose accuracy reaches `min_accuracy` and whose diversity reaches
-  `min_diversity`, the lowest Fréchet distance; diversity breaks ties. None when no setting qualifies.
+MIN_COPY_RATIO = 0.95  # Samples must be about as far from the training digits as unseen digits are.
 
-  The diversity floor is what keeps the rule from picking a sampler that draws one good digit per class.
+
+def draws_new_digits(row: dict) -> bool:
+  """Whether a setting's samples are new digits: a copy ratio of at least MIN_COPY_RATIO, no two samples equal,
+  and no more near-duplicate pairs than as many of G's reconstructions of unseen digits have."""
+  return (row["copy_ratio"] is not None and row["copy_ratio"] >= MIN_COPY_RATIO
+          and row["exact_duplicate_pairs"] == 0
+          and row["near_duplicate_pairs"] <= row["heldout_near_duplicate_pairs"])
+
+
+def choose(rows: list[dict], min_accuracy: float, min_diversity: float = 0.0) -> dict | None:
+  """The choice rule: among settings that draw new digits (`draws_new_digits`), whose accuracy reaches
+  `min_accuracy` and whose diversity reaches `min_diversity`, the lowest Fréchet distance; diversity breaks
+  ties. None when no setting qualifies.
+
+  The diversity floor is what keeps the rule from picking a sampler that draws one good digit per class; the copy
+  test, one that returns G's pictures of training digits.
   """
-  eligible = [r for r in rows if r["accuracy"] >= min_accuracy and r["diversity"] >= min_diversity]
+  eligible = [r for r in rows if r["accuracy"] >= min_accuracy and r["diversity"] >= min_diversity
+              and draws_new_digits(r)]
   if not eligible:
     return None
   return min(eligible, key=lambda r: (round(r["frechet_distance"], 6), -r["diversity"]))
@@ -45,8 +60,8 @@ def run_sweep(plan: Plan, names: list[str], seed: int, min_accuracy: float, min_
   reference = evaluate.Reference(plan, per_class * NUM_CLASSES, seed)
   model = train_lib.load_trained(workdir)
   # G(E(x)) with the G the chains use (the averaged one when the run keeps it).
-  _, _, ceiling = reference.reconstructions(
-      lambda images01: data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy())
+  reconstruct = lambda images01: data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
+  _, heldout, ceiling = reference.reconstructions(reconstruct)
   rows, grids = [], {}
   for i, name in enumerate(names):
     config = dataclasses.replace(settings_lib.SamplerConfig(), **GRID[name])
@@ -54,18 +69,27 @@ def run_sweep(plan: Plan, names: list[str], seed: int, min_accuracy: float, min_
 
     def sample(classes, seeds):
       out = sampler.sample(classes, seeds)
-      return out["images"].numpy(), out["class_probs"].numpy()
+      return out["images"].numpy(), out["class_probs"].numpy(), out["codes"].numpy()
+
+    def start_codes(classes, seeds):
+      return sampler.initial_codes(seeds, classes).numpy()
 
     start = time.time()
-    images, _, requested = evaluate.sample_chains(sample, per_class, seed, plan.batch)  # evaluate's chains.
+    chains = evaluate.sample_chains(sample, per_class, seed, plan.batch, start_codes)  # evaluate's chains.
+    images = chains.images
     evaluate.check_finite_samples(images)
-    judged = reference.judge(images, requested)
+    judged = reference.judge(images, chains.requested)
+    copying = reference.copying(images, heldout, reconstruct)
     row = {"name": name, "settings": GRID[name], "seconds": time.time() - start,
-           **{k: judged[k] for k in ("accuracy", "mean_requested_probability", "frechet_distance", "diversity")}}
+           **{k: judged[k] for k in ("accuracy", "mean_requested_probability", "frechet_distance", "diversity")},
+           **{k: copying[k] for k in ("copy_ratio", "near_copy_share", "exact_duplicate_pairs",
+                                      "near_duplicate_pairs", "heldout_near_duplicate_pairs")},
+           "median_code_move": metrics.median_code_move(chains.start_codes, chains.end_codes)}
     rows.append(row)
     grids[name] = images.reshape(NUM_CLASSES, per_class, 28, 28, 1)[:, :min(per_class, GRID_COLUMNS)]
-    logging.info("Setting %d/%d %s: accuracy %.3f, FD %.1f, diversity %.2f (%.0f s)", i + 1, len(names), name,
-                 row["accuracy"], row["frechet_distance"], row["diversity"], row["seconds"])
+    logging.info("Setting %d/%d %s: accuracy %.3f, FD %.1f, diversity %.2f, copy ratio %.2f, %d duplicate pairs "
+                 "(%.0f s)", i + 1, len(names), name, row["accuracy"], row["frechet_distance"], row["diversity"],
+                 row["copy_ratio"], row["exact_duplicate_pairs"], row["seconds"])
   return {"workdir": os.path.abspath(workdir), "per_class": per_class, "seed": seed,
           "generator_steps": int(model.generator_steps.numpy()),
           "averaged_generator": model.sampling_generator is not model.generator,
@@ -118,22 +142,31 @@ def write_report(result: dict, output: str, best: int, command: str) -> None:
       f"G's ceiling, its reconstructions G(E(x)) of the test images: accuracy {ceiling['accuracy']:.3f}, FD "
       f"{ceiling['frechet_distance']:.1f}, diversity {ceiling['diversity']:.2f}. Real test digits: FD floor "
       f"{floor:.1f}, diversity {result['real_diversity']:.2f}.", "",
+      "Copy ratio: the median distance of a sample to its nearest G(E(x)) of a training digit, over the same "
+      "median for G(E(x)) of held-out digits (1: as new as unseen digits; 0: copies). Near copies: the share of "
+      f"samples nearer to a training digit's G(E(x)) than {metrics.NEAR_PERCENTILE:g}% of held-out digits are. "
+      "Duplicate pairs: equal samples / samples that close to each other (held-out digits: "
+      f"{rows[0]['heldout_near_duplicate_pairs'] if rows else '-'} such pairs). Move: the median |h_T - h_0| of "
+      "the chains' codes.", "",
       "| setting | changes to Eq. 8 | accuracy | mean p | FD | FD / floor | FD / G(E(x)) | diversity "
-      "| diversity / G(E(x)) | s |",
-      "|---|---|---|---|---|---|---|---|---|---|",
+      "| diversity / G(E(x)) | copy ratio | near copies | duplicate pairs (exact / near) | move | s |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in rows:
     lines.append(f"| {r['name']} | {_settings_text(r['settings'])} | {r['accuracy']:.3f} | "
                  f"{r['mean_requested_probability']:.3f} | {r['frechet_distance']:.1f} | "
                  f"{r['frechet_distance'] / floor:.1f} | {r['frechet_distance'] / ceiling['frechet_distance']:.2f} | "
-                 f"{r['diversity']:.2f} | {r['diversity'] / ceiling['diversity']:.2f} | {r['seconds']:.0f} |")
+                 f"{r['diversity']:.2f} | {r['diversity'] / ceiling['diversity']:.2f} | {r['copy_ratio']:.2f} | "
+                 f"{r['near_copy_share']:.2f} | {r['exact_duplicate_pairs']} / {r['near_duplicate_pairs']} | "
+                 f"{r['median_code_move']:.2f} | {r['seconds']:.0f} |")
   choice = result["choice"]
   lines += ["", f"![figures per setting]({rel(plot)})", "", f"![best settings]({rel(grids_png)})", "",
             f"Choice rule: among settings with accuracy >= {result['min_accuracy']} and diversity >= "
             f"{result['min_diversity_ratio']} x G(E(x))'s and >= {result.get('min_real_diversity_ratio', 0.0)} x "
-            "real digits', the lowest FD (then the highest diversity)."]
+            f"real digits', that draw new digits (copy ratio >= {MIN_COPY_RATIO}, no equal samples, no more "
+            "near-duplicate pairs than held-out digits), the lowest FD (then the highest diversity)."]
   lines.append(f"Chosen: **{choice['name']}** ({_settings_text(choice['settings'])})." if choice else
-               "No setting reached that accuracy.")
+               "No setting passed the rule.")
   files.atomic_write(output, lambda out: out.write(("\n".join(lines) + "\n").encode()))
 
 

@@ -15,6 +15,8 @@ SIGNATURE_SETTINGS = ("steps", "epsilon1", "epsilon2", "epsilon3")
 SETTINGS_FILE = os.path.join("assets.extra", "sampler.json")  # TensorFlow Serving ignores assets.extra.
 EXPORT_INFO_FILE = os.path.join("assets.extra", "export.json")  # What the graph computes in.
 GRAPH_FILE = "saved_model.pb"
+# The key of SETTINGS_FILE that says what of the training data the graph holds (not a sampler setting).
+EMBEDDED_KEY = "embedded_training_data"
 
 
 class ExportError(ValueError):
@@ -62,7 +64,10 @@ def read_export_precision(path: str) -> str:
 def read_sampler_settings(path: str) -> sampler_config.SamplerConfig | None:
   """The sampler settings a SavedModel (version directory) was exported with; None for older exports."""
   settings = run_files.read_json(os.path.join(path, SETTINGS_FILE))
-  return None if settings is None else sampler_config.from_json(settings)
+  if settings is None:
+    return None
+  settings.pop(EMBEDDED_KEY, None)
+  return sampler_config.from_json(settings)
 
 
 def read_export_settings(path: str) -> sampler_config.SamplerConfig:

@@ -40,8 +40,9 @@ from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 # The in-painting checks and the settings live in modules without TensorFlow (re-exported for the sampler's users).
 from ppgn_tf.sampling.inpaint_inputs import check_inpaint_inputs
-from ppgn_tf.sampling.sampler_config import (H0_CLASS_CODES, H0_CODES, H0_MARGINALS, H0_MODES, H0_NORMAL,  # noqa: F401
-                                             PRESETS, SamplerConfig, named_mask, preset, NAMED_MASKS)
+from ppgn_tf.sampling.sampler_config import (H0_CLASS_CODES, H0_CLASS_GAUSSIAN, H0_CODES, H0_MARGINALS,  # noqa: F401
+                                             H0_MODES, H0_NORMAL, MIN_CODES_PER_COMPONENT, PRESETS, SamplerConfig,
+                                             named_mask, preset, NAMED_MASKS)
 
 CLASS = "class"  # Condition on log C_c: the log-softmax of fc2.
 
@@ -49,6 +50,50 @@ CLASS = "class"  # Condition on log C_c: the log-softmax of fc2.
 # ---- the real codes -------------------------------------------------------------------------------
 
 CODE_PRIOR_FILE = "code_prior.npz"
+# The covariance's shrinkage towards its diagonal's mean: keeps it positive definite when some units are almost
+# always 0 (ReLU codes) or there are fewer codes of a class than units.
+COVARIANCE_SHRINKAGE = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeStatistics:
+  """Summary statistics of the real codes, and nothing per example: what an export may hold.
+
+  Per class c, a mixture of M Gaussians fitted to the codes E(x) of the training images of that class (M = 1: one
+  Gaussian), over the code flattened to D units: each component's weight, mean and a Cholesky factor L of its
+  covariance (L L^T); and each unit's range over all codes. Every component summarises at least
+  MIN_CODES_PER_COMPONENT codes (a class with fewer codes gets fewer components: weight 0 for the rest).
+  """
+  class_weights: np.ndarray  # [K, M] float32, each row summing to 1.
+  class_means: np.ndarray  # [K, M, D] float32.
+  class_scales: np.ndarray  # [K, M, D, D] float32, lower triangular.
+  unit_low: np.ndarray  # [D] float32: the smallest value each unit takes over the codes.
+  unit_high: np.ndarray  # [D] float32: the largest.
+
+
+def _k_means(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25) -> np.ndarray:
+  """Cluster labels of `points` [N, D] from k-means with k-means++ starts; each cluster keeps at least
+  MIN_CODES_PER_COMPONENT points (k is lowered until it does)."""
+  while k > 1:
+    centres = [points[rng.integers(len(points))]]
+    for _ in range(k - 1):  # k-means++: far points are likelier starts.
+      d2 = np.min([np.sum((points - c) ** 2, 1) for c in centres], axis=0)
+      centres.append(points[rng.choice(len(points), p=d2 / d2.sum())] if d2.sum() > 0 else points[0])
+    centres = np.asarray(centres)
+    for _ in range(iterations):
+      labels = np.argmin(((points[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+      centres = np.asarray([points[labels == j].mean(0) if np.any(labels == j) else centres[j] for j in range(k)])
+    if np.bincount(labels, minlength=k).min() >= MIN_CODES_PER_COMPONENT:
+      return labels
+    k -= 1
+  return np.zeros(len(points), np.int64)
+
+
+def _gaussian(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and Cholesky factor of the covariance (shrunk towards its diagonal's mean) of `points` [N, D]."""
+  covariance = np.cov(points, rowvar=False) if len(points) > 1 else np.zeros((points.shape[1],) * 2)
+  ridge = COVARIANCE_SHRINKAGE * max(float(np.mean(np.diag(covariance))), 1e-6)
+  return points.mean(0), np.linalg.cholesky(covariance + ridge * np.eye(points.shape[1]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,18 +119,37 @@ class CodePrior:
     codes = [encode(tf.constant(images[lo:lo + batch], tf.float32)).numpy() for lo in range(0, len(images), batch)]
     return cls(np.concatenate(codes).astype(np.float32), labels)
 
+  def statistics(self, num_classes: int = NUM_CLASSES, components: int = 1, seed: int = 0) -> CodeStatistics:
+    """Per-class Gaussian mixtures of `components` Gaussians, and per-unit ranges of the codes (CodeStatistics)."""
+    self.check_classes(num_classes, "--h0=class_gaussian")
+    flat = self.codes.reshape(len(self.codes), -1).astype(np.float64)
+    rng = random_streams.numpy_generator(seed, random_streams.CODE_MIXTURE)
+    weights = np.zeros((num_classes, components))
+    means = np.zeros((num_classes, components, flat.shape[1]))
+    scales = np.zeros((num_classes, components, flat.shape[1], flat.shape[1]))
+    for c in range(num_classes):
+      of_class = flat[self.labels == c]
+      labels = _k_means(of_class, components, rng) if components > 1 else np.zeros(len(of_class), np.int64)
+      for j in range(components):
+        # Fewer components than asked for: the rest copy the first, with weight 0 (never drawn).
+        members = of_class[labels == (j if np.any(labels == j) else 0)]
+        weights[c, j] = np.mean(labels == j)
+        means[c, j], scales[c, j] = _gaussian(members)
+    return CodeStatistics(weights.astype(np.float32), means.astype(np.float32), scales.astype(np.float32),
+                          flat.min(0).astype(np.float32), flat.max(0).astype(np.float32))
+
   def bounds(self, percentile: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit [p, 100 - p] percentiles of the codes, each of one code's shape."""
     low, high = np.percentile(self.codes, [percentile, 100 - percentile], axis=0)
     return low.astype(np.float32), high.astype(np.float32)
 
-  def check_classes(self, num_classes: int) -> None:
-    """Raises ValueError unless every class in [0, num_classes) has codes (h0=class_codes draws from them)."""
+  def check_classes(self, num_classes: int, what: str = "--h0=class_codes") -> None:
+    """Raises ValueError unless every class in [0, num_classes) has codes (the per-class h0 modes read them)."""
     if self.labels is None:
-      raise ValueError("--h0=class_codes needs the classes of the real codes, and this code prior has none")
+      raise ValueError(f"{what} needs the classes of the real codes, and this code prior has none")
     missing = sorted(set(range(num_classes)) - set(np.unique(self.labels).tolist()))
     if missing:
-      raise ValueError(f"--h0=class_codes: the real codes hold no image of class {missing[0]}")
+      raise ValueError(f"{what}: the real codes hold no image of class {missing[0]}")
 
   def save(self, path: str) -> None:
     def write(out):
@@ -123,8 +187,23 @@ def check_prior(config: SamplerConfig, prior: CodePrior | None, condition_layer:
                      "need the real codes (a CodePrior)")
   if config.needs_code_labels:
     if condition_layer != CLASS:
-      raise ValueError("--h0=class_codes starts from codes of the requested class: it needs class conditioning")
-    prior.check_classes(NUM_CLASSES)
+      raise ValueError(f"--h0={config.h0} starts from codes of the requested class: it needs class conditioning")
+    prior.check_classes(NUM_CLASSES, f"--h0={config.h0}")
+
+
+def prior_parts(config: SamplerConfig, prior: CodePrior | None) -> dict:
+  """What the chains of `config` read of `prior`, as arrays: `prior_codes` and `prior_labels` (stored training
+  codes: only the modes that start from them) and `statistics` (CodeStatistics: h0=class_gaussian). The keyword
+  arguments of `initial_codes` and `run_chains`; all None where `config` reads nothing."""
+  parts = {"prior_codes": None, "prior_labels": None, "statistics": None}
+  if prior is None:
+    return parts
+  if config.reads_training_codes:
+    parts["prior_codes"] = prior.codes
+    parts["prior_labels"] = prior.labels if config.h0 == H0_CLASS_CODES else None
+  if config.h0 == H0_CLASS_GAUSSIAN:
+    parts["statistics"] = prior.statistics(NUM_CLASSES, config.h0_components)
+  return parts
 
 
 # ---- per-row randomness ---------------------------------------------------------------------------
@@ -137,18 +216,38 @@ def row_normal(seeds, step, shape) -> tf.Tensor:
 
 
 def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, draw=0, *, targets=None,
-                  prior_labels=None) -> tf.Tensor:
+                  prior_labels=None, statistics: CodeStatistics | None = None) -> tf.Tensor:
   """h_0, one row per seed; `code_shape` is one code's shape (e.g. [64] for fc1).
 
   `draw` numbers the restarts of a chain (0: its start), so each restart draws anew.
   `prior_codes` [M, *code_shape] are the real codes for the modes that read them; `class_codes` also
-  reads their classes `prior_labels` [M] and each row's requested class `targets` [N].
+  reads their classes `prior_labels` [M] and each row's requested class `targets` [N]. `class_gaussian` reads
+  `statistics` and `targets`.
   """
   code_shape = [int(d) for d in code_shape]
-  if mode == H0_NORMAL:
+  if mode in (H0_NORMAL, H0_CLASS_GAUSSIAN):
     keys = random_streams.row_draw_keys(seeds, random_streams.MALA_H0, draw)
-    return tf.map_fn(lambda k: tf.random.stateless_normal(code_shape, seed=k), keys,
-                     fn_output_signature=tf.TensorSpec(code_shape, tf.float32))
+    normal = tf.map_fn(lambda k: tf.random.stateless_normal(code_shape, seed=k), keys,
+                       fn_output_signature=tf.TensorSpec(code_shape, tf.float32))
+    if mode == H0_NORMAL:
+      return normal
+    if targets is None or statistics is None:
+      raise ValueError("--h0=class_gaussian needs the requested classes and the codes' statistics")
+    # A component j of the row's class c by its weight, then h_0 = mean_cj + L_cj z, z ~ N(0, I): N(mean_cj,
+    # covariance_cj); then into the range real codes take.
+    targets = tf.cast(targets, tf.int32)
+    pick_keys = random_streams.row_draw_keys(seeds, random_streams.MALA_PRIOR_PICK, draw)
+    uniform = tf.map_fn(lambda k: tf.random.stateless_uniform([], seed=k), pick_keys,
+                        fn_output_signature=tf.TensorSpec([], tf.float32))
+    cumulative = tf.gather(tf.math.cumsum(tf.constant(statistics.class_weights), axis=1), targets)
+    last = tf.shape(cumulative)[1] - 1
+    component = tf.minimum(tf.reduce_sum(tf.cast(cumulative <= uniform[:, None], tf.int32), axis=1), last)
+    index = tf.stack([targets, component], axis=1)
+    means = tf.gather_nd(tf.constant(statistics.class_means), index)
+    scales = tf.gather_nd(tf.constant(statistics.class_scales), index)
+    flat = means + tf.linalg.matvec(scales, tf.reshape(normal, [-1, int(np.prod(code_shape))]))
+    flat = tf.clip_by_value(flat, tf.constant(statistics.unit_low), tf.constant(statistics.unit_high))
+    return tf.reshape(flat, [-1, *code_shape])
   if prior_codes is None:
     raise ValueError(f"--h0={mode} needs the real codes (a CodePrior)")
   prior_codes = tf.convert_to_tensor(prior_codes, tf.float32)
@@ -206,6 +305,13 @@ def paste_known(generated, inpaint):
   return mask * known + (1.0 - mask) * generated
 
 
+def masked_image_codes(encoder, inpaint, code_layer: str = "fc1") -> tf.Tensor:
+  """Where an in-painting chain starts, as in the original PPGN: the code of the masked image itself, its unknown
+  pixels filled neutrally (0 in normalised space: the data's mean intensity)."""
+  known, mask = inpaint
+  return tf.cast(encoder(mask * known, training=False)[code_layer], tf.float32)
+
+
 def known_pixels_log_likelihood(generated, inpaint) -> tf.Tensor:
   """Per row -1/2 sum over known pixels of (G(h) - x)^2: a unit-variance Gaussian on the known pixels."""
   known, mask = inpaint
@@ -255,12 +361,12 @@ def mala_step(h, targets, seeds, step, generator, encoder, *, code_layer: str = 
 
 def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig, code_layer: str = "fc1",
                condition_layer: str = CLASS, clip_min=None, clip_max=None, prior_codes=None, prior_labels=None,
-               inpaint=None):
+               statistics: CodeStatistics | None = None, inpaint=None):
   """Runs `config.steps` steps from h0 (graph-friendly: a tf.while_loop).
 
   `config`'s numbers may be tensors (the exported `sample` signature feeds them);
-  the clip range is given resolved (`clip_bounds`), and `prior_codes` (with
-  `prior_labels` for h0=class_codes) when `reset_every` restarts chains from real codes. Returns a dict: codes h_T,
+  the clip range is given resolved (`clip_bounds`), and `prior_parts(config, prior)` when `reset_every` restarts
+  chains from what the h0 mode reads. Returns a dict: codes h_T,
   images G(h_T) as pixels in [0, 1] (with the known pixels pasted in when
   in-painting; then also `generated`, G(h_T) alone), class_probs C(images), the
   objective at h_T, and with `keep_every` > 0 `trajectory_codes` [K, N, ...]
@@ -289,7 +395,7 @@ def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig,
       restart = tf.logical_and(tf.equal((t + 1) % reset_every, 0), t + 1 < steps)
       h = tf.cond(restart, lambda: initial_codes(seeds, code_shape, config.h0, prior_codes,
                                                  draw=(t + 1) // reset_every, targets=targets,
-                                                 prior_labels=prior_labels), lambda: h)
+                                                 prior_labels=prior_labels, statistics=statistics), lambda: h)
     if keep_every:
       keep = tf.cond(tf.equal((t + 1) % keep_every, 0),
                      lambda: keep.write(keep.size(), h), lambda: keep)
@@ -328,16 +434,14 @@ class MalaSampler:
     low, high = clip_bounds(config, prior)
     self._clip = (None if low is None else tf.constant(low, tf.float32),
                   None if high is None else tf.constant(high, tf.float32))
-    self._prior_codes = None if prior is None else tf.constant(prior.codes)
-    self._prior_labels = None if prior is None or prior.labels is None else tf.constant(prior.labels)
+    self._prior = prior_parts(config, prior)
     self._run = tf.function(self._run_impl, reduce_retracing=True)
     self._run_inpaint = tf.function(self._run_inpaint_impl, reduce_retracing=True)
 
   def _chains(self, h0, targets, seeds, inpaint):
     return run_chains(h0, targets, seeds, self.generator, self.encoder, config=self.config,
                       code_layer=self.code_layer, condition_layer=self.condition_layer,
-                      clip_min=self._clip[0], clip_max=self._clip[1], prior_codes=self._prior_codes,
-                      prior_labels=self._prior_labels, inpaint=inpaint)
+                      clip_min=self._clip[0], clip_max=self._clip[1], inpaint=inpaint, **self._prior)
 
   def _run_impl(self, h0, targets, seeds):
     return self._chains(h0, targets, seeds, None)
@@ -348,7 +452,7 @@ class MalaSampler:
   def initial_codes(self, seeds, targets=None) -> tf.Tensor:
     """h_0 as the settings draw it, one row per seed (h0=class_codes: of each row's class in `targets`)."""
     return initial_codes(tf.convert_to_tensor(seeds, tf.int64), self.code_shape, self.config.h0,
-                         self._prior_codes, targets=targets, prior_labels=self._prior_labels)
+                         targets=targets, **self._prior)
 
   def sample(self, targets, seeds, h0=None) -> dict:
     """Runs one chain per row; h0 defaults to the settings' draw keyed by the seeds."""
@@ -360,14 +464,17 @@ class MalaSampler:
 
   def inpaint(self, images, mask, targets, seeds, h0=None) -> dict:
     """Fills in the unknown pixels of `images` (pixels in [0, 1], [N, 28, 28, 1]) where `mask` is 0,
-    conditioned on `targets`; the known pixels (mask 1) are kept. See `check_inpaint_inputs`."""
+    conditioned on `targets`; the known pixels (mask 1) are kept. See `check_inpaint_inputs`.
+
+    Each chain starts from the code of its masked image (`masked_image_codes`), unless `h0` is given (e.g.
+    `initial_codes`, a start that ignores the image: the baseline a completion is measured against)."""
     images, mask = check_inpaint_inputs(images, mask, len(np.asarray(targets)))
     seeds = tf.convert_to_tensor(seeds, tf.int64)
     targets = tf.convert_to_tensor(targets, tf.int32)
+    known, mask = data_lib.normalize(images), tf.constant(mask, tf.float32)
     if h0 is None:
-      h0 = self.initial_codes(seeds, targets)
-    return self._run_inpaint(tf.convert_to_tensor(h0, tf.float32), targets, seeds,
-                             data_lib.normalize(images), tf.constant(mask, tf.float32))
+      h0 = masked_image_codes(self.encoder, (known, mask), self.code_layer)
+    return self._run_inpaint(tf.convert_to_tensor(h0, tf.float32), targets, seeds, known, mask)
 
   def codes_of(self, images) -> tf.Tensor:
     """h0 from images (normalised): start chains at the codes of given images."""

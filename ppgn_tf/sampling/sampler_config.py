@@ -11,7 +11,23 @@ H0_NORMAL = "normal"  # h_0 ~ N(0, 1) (the thesis).
 H0_CODES = "codes"  # h_0 = the code E(x) of a random training image of any class.
 H0_CLASS_CODES = "class_codes"  # h_0 = the code E(x) of a random training image of the requested class.
 H0_MARGINALS = "marginals"  # Each unit of h_0 from that unit's values over the training codes, independently.
-H0_MODES = (H0_NORMAL, H0_CODES, H0_CLASS_CODES, H0_MARGINALS)
+# h_0 ~ N(mean, covariance) of the training codes of the requested class, kept in the codes' per-unit range: a
+# code no training digit has, drawn from summary statistics alone.
+H0_CLASS_GAUSSIAN = "class_gaussian"
+H0_MODES = (H0_NORMAL, H0_CODES, H0_CLASS_CODES, H0_MARGINALS, H0_CLASS_GAUSSIAN)
+# The modes that start chains from stored training codes (one row per training example): an export with one of
+# them holds those codes, so it is refused unless asked for (--export_training_codes).
+H0_FROM_TRAINING_CODES = (H0_CODES, H0_CLASS_CODES, H0_MARGINALS)
+MIN_CODES_PER_COMPONENT = 20
+H0_HELP = {
+    H0_NORMAL: "N(0, 1), the thesis",
+    H0_CODES: "the code E(x) of a random training digit of any class: near-reconstructions of training digits",
+    H0_CLASS_CODES: "the code E(x) of a random training digit of the requested class: near-reconstructions of "
+                    "training digits",
+    H0_MARGINALS: "each unit drawn from that unit's values over the training codes, independently",
+    H0_CLASS_GAUSSIAN: "a Gaussian (or, with --h0_components, a mixture) fitted to the training codes of the "
+                       "requested class (means and covariances only), kept in the codes' per-unit range: new codes",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +50,9 @@ class SamplerConfig:
   # that start from real codes then move no further than they must, which keeps the variety of those codes.
   stop_probability: float | None = None
   keep_every: int = 0  # Keep every N-th state of each chain (0: none).
+  # h0=class_gaussian: Gaussians per class, a mixture fitted by k-means (1: one Gaussian per class). Each
+  # component has at least MIN_CODES_PER_COMPONENT codes, so its mean is no training code.
+  h0_components: int = 1
 
   def validate(self) -> None:
     """Raises ValueError, one line naming the flag.
@@ -53,6 +72,8 @@ class SamplerConfig:
       raise ValueError(f"--step_size_end must be >= 0, got {self.step_size_end}")
     if self.h0 not in H0_MODES:
       raise ValueError(f"--h0={self.h0}: choose from {', '.join(H0_MODES)}")
+    if self.h0_components < 1:
+      raise ValueError(f"--h0_components must be >= 1, got {self.h0_components}")
     if self.keep_every < 0:
       raise ValueError(f"--keep_every must be >= 0, got {self.keep_every}")
     if self.reset_every < 0:
@@ -74,17 +95,27 @@ class SamplerConfig:
   @property
   def needs_code_labels(self) -> bool:
     """Whether these settings read the classes of the real codes (h_0 from codes of the requested class)."""
-    return self.h0 == H0_CLASS_CODES
+    return self.h0 in (H0_CLASS_CODES, H0_CLASS_GAUSSIAN)
+
+  @property
+  def reads_training_codes(self) -> bool:
+    """Whether chains start from stored training codes (rows of real examples), not from their statistics."""
+    return self.h0 in H0_FROM_TRAINING_CODES
 
 
 # The named settings. `thesis` is Eq. 8 with the thesis' values; `default` is the
-# choice of `python -m ppgn_tf.sweep` on the quick start (docs/sampler.md).
+# choice of `python -m ppgn_tf.sweep` on the quick start (docs/sampler.md), whose rule admits only settings that
+# draw new digits; `training_digit` is the old default, kept for comparison and never exported by default.
 PRESETS = {
     "thesis": SamplerConfig(),
-    # docs/sampler.md: on the quick start, chains that start from the code of a training image of the requested
-    # class, kept in the real codes' range, need only 50 steps and stay near G's own figures (FD and diversity of
-    # G(E(x))); chains that start anywhere are pulled across classes, off the real codes, in 200.
-    "default": SamplerConfig(h0=H0_CLASS_CODES, clip_percentile=1.0, steps=50),
+    # docs/sampler.md: a new code from a mixture of 4 Gaussians fitted to the requested class' codes, kept in the
+    # real codes' range, then at most 25 steps of Eq. 8, which stop once E gives the class probability 0.999: the
+    # draws that already show their class keep the mixture's variety, the others are pulled into the class.
+    "default": SamplerConfig(h0=H0_CLASS_GAUSSIAN, h0_components=4, clip_percentile=1.0, stop_probability=0.999,
+                             steps=25),
+    # Start from a training digit: near-reconstructions of training digits (copy ratio about 0.6 on the quick
+    # start), not new digits. Its export holds every training code (--export_training_codes).
+    "training_digit": SamplerConfig(h0=H0_CLASS_CODES, clip_percentile=1.0, steps=50),
 }
 
 
@@ -92,6 +123,14 @@ def preset(name: str) -> SamplerConfig:
   if name not in PRESETS:
     raise ValueError(f"--sampler_preset={name}: choose from {', '.join(PRESETS)}")
   return PRESETS[name]
+
+
+def check_export_embedding(config: SamplerConfig, embed_training_codes: bool) -> None:
+  """Raises ValueError (one line) for settings whose export would hold training codes that were not asked for."""
+  if config.reads_training_codes and not embed_training_codes:
+    raise ValueError(f"--h0={config.h0} starts chains from stored training codes, so its export would hold the "
+                     "code of every training digit; pass --export_training_codes to embed them, or use "
+                     f"--h0={H0_CLASS_GAUSSIAN} (summary statistics only)")
 
 
 def to_json(config: SamplerConfig) -> dict:

@@ -10,8 +10,13 @@ Serving's C++ path runs them as well as `tf.saved_model.load`):
   encode           images float32 [N, 28, 28, 1] in [0, 1] -> codes, class_probs
 serving_default, sample and inpaint run the sampler settings given at export
 (h_0 mode, clipping, step normalisation and schedule, restarts); `sample`
-overrides steps and epsilons. The real codes those settings read are constants
-of the graph. Images leave in pixel space, clipped to [0, 1]. Bad inputs fail
+overrides steps and epsilons; `inpaint` starts each chain from the code of its
+masked image, as the original PPGN does. What those settings read of the
+training codes is a constant of the graph: by default only summary statistics
+(per-class means and covariances, per-unit ranges), never a training example's
+code; the h_0 modes that start from stored training codes are exported only when
+asked for (`embed_training_codes`), and `assets.extra/sampler.json` says what is
+embedded. Images leave in pixel space, clipped to [0, 1]. Bad inputs fail
 with an InvalidArgument error naming the input. The directory layout and the JSON files beside the graph:
 `export_layout`.
 """
@@ -34,12 +39,28 @@ from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling import sampler_config
 
 
+def embedded_data(config: mala_sampler.SamplerConfig, prior: mala_sampler.CodePrior | None) -> dict:
+  """What of the training data an export of `config` holds, for assets.extra/sampler.json."""
+  parts = {}
+  if prior is not None and config.reads_training_codes:
+    parts["training_codes"] = (f"{len(prior.codes)} codes E(x) of training images, one per image"
+                               + (", with their classes" if config.h0 == sampler_config.H0_CLASS_CODES else ""))
+  if prior is not None and config.h0 == sampler_config.H0_CLASS_GAUSSIAN:
+    parts["class_statistics"] = ("per class, the mean and covariance (Cholesky factor) of the training codes; "
+                                 "per unit, their smallest and largest value")
+  if config.clip_percentile is not None:
+    parts["clip_range"] = f"per unit, the {config.clip_percentile} and {100 - config.clip_percentile} percentiles " \
+                          "of the training codes"
+  return parts
+
+
 def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
-                  code_layer: str = "fc1", prior: mala_sampler.CodePrior | None = None, precision: str = "fp32"
-                  ) -> keras.export.ExportArchive:
+                  code_layer: str = "fc1", prior: mala_sampler.CodePrior | None = None, precision: str = "fp32",
+                  embed_training_codes: bool = False) -> keras.export.ExportArchive:
   """An ExportArchive holding G, E and the five signatures (see the module docstring).
 
-  `prior` (the real codes) is needed when `config` reads them (h0 from codes, percentile clipping).
+  `prior` (the real codes) is needed when `config` reads them (h0 from codes or their statistics, percentile
+  clipping); only their statistics go into the graph unless `embed_training_codes` (`check_export_embedding`).
   `precision` (fp32 or bf16) is what G and E compute in inside the graph; every input and output is float32
   (or integer) either way, and TensorFlow has CPU kernels for every bfloat16 op used (oneDNN's, or Eigen's
   where oneDNN is off or the CPU lacks bfloat16), so a bf16 export runs on any machine, emulated and slower
@@ -48,11 +69,11 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   generator = precision_lib.in_precision(generator, precision)
   encoder = precision_lib.in_precision(encoder, precision)
   config.validate()
+  sampler_config.check_export_embedding(config, embed_training_codes)
   mala_sampler.check_prior(config, prior)
   code_shape = [int(d) for d in generator.input.shape[1:]]
   clip_min, clip_max = mala_sampler.clip_bounds(config, prior)
-  prior_codes = prior.codes if prior is not None and config.needs_code_prior else None
-  prior_labels = prior.labels if config.needs_code_labels else None
+  prior_parts = mala_sampler.prior_parts(config, prior)
   archive = keras.export.ExportArchive()
   archive.track(generator)
   archive.track(encoder)
@@ -68,12 +89,13 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   def chains(class_id, seed, settings, checks=(), inpaint=None):
     with tf.control_dependencies(list(checks) + check_rows(class_id, seed)):
       class_id = tf.identity(class_id)
-    h0 = mala_sampler.initial_codes(seed, code_shape, settings.h0, prior_codes, targets=class_id,
-                                    prior_labels=prior_labels)
+    if inpaint is None:
+      h0 = mala_sampler.initial_codes(seed, code_shape, settings.h0, targets=class_id, **prior_parts)
+    else:  # The original PPGN's start: the code of the masked image.
+      h0 = mala_sampler.masked_image_codes(encoder, inpaint, code_layer)
     return mala_sampler.run_chains(
         h0, class_id, seed, generator, encoder, config=settings, code_layer=code_layer,
-        clip_min=clip_min, clip_max=clip_max, prior_codes=prior_codes, prior_labels=prior_labels,
-        inpaint=inpaint)
+        clip_min=clip_min, clip_max=clip_max, inpaint=inpaint, **prior_parts)
 
   def sample(class_id, seed, settings, checks=()):
     out = chains(class_id, seed, settings, checks)
@@ -135,10 +157,12 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
 
 
 def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None,
-          settings: mala_sampler.SamplerConfig | None = None, precision: str = "fp32") -> str:
+          settings: mala_sampler.SamplerConfig | None = None, precision: str = "fp32",
+          embedded: dict | None = None) -> str:
   """Writes D/N atomically: into a temporary directory, then renamed into place. `settings` (those of
-  serving_default) go to D/N/assets.extra/sampler.json, for the programs that read an export; `precision`
-  (the one `build_archive` was given) to D/N/assets.extra/export.json."""
+  serving_default) and `embedded` (`embedded_data`: what of the training data the graph holds) go to
+  D/N/assets.extra/sampler.json, for the programs that read an export; `precision` (the one `build_archive` was
+  given) to D/N/assets.extra/export.json."""
   version = export_layout.check_export_dir(export_dir, version)
   files.make_directory(export_dir, export_dir)
   final = os.path.join(export_dir, str(version))
@@ -147,7 +171,8 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
   try:
     archive.write_out(tmp, verbose=False)
     if settings is not None:
-      files.write_json(os.path.join(tmp, export_layout.SETTINGS_FILE), sampler_config.to_json(settings))
+      files.write_json(os.path.join(tmp, export_layout.SETTINGS_FILE),
+                       {**sampler_config.to_json(settings), export_layout.EMBEDDED_KEY: embedded or {}})
     files.write_json(os.path.join(tmp, export_layout.EXPORT_INFO_FILE), {"precision": precision})
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
       raise export_layout.ExportError(f"{final}: version {version} appeared during the export; nothing was "

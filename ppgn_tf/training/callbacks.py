@@ -104,12 +104,17 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
   updates its index, so a crash never leaves a half-written checkpoint behind.
   """
 
-  def __init__(self, manager: tf.train.CheckpointManager, every: int, before_save=None):
+  def __init__(self, manager: tf.train.CheckpointManager, every: int, before_save=None,
+               kept: tf.train.CheckpointManager | None = None, keep_every_generator_steps: int = 0):
     super().__init__()
     self.manager = manager
     self.every = every
     self.before_save = before_save
+    # Beside the rotating checkpoints, one kept for good every N G steps (quality against time), in `kept`.
+    self.kept = kept
+    self.keep_every = keep_every_generator_steps
     self._saved_number = None  # The critic step of this process' last save.
+    self._kept_step = None  # The G step of this process' last kept checkpoint.
 
   def _save(self):
     # Logged losses come from the forward pass before an update, so a step can
@@ -149,9 +154,23 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
       except tf.errors.OpError:
         pass
 
+  def _keep(self, generator_step: int):
+    if self.before_save is not None:
+      self.before_save()
+    try:
+      self.kept.save(checkpoint_number=generator_step)
+    except (OSError, tf.errors.OpError) as e:
+      raise StorageError(f"kept checkpoint of generator step {generator_step} not written "
+                         f"({self.kept.directory}: {cause(e)})") from e
+    self._kept_step = generator_step
+
   def on_train_batch_end(self, batch, logs=None):
     if self.every and int(self.model.critic_steps.numpy()) % self.every == 0:
       self._save()
+    if self.kept is not None and self.keep_every:
+      generator_step = int(self.model.generator_steps.numpy())
+      if generator_step and generator_step % self.keep_every == 0 and generator_step != self._kept_step:
+        self._keep(generator_step)
 
   def on_train_end(self, logs=None):
     self._save()

@@ -12,6 +12,7 @@ CONFIG_FILE = "config.json"  # The PPGNConfig.
 OPTIONS_FILE = "options.json"  # The latest invocation's RunOptions (where its encoder lives, its data set).
 HISTORY_FILE = "history.json"  # Every logged value, by generator step.
 SUMMARY_FILE = "summary.json"  # Written when a run finishes.
+KEPT_CHECKPOINTS = "kept"  # checkpoints/kept/: one checkpoint every --keep_checkpoint_every G steps, all kept.
 
 
 def read_json(path: str) -> dict | None:

@@ -3,7 +3,7 @@
 Everything a run makes lives under its workdir:
   encoder/            E (encoder.keras) and metrics.json (unless --encoder_dir)
   config.json         the PPGN configuration (a rerun must match it)
-  checkpoints/        tf.train.CheckpointManager checkpoints (resume point)
+  checkpoints/        tf.train.CheckpointManager checkpoints (resume point); kept/ with --keep_checkpoint_every
   tensorboard/        TensorBoard scalars, one point per G step; images (reconstructions, samples)
   reconstructions/    x next to G(E(x)) at each epoch end
   history.json        every logged quantity per G step
@@ -43,7 +43,7 @@ from ppgn_tf.training import callbacks as callbacks_lib
 from ppgn_tf.training import distribute
 from ppgn_tf.training import preemption
 from ppgn_tf.training import run_files
-from ppgn_tf.training.run_files import CONFIG_FILE, OPTIONS_FILE, SUMMARY_FILE
+from ppgn_tf.training.run_files import CONFIG_FILE, KEPT_CHECKPOINTS, OPTIONS_FILE, SUMMARY_FILE
 from ppgn_tf.training.critic_schedule import CriticSchedule
 from ppgn_tf.training.ppgn import PPGN, PPGNConfig
 
@@ -66,12 +66,14 @@ class RunOptions:
   precision: str = precision_lib.AUTO  # auto, fp32 or bf16 (ppgn_tf.precision); options.json holds the resolved one.
   checkpoint_every: int = 500
   keep_checkpoints: int = 3
+  keep_checkpoint_every: int = 0  # Also keep one checkpoint every N G steps in checkpoints/kept/ (0: none).
   verbose: int = 1
   deterministic: bool = False
   sample_per_class: int = 10  # Class-conditional samples written at the end (0: none).
   sampler_preset: str = "default"  # Sampler settings of those samples and of the exported serving_default.
   sample_steps: int | None = None  # Their steps (None: the preset's).
   export: bool = False  # Export the sampler to WORKDIR/export/N at the end.
+  export_training_codes: bool = False  # Let that export hold stored training codes (h0 modes that start from them).
   command: str | None = None  # The command line, recorded in options.json for reports.
   image_every: int = 100  # TensorBoard images every N G steps (0: only at the end).
   preemption_grace_s: float = 25.0  # After SIGTERM/SIGINT: the deadline to finish the step and checkpoint.
@@ -107,9 +109,13 @@ class RunOptions:
       raise ValueError(f"--checkpoint_every must be >= 0, got {self.checkpoint_every}")
     if self.keep_checkpoints < 1:
       raise ValueError(f"--keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+    if self.keep_checkpoint_every < 0:
+      raise ValueError(f"--keep_checkpoint_every must be >= 0, got {self.keep_checkpoint_every}")
     if self.sample_steps is not None and self.sample_steps < 0:
       raise ValueError(f"--sample_steps must be >= 0, got {self.sample_steps}")
     self.sampler_config.validate()
+    if self.export:
+      sampler_config.check_export_embedding(self.sampler_config, self.export_training_codes)
     if self.image_every < 0:
       raise ValueError(f"--image_every must be >= 0, got {self.image_every}")
     if not self.preemption_grace_s >= 0:
@@ -252,6 +258,8 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   if not chief:  # Every worker saves (collectives), only the chief into the workdir.
     checkpoint_dir = os.path.join(options.workdir, ".worker_tmp", str(strategy.cluster_resolver.task_id))
   manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=options.keep_checkpoints)
+  # Every one kept (max_to_keep=None), one every --keep_checkpoint_every G steps: the workdir grows by one per N.
+  kept = tf.train.CheckpointManager(checkpoint, os.path.join(checkpoint_dir, KEPT_CHECKPOINTS), max_to_keep=None)
   if restore_from:
     try:
       checkpoint.restore(restore_from).assert_existing_objects_matched()
@@ -307,7 +315,8 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       step_log,
       bounds,
       stop_on_signal,  # Before the checkpoint callback, whose end-of-training save then follows the stop.
-      callbacks_lib.PeriodicCheckpoint(manager, options.checkpoint_every, before_save),
+      callbacks_lib.PeriodicCheckpoint(manager, options.checkpoint_every, before_save, kept,
+                                       options.keep_checkpoint_every),
   ]
   if chief:
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(options.workdir, "tensorboard"), write_graph=False))
@@ -390,8 +399,23 @@ def config_from_json(obj: dict) -> PPGNConfig:
   return PPGNConfig(**fields)
 
 
-def load_trained(workdir: str) -> PPGN:
-  """The PPGN of a workdir at its latest checkpoint, for sampling and export.
+def kept_checkpoints(workdir: str) -> list[tuple[int, str]]:
+  """(G step, checkpoint path) of each checkpoint kept by --keep_checkpoint_every, in order of G steps."""
+  directory = os.path.join(workdir, "checkpoints", KEPT_CHECKPOINTS)
+  state = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
+  paths = list(state.all_model_checkpoint_paths) if state else []
+  return sorted((int(path.rsplit("-", 1)[1]), path) for path in paths)
+
+
+def checkpoint_elapsed_seconds(path: str) -> float | None:
+  """The training seconds (G and critics, all invocations) a checkpoint was written at; None if it has none."""
+  reader = tf.train.load_checkpoint(path)
+  key = "elapsed_seconds/.ATTRIBUTES/VARIABLE_VALUE"
+  return float(reader.get_tensor(key)) if reader.has_tensor(key) else None
+
+
+def load_trained(workdir: str, checkpoint: str | None = None) -> PPGN:
+  """The PPGN of a workdir at its latest checkpoint (or at `checkpoint`), for sampling and export.
 
   Raises ValueError (one line) when the workdir holds no finished checkpoint.
   """
@@ -400,7 +424,7 @@ def load_trained(workdir: str) -> PPGN:
   encoder_path = os.path.join(workdir, "encoder")
   options = run_files.read_json(os.path.join(workdir, OPTIONS_FILE)) or {}
   encoder_path = options.get("encoder_dir") or encoder_path
-  latest = check_checkpoints(os.path.join(workdir, "checkpoints"))
+  latest = checkpoint or check_checkpoints(os.path.join(workdir, "checkpoints"))
   if not latest:
     raise ValueError(f"{workdir}/checkpoints: no checkpoint (train first)")
   model = PPGN(encoder_lib.load_encoder(encoder_path), config)
@@ -466,9 +490,9 @@ def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:
   """Exports the sampler (the run's sampler settings) to WORKDIR/export/N, TensorFlow Serving's layout."""
   config = options.sampler_config
   archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
-                                  precision=options.precision)
+                                  precision=options.precision, embed_training_codes=options.export_training_codes)
   path = serving.write(archive, os.path.join(options.workdir, "export"), settings=config,
-                       precision=options.precision)
+                       precision=options.precision, embedded=serving.embedded_data(config, prior))
   logging.info("Exported the sampler to %s", path)
   return path
 
