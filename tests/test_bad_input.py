@@ -185,6 +185,10 @@ def test_programs_refuse_bad_input_with_one_line(tmp_path, trained_workdir):
       ("evaluate", [f"--workdir={trained_workdir}", "--epsilon1=-0.5", f"--output={out_dir}/e.json"],
        "--epsilon1 must be >= 0"),
       # The sampler's settings and in-painting inputs.
+      ("export.py", [f"--workdir={trained_workdir}", f"--export_dir={out_dir}", "--max_batch=0"],
+       "--max_batch must be >= 1"),
+      ("export.py", [f"--workdir={trained_workdir}", f"--export_dir={out_dir}", "--max_steps=20", "--steps=50"],
+       "--max_steps=20 is below the sampler's own --steps=50"),
       ("export.py", [f"--workdir={trained_workdir}", f"--export_dir={out_dir}", "--sampler_preset=best"],
        "--sampler_preset=best: choose from thesis, default, training_digit"),
       ("sample", [f"--workdir={trained_workdir}", f"--output_dir={out_dir}", "--h0=uniform"],

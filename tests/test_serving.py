@@ -559,3 +559,36 @@ def test_export_programs_refuse_training_codes_unless_asked(trained_workdir, tmp
                                         "codes, so its export would hold the code of every training digit; pass "
                                         "--export_training_codes to embed them, or use --h0=class_gaussian "
                                         "(summary statistics only)"]
+
+
+# --- Limits a server can live with -----------------------------------------------------------------
+
+def test_requests_past_the_exports_limits_are_refused_before_any_work(model, loaded, tmp_path):
+  """--max_batch bounds every signature's rows, --max_steps the `sample` signature's steps: InvalidArgument naming
+  the limit. The programs that read an export send their rows in requests within its limit, with the same
+  result."""
+  from ppgn_tf.sampling import sample_lib
+  config = SamplerConfig(steps=STEPS)
+  archive = serving.build_archive(model.generator, model.encoder, config, "fc1", max_batch=3, max_steps=12)
+  path = serving.write(archive, str(tmp_path / "limited"), settings=config, limits={"max_batch": 3, "max_steps": 12})
+  assert json.loads(open(os.path.join(path, export_layout.EXPORT_INFO_FILE)).read())["max_batch"] == 3
+  limited = tf.saved_model.load(path).signatures
+  rows = dict(class_id=tf.constant([1, 2, 3, 4], tf.int32), seed=tf.constant([1, 2, 3, 4], tf.int64))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"class_id has more rows than this export allows \(max_batch 3\)"):
+    limited["serving_default"](**rows)
+  steps = dict(epsilon1=tf.constant(0.01), epsilon2=tf.constant(1.0), epsilon3=tf.constant(0.0))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"steps is more than this export allows \(max_steps 12\)"):
+    limited["sample"](class_id=rows["class_id"][:2], seed=rows["seed"][:2], steps=tf.constant(13), **steps)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="codes has more rows"):
+    limited["generate"](codes=tf.zeros([4, 64]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="images has more rows"):
+    limited["encode"](images=tf.zeros([4, 28, 28, 1]))
+  within = limited["sample"](class_id=rows["class_id"][:3], seed=rows["seed"][:3], steps=tf.constant(12), **steps)
+  assert within["images"].shape == (3, 28, 28, 1)
+  # Four rows in two requests give what one request to an unlimited export gives.
+  split = sample_lib.call_in_requests(limited["serving_default"], 3, **rows)
+  whole = {k: v.numpy() for k, v in loaded.signatures["serving_default"](**rows).items()}
+  for k in whole:
+    np.testing.assert_allclose(split[k], whole[k], atol=1e-4, err_msg=k)
+  with pytest.raises(ValueError, match="--max_steps=5 is below the sampler's own --steps=10"):
+    serving.build_archive(model.generator, model.encoder, config, "fc1", max_steps=5)

@@ -34,6 +34,10 @@ flags.DEFINE_bool("export_training_codes", False, "Embed the stored training cod
                   "modes codes, class_codes and marginals need: anyone with the SavedModel can then decode G's "
                   "picture of every training digit. Recorded in assets.extra/sampler.json. Without it such "
                   "settings are refused; the default h_0 (class_gaussian) embeds summary statistics only.")
+flags.DEFINE_integer("max_batch", export_layout.DEFAULT_MAX_BATCH, "The most rows one request may send to any "
+                     "signature; more is refused with InvalidArgument before any work.")
+flags.DEFINE_integer("max_steps", export_layout.DEFAULT_MAX_STEPS, "The most MALA steps one `sample` request may "
+                     "ask for; more is refused with InvalidArgument before any work.")
 flags.mark_flags_as_required(["workdir", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -43,6 +47,7 @@ def main(argv):
   try:
     config = sampler_flags.sampler_config_from_flags()
     sampler_config.check_export_embedding(config, FLAGS.export_training_codes)
+    export_layout.check_limits(FLAGS.max_batch, FLAGS.max_steps, config.steps)
     version = export_layout.check_export_dir(FLAGS.export_dir, FLAGS.version)
     run_files.check_workdir(FLAGS.workdir)
     # TensorFlow loads after the input is checked: bad input fails in about a second.
@@ -53,9 +58,11 @@ def main(argv):
     # The averaged G when the run keeps one.
     precision = precision_lib.resolve(FLAGS.precision, "export")
     archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
-                                    precision=precision, embed_training_codes=FLAGS.export_training_codes)
+                                    precision=precision, embed_training_codes=FLAGS.export_training_codes,
+                                    max_batch=FLAGS.max_batch, max_steps=FLAGS.max_steps)
     path = serving.write(archive, FLAGS.export_dir, version, settings=config, precision=precision,
-                         embedded=serving.embedded_data(config, prior))
+                         embedded=serving.embedded_data(config, prior),
+                         limits={"max_batch": FLAGS.max_batch, "max_steps": FLAGS.max_steps})
   except (ValueError, files.StorageError) as e:
     print(f"export.py: error: {e}", file=sys.stderr)
     return 1

@@ -21,6 +21,7 @@ from ppgn_tf.evaluation import eval_classifier
 from ppgn_tf.evaluation.evaluation_plan import Plan  # Made and checked there, with no TensorFlow.
 from ppgn_tf.evaluation import metrics
 from ppgn_tf.sampling import export_layout
+from ppgn_tf.sampling import sample_lib
 from ppgn_tf.sampling import sampler_config as sampler_config_lib
 from ppgn_tf.training import run_files
 from ppgn_tf.training import train_lib
@@ -85,31 +86,32 @@ class _Source:
           raise ValueError(f"--{fixed[0]} applies to --workdir only (the SavedModel has the settings it was "
                            "exported with; only --steps and --epsilon1..3 can change)")
       signatures = tf.saved_model.load(plan.saved_model).signatures
+      max_batch = export_layout.read_max_batch(plan.saved_model)
+      call = lambda name, **inputs: sample_lib.call_in_requests(signatures[name], max_batch, **inputs)
       self.info = {"saved_model": os.path.abspath(plan.saved_model),
                    "signature": "serving_default" if config is None else "sample"}
       self.settings = exported if config is None else config
 
       def sample_signature(classes, seeds, steps):
         settings = self.settings
-        return signatures["sample"](
-            class_id=tf.constant(classes, tf.int32), seed=tf.constant(seeds, tf.int64),
+        return call(
+            "sample", class_id=tf.constant(classes, tf.int32), seed=tf.constant(seeds, tf.int64),
             steps=tf.constant(steps, tf.int32), epsilon1=tf.constant(settings.epsilon1, tf.float32),
             epsilon2=tf.constant(settings.epsilon2, tf.float32), epsilon3=tf.constant(settings.epsilon3, tf.float32))
 
       def run(classes, seeds):
         if config is None:
-          out = signatures["serving_default"](class_id=tf.constant(classes, tf.int32),
-                                              seed=tf.constant(seeds, tf.int64))
+          out = call("serving_default", class_id=tf.constant(classes, tf.int32), seed=tf.constant(seeds, tf.int64))
         else:
           out = sample_signature(classes, seeds, config.steps)
-        return out["images"].numpy(), out["class_probs"].numpy(), out["codes"].numpy()
+        return out["images"], out["class_probs"], out["codes"]
 
       def start(classes, seeds):  # A chain of 0 steps ends where it starts: its h_0.
-        return sample_signature(classes, seeds, 0)["codes"].numpy()
+        return sample_signature(classes, seeds, 0)["codes"]
 
       def reconstruct(images01):
-        codes = signatures["encode"](images=tf.constant(images01, tf.float32))["codes"]
-        return signatures["generate"](codes=codes)["images"].numpy()
+        codes = call("encode", images=tf.constant(images01, tf.float32))["codes"]
+        return call("generate", codes=codes)["images"]
 
     self.sample = run  # (classes, seeds) -> images, E's probabilities, codes h_T.
     self.start_codes = start  # (classes, seeds) -> h_0 of those chains.

@@ -19,6 +19,22 @@ GRAPH_FILE = "saved_model.pb"
 EMBEDDED_KEY = "embedded_training_data"
 
 
+# What one request may ask of an export, so that none can hold a TensorFlow Serving thread for long: at most this
+# many rows (chains, images or codes), and at most this many steps through the `sample` signature.
+DEFAULT_MAX_BATCH = 64
+DEFAULT_MAX_STEPS = 200
+
+
+def check_limits(max_batch: int, max_steps: int, steps: int) -> None:
+  """Raises ExportError (one line) for limits an export cannot have."""
+  if max_batch < 1:
+    raise ExportError(f"--max_batch must be >= 1, got {max_batch}")
+  if max_steps < 0:
+    raise ExportError(f"--max_steps must be >= 0, got {max_steps}")
+  if steps > max_steps:
+    raise ExportError(f"--max_steps={max_steps} is below the sampler's own --steps={steps}")
+
+
 class ExportError(ValueError):
   """Bad export directory or version; one line."""
 
@@ -59,6 +75,12 @@ def read_export_precision(path: str) -> str:
   """fp32 or bf16: what an export's G and E compute in (fp32 for exports older than the file)."""
   info = run_files.read_json(os.path.join(path, EXPORT_INFO_FILE))
   return "fp32" if info is None else info["precision"]
+
+
+def read_max_batch(path: str) -> int | None:
+  """The most rows an export takes per request (None: no limit, an export older than the limits)."""
+  info = run_files.read_json(os.path.join(path, EXPORT_INFO_FILE))
+  return None if info is None else info.get("max_batch")
 
 
 def read_sampler_settings(path: str) -> sampler_config.SamplerConfig | None:

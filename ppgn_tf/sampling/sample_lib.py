@@ -46,11 +46,24 @@ def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_fra
   return images, frames, probs
 
 
+def call_in_requests(signature, max_batch: int | None, **inputs) -> dict:
+  """`signature(**inputs)` as numpy arrays, its rows sent in requests of at most `max_batch` (an export's limit,
+  `export_layout.read_max_batch`; None: one request). Scalars go with every request."""
+  inputs = {k: tf.convert_to_tensor(v) for k, v in inputs.items()}
+  rows = next(int(v.shape[0]) for v in inputs.values() if v.shape.rank)
+  size = rows if not max_batch or rows <= max_batch else max_batch
+  parts = [{k: v.numpy() for k, v in signature(**{k: (v[lo:lo + size] if v.shape.rank else v)
+                                                   for k, v in inputs.items()}).items()}
+           for lo in range(0, max(rows, 1), size or 1)]
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 0, gif_frames: int = 10):
   """The same through an exported SavedModel: its `serving_default` when `config` is None (the settings
   chosen at export), else its `sample` signature with config's steps and epsilons (frames by re-running
   shorter chains)."""
   signatures = tf.saved_model.load(path).signatures
+  max_batch = export_layout.read_max_batch(path)
   classes = tf.constant(np.repeat(np.arange(NUM_CLASSES), per_class), tf.int32)
   seeds = tf.constant(random_streams.chain_seeds(seed, NUM_CLASSES * per_class), tf.int64)
   exported = export_layout.read_export_settings(path)
@@ -58,19 +71,19 @@ def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 
 
   def run(n):
     if n == settings.steps and config is None:
-      return signatures["serving_default"](class_id=classes, seed=seeds)
-    return signatures["sample"](class_id=classes, seed=seeds, steps=tf.constant(n, tf.int32),
-                                epsilon1=tf.constant(settings.epsilon1, tf.float32),
-                                epsilon2=tf.constant(settings.epsilon2, tf.float32),
-                                epsilon3=tf.constant(settings.epsilon3, tf.float32))
+      return call_in_requests(signatures["serving_default"], max_batch, class_id=classes, seed=seeds)
+    return call_in_requests(signatures["sample"], max_batch, class_id=classes, seed=seeds,
+                            steps=tf.constant(n, tf.int32), epsilon1=tf.constant(settings.epsilon1, tf.float32),
+                            epsilon2=tf.constant(settings.epsilon2, tf.float32),
+                            epsilon3=tf.constant(settings.epsilon3, tf.float32))
 
   out = run(settings.steps)
   frames = []
   if gif_frames and settings.steps:
     for n in np.linspace(0, settings.steps, gif_frames + 1).astype(int)[:-1]:
-      frames.append(run(int(n))["images"].numpy())
-    frames.append(out["images"].numpy())
-  return out["images"].numpy(), frames, out["class_probs"].numpy()
+      frames.append(run(int(n))["images"])
+    frames.append(out["images"])
+  return out["images"], frames, out["class_probs"]
 
 
 def write_outputs(images, frames, probs, output_dir: str, per_class: int, title: str) -> dict:
@@ -119,9 +132,10 @@ def inpaint_from_model(model, config, inputs: inpaint_inputs.InpaintInputs, per_
 def inpaint_from_saved_model(path: str, inputs: inpaint_inputs.InpaintInputs, per_class: int, seed: int = 0):
   """The same through an exported SavedModel's `inpaint` signature (the settings it was exported with)."""
   signature = tf.saved_model.load(path).signatures["inpaint"]
-  run = lambda x, m, c, s: {k: v.numpy() for k, v in signature(
-      images=tf.constant(x, tf.float32), mask=tf.constant(m, tf.float32), class_id=tf.constant(c, tf.int32),
-      seed=tf.constant(s, tf.int64)).items()}
+  max_batch = export_layout.read_max_batch(path)
+  run = lambda x, m, c, s: call_in_requests(
+      signature, max_batch, images=tf.constant(x, tf.float32), mask=tf.constant(m, tf.float32),
+      class_id=tf.constant(c, tf.int32), seed=tf.constant(s, tf.int64))
   return inpaint_grid(run, inpaint_image(inputs), inputs.mask, per_class, seed)
 
 

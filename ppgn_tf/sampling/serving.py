@@ -56,7 +56,8 @@ def embedded_data(config: mala_sampler.SamplerConfig, prior: mala_sampler.CodePr
 
 def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
                   code_layer: str = "fc1", prior: mala_sampler.CodePrior | None = None, precision: str = "fp32",
-                  embed_training_codes: bool = False) -> keras.export.ExportArchive:
+                  embed_training_codes: bool = False, max_batch: int = export_layout.DEFAULT_MAX_BATCH,
+                  max_steps: int = export_layout.DEFAULT_MAX_STEPS) -> keras.export.ExportArchive:
   """An ExportArchive holding G, E and the five signatures (see the module docstring).
 
   `prior` (the real codes) is needed when `config` reads them (h0 from codes or their statistics, percentile
@@ -70,6 +71,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   encoder = precision_lib.in_precision(encoder, precision)
   config.validate()
   sampler_config.check_export_embedding(config, embed_training_codes)
+  export_layout.check_limits(max_batch, max_steps, config.steps)
   mala_sampler.check_prior(config, prior)
   code_shape = [int(d) for d in generator.input.shape[1:]]
   clip_min, clip_max = mala_sampler.clip_bounds(config, prior)
@@ -78,8 +80,14 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   archive.track(generator)
   archive.track(encoder)
 
+  def check_batch(rows, name):
+    # Refused before any work: a request of more rows than this would hold a server thread for too long.
+    return tf.debugging.assert_less_equal(
+        rows, max_batch, message=f"{name} has more rows than this export allows (max_batch {max_batch})")
+
   def check_rows(class_id, seed):
     return [
+        check_batch(tf.size(class_id), "class_id"),
         tf.debugging.assert_non_negative(class_id, message=f"class_id must be in [0, {NUM_CLASSES})"),
         tf.debugging.assert_less(class_id, NUM_CLASSES, message=f"class_id must be in [0, {NUM_CLASSES})"),
         tf.debugging.assert_equal(tf.size(seed), tf.size(class_id),
@@ -107,6 +115,8 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   def sample_with_settings(class_id, seed, steps, epsilon1, epsilon2, epsilon3):
     checks = [
         tf.debugging.assert_non_negative(steps, message="steps must be >= 0"),
+        tf.debugging.assert_less_equal(steps, max_steps,
+                                       message=f"steps is more than this export allows (max_steps {max_steps})"),
         tf.debugging.assert_non_negative(epsilon1, message="epsilon1 must be >= 0"),
         tf.debugging.assert_non_negative(epsilon2, message="epsilon2 must be >= 0"),
         tf.debugging.assert_non_negative(epsilon3, message="epsilon3 must be >= 0"),
@@ -133,11 +143,14 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
             "class_probs": out["class_probs"]}
 
   def generate(codes):
+    with tf.control_dependencies([check_batch(tf.shape(codes)[0], "codes")]):
+      codes = tf.identity(codes)
     return {"images": data_lib.denormalize(generator(codes, training=False))}
 
   def encode(images):
-    check = tf.debugging.assert_all_finite(images, message="images must be finite")
-    with tf.control_dependencies([check]):
+    checks = [tf.debugging.assert_all_finite(images, message="images must be finite"),
+              check_batch(tf.shape(images)[0], "images")]
+    with tf.control_dependencies(checks):
       features = encoder(data_lib.normalize(images), training=False)
     return {"codes": tf.cast(features[code_layer], tf.float32),
             "class_probs": tf.nn.softmax(tf.cast(features["fc2"], tf.float32), axis=-1)}
@@ -158,7 +171,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
 
 def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None,
           settings: mala_sampler.SamplerConfig | None = None, precision: str = "fp32",
-          embedded: dict | None = None) -> str:
+          embedded: dict | None = None, limits: dict | None = None) -> str:
   """Writes D/N atomically: into a temporary directory, then renamed into place. `settings` (those of
   serving_default) and `embedded` (`embedded_data`: what of the training data the graph holds) go to
   D/N/assets.extra/sampler.json, for the programs that read an export; `precision` (the one `build_archive` was
@@ -173,7 +186,7 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
     if settings is not None:
       files.write_json(os.path.join(tmp, export_layout.SETTINGS_FILE),
                        {**sampler_config.to_json(settings), export_layout.EMBEDDED_KEY: embedded or {}})
-    files.write_json(os.path.join(tmp, export_layout.EXPORT_INFO_FILE), {"precision": precision})
+    files.write_json(os.path.join(tmp, export_layout.EXPORT_INFO_FILE), {"precision": precision, **(limits or {})})
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
       raise export_layout.ExportError(f"{final}: version {version} appeared during the export; nothing was "
                                       "replaced")
