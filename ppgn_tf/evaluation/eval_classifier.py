@@ -71,15 +71,29 @@ def features(model: keras.Model, normalised_images: np.ndarray, batch_size: int 
 
 
 def ensure_eval_classifier(directory: str, dataset: str, data_dir: str | None = None) -> tuple[keras.Model, dict]:
-  """Loads the classifier cached in `directory`, training it on `dataset` first if absent."""
+  """Loads the classifier cached in `directory`, training it on `dataset` first if absent.
+
+  The cache is complete only once METRICS_FILE exists: the model is written first (to a temporary name, then
+  renamed), the metrics last, each atomically. A run killed between the two leaves a model without metrics,
+  which the next call trains anew and replaces.
+  """
   path = os.path.join(directory, MODEL_FILE)
-  if os.path.isfile(path):
-    with open(os.path.join(directory, METRICS_FILE)) as f:
+  metrics_path = os.path.join(directory, METRICS_FILE)
+  if os.path.isfile(metrics_path) and os.path.isfile(path):
+    with open(metrics_path) as f:
       return keras.models.load_model(path, compile=False), json.load(f)
   train, test = data_lib.load_arrays(dataset, data_dir)
   model, metrics = train_eval_classifier(train, test)
   metrics["dataset"] = dataset
-  os.makedirs(directory, exist_ok=True)
-  model.save(path)
-  files.write_json(os.path.join(directory, METRICS_FILE), metrics)
+  files.make_directory(directory, directory)
+  tmp = os.path.join(directory, f".{os.getpid()}.{MODEL_FILE}")  # Keras wants the .keras ending.
+  try:
+    model.save(tmp)
+    os.replace(tmp, path)
+  except OSError as e:
+    raise files.StorageError(f"{path}: not written ({files.cause(e)})") from e
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  files.write_json(metrics_path, metrics)
   return model, metrics
