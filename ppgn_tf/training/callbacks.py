@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ppgn_tf import plots
+from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.files import StorageError, cause, write_json
@@ -241,7 +242,8 @@ class TensorBoardImages(keras.callbacks.Callback):
           model.sampling_generator, model.encoder, self.sampler_config, code_layer=model.config.code_layer,
           prior=self.prior_fn() if self.sampler_config.needs_code_prior else None)
     classes = np.repeat(np.arange(NUM_CLASSES), self.chains_per_class).astype(np.int32)
-    seeds = self.seed * 100_000 + np.arange(len(classes), dtype=np.int64)  # The same chains at every write.
+    # The same chains at every write: the run seed's chain seeds, as ppgn_tf.sample draws them.
+    seeds = random_streams.chain_seeds(self.seed, len(classes))
     images = self._sampler.sample(classes, seeds)["images"].numpy()
     return plots.image_grid(images, nrow=self.chains_per_class)
 
