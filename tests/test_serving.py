@@ -570,7 +570,7 @@ def test_requests_past_the_exports_limits_are_refused_before_any_work(model, loa
   from ppgn_tf.sampling import sample_lib
   config = SamplerConfig(steps=STEPS)
   archive = serving.build_archive(model.generator, model.encoder, config, "fc1", max_batch=3, max_steps=12)
-  path = serving.write(archive, str(tmp_path / "limited"), settings=config, limits={"max_batch": 3, "max_steps": 12})
+  path = serving.write(archive, str(tmp_path / "limited"), settings=config)
   assert json.loads(open(os.path.join(path, export_layout.EXPORT_INFO_FILE)).read())["max_batch"] == 3
   limited = tf.saved_model.load(path).signatures
   rows = dict(class_id=tf.constant([1, 2, 3, 4], tf.int32), seed=tf.constant([1, 2, 3, 4], tf.int64))

@@ -61,8 +61,7 @@ def main(argv):
                                     precision=precision, embed_training_codes=FLAGS.export_training_codes,
                                     max_batch=FLAGS.max_batch, max_steps=FLAGS.max_steps)
     path = serving.write(archive, FLAGS.export_dir, version, settings=config, precision=precision,
-                         embedded=serving.embedded_data(config, prior),
-                         limits={"max_batch": FLAGS.max_batch, "max_steps": FLAGS.max_steps})
+                         embedded=serving.embedded_data(config, prior))
   except (ValueError, files.StorageError) as e:
     print(f"export.py: error: {e}", file=sys.stderr)
     return 1

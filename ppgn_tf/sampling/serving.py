@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import weakref
 
 import keras
 import tensorflow as tf
@@ -37,6 +38,10 @@ from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling import sampler_config
+
+
+# The request limits each archive was built with, for `write` to record beside it (one source: build_archive).
+_LIMITS: "weakref.WeakKeyDictionary[keras.export.ExportArchive, dict]" = weakref.WeakKeyDictionary()
 
 
 def embedded_data(config: mala_sampler.SamplerConfig, prior: mala_sampler.CodePrior | None) -> dict:
@@ -166,16 +171,17 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
                        input_signature=[tf.TensorSpec([None, *code_shape], tf.float32, name="codes")])
   archive.add_endpoint("encode", encode,
                        input_signature=[image_spec("images")])
+  _LIMITS[archive] = {"max_batch": max_batch, "max_steps": max_steps}
   return archive
 
 
 def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None,
           settings: mala_sampler.SamplerConfig | None = None, precision: str = "fp32",
-          embedded: dict | None = None, limits: dict | None = None) -> str:
+          embedded: dict | None = None) -> str:
   """Writes D/N atomically: into a temporary directory, then renamed into place. `settings` (those of
   serving_default) and `embedded` (`embedded_data`: what of the training data the graph holds) go to
   D/N/assets.extra/sampler.json, for the programs that read an export; `precision` (the one `build_archive` was
-  given) to D/N/assets.extra/export.json."""
+  given) and the archive's request limits to D/N/assets.extra/export.json."""
   version = export_layout.check_export_dir(export_dir, version)
   files.make_directory(export_dir, export_dir)
   final = os.path.join(export_dir, str(version))
@@ -186,7 +192,8 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
     if settings is not None:
       files.write_json(os.path.join(tmp, export_layout.SETTINGS_FILE),
                        {**sampler_config.to_json(settings), export_layout.EMBEDDED_KEY: embedded or {}})
-    files.write_json(os.path.join(tmp, export_layout.EXPORT_INFO_FILE), {"precision": precision, **(limits or {})})
+    files.write_json(os.path.join(tmp, export_layout.EXPORT_INFO_FILE),
+                     {"precision": precision, **_LIMITS.get(archive, {})})
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
       raise export_layout.ExportError(f"{final}: version {version} appeared during the export; nothing was "
                                       "replaced")

@@ -35,7 +35,6 @@ from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data import sources
 from ppgn_tf.files import write_json
 from ppgn_tf.model import encoder as encoder_lib
-from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling import sample_lib
 from ppgn_tf.sampling import sampler_config
@@ -493,9 +492,7 @@ def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:
   archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
                                   precision=options.precision, embed_training_codes=options.export_training_codes)
   path = serving.write(archive, os.path.join(options.workdir, "export"), settings=config,
-                       precision=options.precision, embedded=serving.embedded_data(config, prior),
-                       limits={"max_batch": export_layout.DEFAULT_MAX_BATCH,
-                               "max_steps": export_layout.DEFAULT_MAX_STEPS})
+                       precision=options.precision, embedded=serving.embedded_data(config, prior))
   logging.info("Exported the sampler to %s", path)
   return path
 
