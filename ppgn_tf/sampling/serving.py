@@ -17,7 +17,9 @@ training codes is a constant of the graph: by default only summary statistics
 code; the h_0 modes that start from stored training codes are exported only when
 asked for (`embed_training_codes`), and `assets.extra/sampler.json` says what is
 embedded. Images leave in pixel space, clipped to [0, 1]. Bad inputs fail
-with an InvalidArgument error naming the input. The directory layout and the JSON files beside the graph:
+with an InvalidArgument error naming the input, and so do requests past the
+archive's limits (`max_batch` rows to any signature, `max_steps` to `sample`),
+before any work. The directory layout and the JSON files beside the graph:
 `export_layout`.
 """
 
