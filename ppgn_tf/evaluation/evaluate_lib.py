@@ -50,6 +50,23 @@ def load_eval_classifier(directory: str, dataset: str, data_dir: str | None):
   return model, clf_metrics
 
 
+def library_calls(sampler):
+  """(sample, start_codes) of a library MalaSampler as `sample_chains` takes them: (classes, seeds) -> (images,
+  E's probabilities, codes h_T), and (classes, seeds) -> h_0."""
+  def sample(classes, seeds):
+    out = sampler.sample(classes, seeds)
+    return out["images"].numpy(), out["class_probs"].numpy(), out["codes"].numpy()
+
+  def start_codes(classes, seeds):
+    return sampler.initial_codes(seeds, tf.constant(classes, tf.int32)).numpy()
+  return sample, start_codes
+
+
+def library_reconstruct(model):
+  """G(E(x)) of a trained PPGN (its sampling G) for images with pixels in [0, 1], pixels in [0, 1]."""
+  return lambda images01: data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
+
+
 class _Source:
   """A sampler and G(E(x)), from a workdir (library sampler, the averaged G if the run keeps one) or a
   SavedModel (its signatures: `serving_default` when `config` is None, else `sample` with config's steps and
@@ -66,15 +83,8 @@ class _Source:
                    "averaged_generator": model.sampling_generator is not model.generator}
       self.settings = config
 
-      def run(classes, seeds):
-        out = sampler.sample(classes, seeds)
-        return out["images"].numpy(), out["class_probs"].numpy(), out["codes"].numpy()
-
-      def start(classes, seeds):
-        return sampler.initial_codes(seeds, tf.constant(classes, tf.int32)).numpy()
-
-      def reconstruct(images01):
-        return data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
+      run, start = library_calls(sampler)
+      reconstruct = library_reconstruct(model)
     else:
       exported = export_layout.read_export_settings(plan.saved_model)
       if config is not None:
@@ -171,7 +181,7 @@ class Reference:
 
   def __init__(self, plan: Plan, sample_count: int, seed: int = 0):
     self.train, self.test = data_lib.load_arrays(plan.dataset, plan.data_dir)
-    self._train_reconstructions = None
+    self._train_reconstructions = (None, None)  # (the `reconstruct` they were made with, G(E(x_train)))
     self.classifier, self.classifier_metrics = load_eval_classifier(plan.eval_classifier_dir, plan.dataset,
                                                                     plan.data_dir)
     self.real_feats = eval_classifier.features(self.classifier, data_lib.normalize(self.test.images).numpy())
@@ -209,17 +219,15 @@ class Reference:
                                                   real_diversity=False)
 
 
-  def forget_generator(self) -> None:
-    """Drops what was computed with one G (the training images' G(E(x))): the next `copying` uses another G."""
-    self._train_reconstructions = None
-
   def copying(self, samples01: np.ndarray, heldout_reconstructions: np.ndarray, reconstruct) -> dict:
-    """metrics.copy_metrics of the samples against G(E(x)) of every training image (computed once), with G(E(x))
-    of held-out images as the yardstick."""
-    if self._train_reconstructions is None:
+    """metrics.copy_metrics of the samples against G(E(x)) of every training image (computed once per
+    `reconstruct`, i.e. per G), with G(E(x)) of held-out images as the yardstick."""
+    made_with, train_reconstructions = self._train_reconstructions
+    if made_with is not reconstruct:
       logging.info("Reconstructing the %d training images (the copy test's reference)", len(self.train))
-      self._train_reconstructions = _reconstruct_all(reconstruct, self.train.images)
-    return metrics.copy_metrics(samples01, heldout_reconstructions, self._train_reconstructions)
+      train_reconstructions = _reconstruct_all(reconstruct, self.train.images)
+      self._train_reconstructions = (reconstruct, train_reconstructions)
+    return metrics.copy_metrics(samples01, heldout_reconstructions, train_reconstructions)
 
 
 def _non_finite_rows(images: np.ndarray) -> int:
@@ -460,20 +468,12 @@ def evaluate_checkpoints(plan: Plan, sampler_config, *, seed: int = 0, command: 
     model = train_lib.load_trained(plan.workdir, path)
     if int(model.generator_steps.numpy()) in [p["generator_steps"] for p in points]:
       continue  # A rotating checkpoint at a kept one's G step.
-    sampler = train_lib.make_sampler(plan.workdir, model, sampler_config)
-
-    def sample(classes, seeds):
-      out = sampler.sample(classes, seeds)
-      return out["images"].numpy(), out["class_probs"].numpy(), out["codes"].numpy()
-
-    def reconstruct(images01):
-      return data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
-
+    sample, _ = library_calls(train_lib.make_sampler(plan.workdir, model, sampler_config))
+    reconstruct = library_reconstruct(model)  # A new G: the copy test reconstructs the training images anew.
     chains = sample_chains(sample, plan.per_class, seed, plan.batch)
     check_finite_samples(chains.images)
     judged = reference.judge(chains.images, chains.requested)
     _, heldout, recon = reference.reconstructions(reconstruct, plan.recon_images)
-    reference.forget_generator()  # The copy test's training reconstructions are this checkpoint's G's.
     copying = reference.copying(chains.images, heldout, reconstruct)
     elapsed = train_lib.checkpoint_elapsed_seconds(path)
 

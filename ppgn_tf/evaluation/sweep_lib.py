@@ -13,7 +13,6 @@ from absl import logging
 
 from ppgn_tf import files
 from ppgn_tf import plots
-from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.evaluation import evaluate_lib as evaluate
 from ppgn_tf.evaluation.evaluation_plan import Plan
@@ -60,20 +59,12 @@ def run_sweep(plan: Plan, names: list[str], seed: int, min_accuracy: float, min_
   reference = evaluate.Reference(plan, per_class * NUM_CLASSES, seed)
   model = train_lib.load_trained(workdir)
   # G(E(x)) with the G the chains use (the averaged one when the run keeps it).
-  reconstruct = lambda images01: data_lib.denormalize(model.reconstruct(data_lib.normalize(images01))).numpy()
+  reconstruct = evaluate.library_reconstruct(model)
   _, heldout, ceiling = reference.reconstructions(reconstruct)
   rows, grids = [], {}
   for i, name in enumerate(names):
     config = dataclasses.replace(settings_lib.SamplerConfig(), **GRID[name])
-    sampler = train_lib.make_sampler(workdir, model, config)
-
-    def sample(classes, seeds):
-      out = sampler.sample(classes, seeds)
-      return out["images"].numpy(), out["class_probs"].numpy(), out["codes"].numpy()
-
-    def start_codes(classes, seeds):
-      return sampler.initial_codes(seeds, classes).numpy()
-
+    sample, start_codes = evaluate.library_calls(train_lib.make_sampler(workdir, model, config))
     start = time.time()
     chains = evaluate.sample_chains(sample, per_class, seed, plan.batch, start_codes)  # evaluate's chains.
     images = chains.images
