@@ -56,4 +56,13 @@ GRID = {
                                                       steps=50),
     "class_mixture_2_clip_stop_0.999_50_steps": dict(_GAUSSIAN_CLIP, h0_components=2, stop_probability=0.999,
                                                      steps=50),
+    # More components, or clipping only the outer 0.1% of each unit, keep more of the codes' spread.
+    "class_mixture_8_clip_stop_0.999_25_steps": dict(_GAUSSIAN_CLIP, h0_components=8, stop_probability=0.999,
+                                                     steps=25),
+    "class_mixture_16_clip_stop_0.999_25_steps": dict(_GAUSSIAN_CLIP, h0_components=16, stop_probability=0.999,
+                                                      steps=25),
+    "class_mixture_4_clip_0.1_stop_0.999_25_steps": dict(h0="class_gaussian", clip_percentile=0.1, h0_components=4,
+                                                         stop_probability=0.999, steps=25),
+    "class_mixture_8_clip_0.1_stop_0.999_25_steps": dict(h0="class_gaussian", clip_percentile=0.1, h0_components=8,
+                                                         stop_probability=0.999, steps=25),
 }
