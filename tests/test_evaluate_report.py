@@ -513,6 +513,11 @@ def test_sweep_writes_the_table_plot_grids_and_choice(trained_workdir, tmp_path,
     assert (tmp_path / "docs" / "sampler_images" / picture).stat().st_size > 1000
   with open(tmp_path / "docs" / "sampler.json") as f:
     result = json.load(f)
+  with open(os.path.join(trained_workdir, "summary.json")) as f:
+    summary = json.load(f)
+  # The report names how its run was trained (a reader compares it with other runs by these).
+  assert (result["training_precision"], result["training_cpu"]) == (summary["precision"], summary["cpu"])
+  assert f"The run trained in {summary['precision']} on {summary['cpu']}; every setting samples in fp32." in text
   assert [r["name"] for r in result["rows"]] == ["thesis", "class_gaussian_clip_10_steps", "class_codes_clip_50_steps"]
   assert result["choice"] == sweep.choose(result["rows"], 0.0)  # With no threshold: the lowest FD of new digits.
   new = [r for r in result["rows"] if sweep.draws_new_digits(r)]

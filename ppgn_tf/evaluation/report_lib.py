@@ -113,7 +113,7 @@ for d in runs/paper/3*/seed*; do
   python -m ppgn_tf.evaluate --workdir=$d --seed=${d##*seed} --sampler_preset=thesis \\
     --eval_classifier_dir=runs/paper/eval_classifier
 done
-python -m ppgn_tf.report runs/paper/3*/seed* --output=docs/reproduction_paper.md
+python -m ppgn_tf.report runs/paper/3*/seed* --output=docs/reports/reproduction_paper.md
 ```"""
 
 
