@@ -19,15 +19,15 @@ import ppgn_tf  # noqa: E402,F401  Sets TensorFlow's oneDNN default before any t
 
 # The slowest modules first, roughly (from their slowest tests' --durations under `-n 2`; a full --durations=0 run
 # on 2026-11-27 summed: evaluate_report 277 s, training 253, reliability 191, serving 145, storage_errors 92,
-# bad_input 78, precision 68, generator_ema 63, encoder_and_cli 58). pyproject.toml runs the suite with
-# --dist=loadscope --no-loadscope-reorder: each module runs whole on one worker, so its module-scoped fixtures (a
-# SavedModel, an evaluated run, two trained seeds) are built once, not once per worker and per chunk; and the
-# long modules start first, so the short ones even out the two workers' ends. Modules not listed follow in
-# alphabetical order.
+# bad_input 78, precision 68, generator_ema 63, encoder_and_cli 58; docs, added later: 46 s of CPU time alone).
+# pyproject.toml runs the suite with --dist=loadscope --no-loadscope-reorder: each module runs whole on one
+# worker, so its module-scoped fixtures (a SavedModel, an evaluated run, two trained seeds) are built once, not once
+# per worker and per chunk; and the long modules start first, so the short ones even out the two workers' ends.
+# Modules not listed follow in alphabetical order.
 SLOWEST_MODULES_FIRST = ("test_reliability", "test_training", "test_serving", "test_evaluate_report",
-                         "test_generator_ema", "test_bad_input", "test_encoder_and_cli", "test_storage_errors",
-                         "test_bench", "test_precision", "test_installed_commands", "test_tensorboard_images",
-                         "test_mala_sampler")
+                         "test_generator_ema", "test_docs", "test_bad_input", "test_encoder_and_cli",
+                         "test_storage_errors", "test_bench", "test_precision", "test_installed_commands",
+                         "test_tensorboard_images", "test_mala_sampler")
 
 
 def pytest_collection_modifyitems(items):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -413,6 +414,33 @@ def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed
   assert copied == {os.path.basename(link) for link in re.findall(r"\]\((report_images/[^)]+)\)", markdown)}
 
 
+def test_report_shows_a_long_command_and_a_configurations_seeds_once():
+  """A report of 21 runs opened with a screen-long command, and its commands section held 21 near-identical pairs."""
+  from ppgn_tf.evaluation import report_lib as report
+  workdirs = [f"runs/repro/{name}/seed{seed}" for name in ("3a_vanilla", "3e_combined", "3f_randomized")
+              for seed in (0, 1, 2)]
+  command = shlex.join(["python", "-m", "ppgn_tf.report", *workdirs, "--output=docs/reports/reproduction.md",
+                        "--title=The thesis' experiments"])
+  assert report.shown_command(command, workdirs) == \
+      "python -m ppgn_tf.report RUN... --output=docs/reports/reproduction.md '--title=The thesis'\"'\"' experiments'"
+  assert report.shown_command("python -m ppgn_tf.report a b", ["a", "b"]) == "python -m ppgn_tf.report a b"
+
+  def run(seed, workdir, seed_flag=True):
+    train = f"python train.py --flagfile=flags/vanilla.cfg {f'--seed={seed} ' if seed_flag else ''}--workdir={workdir}"
+    return {"name": workdir, "seed": seed, "options": {"workdir": workdir, "command": train},
+            "evaluation": {"command": f"python -m ppgn_tf.evaluate --workdir={workdir} --seed={seed}"}}
+
+  seeds = {"name": "3a_vanilla", "runs": [run(0, "runs/3a/seed0"), run(1, "runs/3a/seed1")]}
+  unlike = {"name": "3e_combined", "runs": [run(0, "runs/3e/seed0", seed_flag=False), run(1, "runs/3e/seed1")]}
+  section = "\n".join(report.commands_section([seeds, unlike]))
+  assert section.count("### ") == 3  # Once for 3a's seeds; 3e's runs differ in more than the seed, so each.
+  assert "# SEED=0 RUN=runs/3a/seed0; SEED=1 RUN=runs/3a/seed1" in section
+  assert "python train.py --flagfile=flags/vanilla.cfg --seed=$SEED --workdir=$RUN" in section
+  assert "python -m ppgn_tf.evaluate --workdir=$RUN --seed=$SEED" in section
+  assert "### runs/3e/seed0" in section
+  assert "python train.py --flagfile=flags/vanilla.cfg --workdir=runs/3e/seed0" in section
+
+
 def test_report_tells_runs_on_gpus_from_runs_on_their_host_cpu():
   """A run's wall time is the GPUs' when it had any: its seed pairs with a CPU run's are left out."""
   from ppgn_tf.evaluation import report_lib, seed_statistics
@@ -513,6 +541,11 @@ def test_sweep_writes_the_table_plot_grids_and_choice(trained_workdir, tmp_path,
     assert (tmp_path / "docs" / "sampler_images" / picture).stat().st_size > 1000
   with open(tmp_path / "docs" / "sampler.json") as f:
     result = json.load(f)
+  with open(os.path.join(trained_workdir, "summary.json")) as f:
+    summary = json.load(f)
+  # The report names how its run was trained (a reader compares it with other runs by these).
+  assert (result["training_precision"], result["training_cpu"]) == (summary["precision"], summary["cpu"])
+  assert f"The run trained in {summary['precision']} on {summary['cpu']}; every setting samples in fp32." in text
   assert [r["name"] for r in result["rows"]] == ["thesis", "class_gaussian_clip_10_steps", "class_codes_clip_50_steps"]
   assert result["choice"] == sweep.choose(result["rows"], 0.0)  # With no threshold: the lowest FD of new digits.
   new = [r for r in result["rows"] if sweep.draws_new_digits(r)]

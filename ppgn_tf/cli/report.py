@@ -1,6 +1,6 @@
 r"""A markdown report across training runs: metrics, sample grids (Fig. 3), Wasserstein curves (Fig. 4).
 
-  python -m ppgn_tf.report runs/repro/3a_vanilla runs/repro/3e_combined --output=docs/reproduction.md
+  python -m ppgn_tf.report runs/repro/3a_vanilla runs/repro/3e_combined --output=docs/reports/reproduction.md
   python -m ppgn_tf.report runs/repro/3* --evaluate --eval_classifier_dir=runs/repro/eval_classifier
 
 Each WORKDIR needs summary.json (a finished run) and evaluation.json (from
@@ -30,7 +30,7 @@ from ppgn_tf.evaluation import report_lib
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("output", "docs/reproduction.md", "The markdown written.")
+flags.DEFINE_string("output", "docs/reports/reproduction.md", "The markdown written.")
 flags.DEFINE_string("title", "PPGN runs", "Its title.")
 flags.DEFINE_string("notes", None, "A markdown file placed after the title (conclusions drawn from the numbers).")
 flags.DEFINE_string("images_dir", None, "Where pictures are copied (default: OUTPUT_STEM_images beside it).")

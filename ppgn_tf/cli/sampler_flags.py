@@ -47,8 +47,9 @@ def define_sampler_flags(steps_help: str | None = None) -> None:
   """--sampler_preset and the sampler's settings as flags."""
   flags.DEFINE_string("sampler_preset", "default",
                       "Named sampler settings: default (new digits, chosen by python -m ppgn_tf.sweep, see "
-                      "docs/sampler.md), thesis (Eq. 8 with the thesis' values) or training_digit (chains start "
-                      "at a training digit's code: near-reconstructions, not new digits). The flags below override single settings.")
+                      "docs/reports/sampler.md), thesis (Eq. 8 with the thesis' values) or training_digit (chains "
+                      "start at a training digit's code: near-reconstructions, not new digits). The flags below "
+                      "override single settings.")
   for name, (kind, help_text) in SAMPLER_FLAGS.items():
     help_text = f"{steps_help or help_text} (default: the preset's)" if name == "steps" else \
         f"{help_text} (default: the preset's)"

@@ -1,6 +1,6 @@
 r"""A grid of sampler settings on one trained run, judged as `ppgn_tf.evaluate` judges, written up as markdown.
 
-  python -m ppgn_tf.sweep --workdir=runs/quickstart --output=docs/sampler.md
+  python -m ppgn_tf.sweep --workdir=runs/quickstart --output=docs/reports/sampler.md
   python -m ppgn_tf.sweep --workdir=runs/quickstart --grid=thesis,codes_clip --per_class=50
 
 Every setting samples the same chains (seeds) per class with the run's G (the
@@ -38,7 +38,7 @@ flags.DEFINE_float("min_real_diversity_ratio", 0.4, "The choice rule's other div
                    "of the real test digits' diversity.")
 flags.DEFINE_integer("best", 4, "Settings shown as sample grids besides the thesis'.")
 flags.DEFINE_string("eval_classifier_dir", None, "Evaluation classifier (default WORKDIR/eval_classifier).")
-flags.DEFINE_string("output", "docs/sampler.md", "The markdown written (pictures in OUTPUT_STEM_images/).")
+flags.DEFINE_string("output", "docs/reports/sampler.md", "The markdown written (pictures in OUTPUT_STEM_images/).")
 
 
 def main(argv):

@@ -59,9 +59,9 @@ flags.DEFINE_integer("verbose", 1, "Keras progress display: 0 silent, 1 progress
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism (same seed, same losses).")
 flags.DEFINE_integer("sample_per_class", 10, "At the end, write WORKDIR/samples (grid, GIF) with this many "
                      "MALA chains per class (0: none).")
-flags.DEFINE_string("sampler_preset", "default", "Sampler settings of the end-of-run "
-                  "samples and of the exported serving_default: default (new digits, docs/sampler.md), thesis (Eq. 8) or "
-                  "training_digit (chains start at a training digit's code: near-reconstructions, not new digits).")
+flags.DEFINE_string("sampler_preset", "default", "Sampler settings of the end-of-run samples and of the exported "
+                    "serving_default: default (new digits, docs/reports/sampler.md), thesis (Eq. 8) or training_digit "
+                    "(chains start at a training digit's code: near-reconstructions, not new digits).")
 flags.DEFINE_integer("sample_steps", None, "MALA steps of the end-of-run samples and of the exported "
                      "serving_default signature (default: the preset's; the thesis uses 200).")
 flags.DEFINE_bool("export", False, "At the end, export the sampler SavedModel to WORKDIR/export/N.")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import collections
 import os
+import re
+import shlex
 
 import numpy as np
 
@@ -113,7 +115,7 @@ for d in runs/paper/3*/seed*; do
   python -m ppgn_tf.evaluate --workdir=$d --seed=${d##*seed} --sampler_preset=thesis \\
     --eval_classifier_dir=runs/paper/eval_classifier
 done
-python -m ppgn_tf.report runs/paper/3*/seed* --output=docs/reproduction_paper.md
+python -m ppgn_tf.report runs/paper/3*/seed* --output=docs/reports/reproduction_paper.md
 ```"""
 
 
@@ -261,7 +263,10 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
 
   lines = [f"# {title}", ""]
   if command:
-    lines += [f"Written by `{command}`.", ""]
+    shown = shown_command(command, workdirs)
+    lines += [f"Written by `{shown}`" + ("." if shown == command else
+              f" (RUN...: the {len(workdirs)} runs of the per-run table; `{os.path.basename(_json_path(output))}` "
+              "holds the whole command)."), ""]
   if notes:
     lines += [notes.strip(), ""]
   lines += ["## Over seeds", "",
@@ -349,19 +354,62 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
     drawn = _wasserstein_band_picture(group, target)
     band_links.append(os.path.relpath(target, out_dir).replace(os.sep, "/") if drawn else None)
   lines += _picture_table([g["name"] for g in groups], band_links)
-  lines += ["## Commands", ""]
-  for r in runs:
-    lines += [f"### {r['name']}", "", "```bash", r["options"].get("command") or "# (training command not recorded)"]
-    if r["evaluation"].get("command"):
-      lines.append(r["evaluation"]["command"])
-    lines += ["```", ""]
+  lines += commands_section(groups)
   markdown = "\n".join(lines)
-  files.write_json(_json_path(output), {
+  files.write_json(_json_path(output), {"command": command,
       "groups": [{"name": g["name"], "seeds": [r["seed"] for r in g["runs"]], "runs": [r["name"] for r in g["runs"]],
                   "metrics": g["metrics"]} for g in groups],
       "claims": claims, "compute": compute})
   files.atomic_write(output, lambda out: out.write(markdown.encode()))
   return markdown
+
+
+# A report's command longer than this is shown with its workdirs as RUN... (the report's JSON keeps it whole).
+COMMAND_SHOWN_CHARS = 300
+
+
+def shown_command(command: str, workdirs: list[str]) -> str:
+  """The command as the report's first line shows it: whole, or, when it would fill a screen, with its workdirs
+  (the runs of the per-run table) as one RUN..."""
+  words = shlex.split(command)
+  listed = set(workdirs)
+  if len(command) <= COMMAND_SHOWN_CHARS or not listed & set(words):
+    return command
+  first = next(i for i, w in enumerate(words) if w in listed)
+  rest = [shlex.quote(w) for w in words if w not in listed]
+  return " ".join(rest[:first] + ["RUN..."] + rest[first:])
+
+
+def _run_commands(run: dict) -> list[str]:
+  """The training and evaluation commands a run recorded."""
+  commands = [run["options"].get("command") or "# (training command not recorded)"]
+  if run["evaluation"].get("command"):
+    commands.append(run["evaluation"]["command"])
+  return commands
+
+
+def _seed_template(command: str, run: dict) -> str:
+  """`command` with the run's own workdir as $RUN and its seed as $SEED."""
+  workdir = run["options"].get("workdir")
+  if workdir:
+    command = re.sub(rf"(?<=[=\s]){re.escape(workdir)}(?=\s|$)", "$RUN", command)
+  return re.sub(rf"--seed={run['seed']}(?=\s|$)", "--seed=$SEED", command)
+
+
+def commands_section(groups: list[dict]) -> list[str]:
+  """## Commands: once per configuration when its seeds' commands differ only in the seed and the workdir (as $SEED
+  and $RUN, each seed's values in a comment above them), else each run's own."""
+  lines = ["## Commands", ""]
+  for group in groups:
+    runs = group["runs"]
+    templates = [[_seed_template(c, r) for c in _run_commands(r)] for r in runs]
+    if len(runs) > 1 and all(t == templates[0] for t in templates) and templates[0] != _run_commands(runs[0]):
+      values = "; ".join(f"SEED={r['seed']} RUN={r['options'].get('workdir')}" for r in runs)
+      lines += [f"### {group['name']}", "", "```bash", f"# {values}", *templates[0], "```", ""]
+      continue
+    for r in runs:
+      lines += [f"### {r['name']}", "", "```bash", *_run_commands(r), "```", ""]
+  return lines
 
 
 def _json_path(output: str) -> str:

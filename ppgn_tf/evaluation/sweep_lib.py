@@ -19,6 +19,7 @@ from ppgn_tf.evaluation.evaluation_plan import Plan
 from ppgn_tf.evaluation import metrics
 from ppgn_tf.evaluation.sweep_grid import GRID
 from ppgn_tf.sampling import sampler_config as settings_lib
+from ppgn_tf.training import run_files
 from ppgn_tf.training import train_lib
 
 GRID_COLUMNS = 10  # Samples per class in each setting's picture.
@@ -81,8 +82,11 @@ def run_sweep(plan: Plan, names: list[str], seed: int, min_accuracy: float, min_
     logging.info("Setting %d/%d %s: accuracy %.3f, FD %.1f, diversity %.2f, copy ratio %.2f, %d duplicate pairs "
                  "(%.0f s)", i + 1, len(names), name, row["accuracy"], row["frechet_distance"], row["diversity"],
                  row["copy_ratio"], row["exact_duplicate_pairs"], row["seconds"])
+  summary = run_files.read_json(os.path.join(workdir, run_files.SUMMARY_FILE)) or {}
   return {"workdir": os.path.abspath(workdir), "per_class": per_class, "seed": seed,
           "generator_steps": int(model.generator_steps.numpy()),
+          # How the run was trained, so the report names it (the sweep itself samples in fp32).
+          "training_precision": summary.get("precision"), "training_cpu": summary.get("cpu"),
           "averaged_generator": model.sampling_generator is not model.generator,
           "floor": reference.floor, "real_diversity": judged["real_diversity"],
           "ceiling": {k: ceiling[k] for k in ("accuracy", "mean_requested_probability", "frechet_distance",
@@ -129,6 +133,8 @@ def write_report(result: dict, output: str, best: int, command: str) -> None:
       f"Run: `{result['workdir']}` at generator step {result['generator_steps']}"
       f"{' (averaged G)' if result['averaged_generator'] else ''}; {result['per_class']} chains per class, seed "
       f"{result['seed']}, the same chains for every setting. Judged by `ppgn_tf.evaluate`'s independent classifier.",
+      "", f"The run trained in {result.get('training_precision') or 'an unrecorded precision'} on "
+      f"{result.get('training_cpu') or 'an unrecorded CPU'}; every setting samples in fp32.",
       "", f"Command: `{command}`", "",
       f"G's ceiling, its reconstructions G(E(x)) of the test images: accuracy {ceiling['accuracy']:.3f}, FD "
       f"{ceiling['frechet_distance']:.1f}, diversity {ceiling['diversity']:.2f}. Real test digits: FD floor "

@@ -103,13 +103,13 @@ class SamplerConfig:
     return self.h0 in H0_FROM_TRAINING_CODES
 
 
-# The named settings. `thesis` is Eq. 8 with the thesis' values; `default` is the
-# choice of `python -m ppgn_tf.sweep` on the quick start (docs/sampler.md), whose rule admits only settings that
-# draw new digits; `training_digit` is the old default, kept for comparison and never exported by default.
+# The named settings. `thesis` is Eq. 8 with the thesis' values; `default` is the choice of `python -m ppgn_tf.sweep`
+# on the quick start (docs/reports/sampler.md), whose rule admits only settings that draw new digits;
+# `training_digit` is the old default, kept for comparison and never exported by default.
 PRESETS = {
     "thesis": SamplerConfig(),
-    # docs/sampler.md: a new code from a mixture of 4 Gaussians fitted to the requested class' codes, kept in the
-    # real codes' range, then at most 25 steps of Eq. 8, which stop once E gives the class probability 0.999: the
+    # docs/reports/sampler.md: a new code from a mixture of 4 Gaussians fitted to the requested class' codes, kept in
+    # the real codes' range, then at most 25 steps of Eq. 8, which stop once E gives the class probability 0.999: the
     # draws that already show their class keep the mixture's variety, the others are pulled into the class.
     "default": SamplerConfig(h0=H0_CLASS_GAUSSIAN, h0_components=4, clip_percentile=1.0, stop_probability=0.999,
                              steps=25),

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates docs/reproduction.md: the six experiments of the thesis (Fig. 3a-3f) and a three-critic run, each
+# Regenerates docs/reports/reproduction.md: the six experiments of the thesis (Fig. 3a-3f) and a three-critic run, each
 # at every seed of $SEEDS, all at the scale of flags/cpu_scale.cfg with one shared encoder, then evaluation with
 # the thesis' sampler and the report, which groups the seeds and decides each claim from seed-paired differences.
-#   bash docs/reproduce.sh            (from the repository root, in the venv of the README)
-#   SEEDS="0 1 2 3 4" bash docs/reproduce.sh      (more seeds: narrower intervals)
+#   bash docs/reports/reproduce.sh            (from the repository root, in the venv of the README)
+#   SEEDS="0 1 2 3 4" bash docs/reports/reproduce.sh      (more seeds: narrower intervals)
 # The default three seeds: 21 runs, 2 h 0 min of training and 2 h 1 min of evaluation summed over the runs, on a
-# 2-core Xeon shared with other jobs (README, "Evaluation and the reproduction report"); at most about 4 h end to end.
+# 2-core Xeon shared with other jobs (docs/reports/reproduction.md, "How the runs were made"); at most about 4 h end to end.
 # RUNS=runs/repro by default; a rerun skips finished runs and evaluations and resumes interrupted runs.
 set -euo pipefail
 RUNS=${RUNS:-runs/repro}
@@ -17,7 +17,7 @@ ENCODER="$RUNS/encoder/encoder"  # Pre-trained once (at the default seed), share
 GAN="--beta_gan=0.1"
 # fp32 on every machine: a rerun that resumes on another CPU (this takes hours) must train the same way, and a
 # group of seeds is one configuration only if its precision is one (the report groups by it). At DIM 8 bf16 does not
-# pay anyway (docs/bench/quickstart.json).
+# pay anyway (docs/reports/bench/quickstart.json).
 PRECISION="--precision=fp32"
 
 for seed in $SEEDS; do
@@ -50,7 +50,7 @@ done
 
 # Evaluation with the thesis sampler (the claims are about training; one evaluation classifier for all runs). A
 # run's seed also seeds its evaluation's chains: the seed changes every draw, and runs paired by seed share chains.
-# Then the report, with docs/reproduction_notes.md as its findings.
+# Then the report, with docs/reports/reproduction_notes.md as its findings.
 workdirs=()
 for name in 3a_vanilla 3b_fc1_gan_only 3c_fc1_full 3d_fc1_no_gan 3e_combined 3f_randomized 3g_three_critics; do
   for seed in $SEEDS; do
@@ -60,5 +60,5 @@ for name in 3a_vanilla 3b_fc1_gan_only 3c_fc1_full 3d_fc1_no_gan 3e_combined 3f_
     workdirs+=("$d")
   done
 done
-python -m ppgn_tf.report "${workdirs[@]}" --output=docs/reproduction.md --notes=docs/reproduction_notes.md \
+python -m ppgn_tf.report "${workdirs[@]}" --output=docs/reports/reproduction.md --notes=docs/reports/reproduction_notes.md \
   --title="Reproducing the thesis' six experiments (Fig. 3, Fig. 4) on a 2-core CPU, over seeds"
