@@ -15,7 +15,6 @@ import tensorflow as tf
 from ppgn_tf import precision
 from ppgn_tf.training import critic_schedule
 from ppgn_tf.data import datasets as data
-from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.training import ppgn
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import serving
@@ -23,6 +22,7 @@ from ppgn_tf.training import train_lib
 from ppgn_tf.sampling.mala_sampler import SamplerConfig
 
 from conftest import REPO
+from tiny_networks import tiny_encoder
 
 AVX2_CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -147,11 +147,11 @@ def _tiny_model(encoder, precision_name):
   config = ppgn.PPGNConfig(dim=2, batch_size=8, latent_critics=("fc1",),
                            schedule=critic_schedule.CriticSchedule(2, 2, 1, 1000))
   with precision.policy_scope(precision_name):
-    return ppgn.PPGN(encoder, config)
+    return ppgn.compile_as_configured(ppgn.PPGN(encoder, config))
 
 
 def test_bf16_training_steps_keep_float32_variables_and_finite_losses(small_idx_dir, tmp_path):
-  encoder = encoder_lib.build_tiny_encoder()
+  encoder = tiny_encoder()
   model = _tiny_model(encoder, "bf16")
   import keras
   assert keras.mixed_precision.global_policy().name == "float32"  # The scope restored it.

@@ -20,6 +20,7 @@ from ppgn_tf.training import ppgn
 from ppgn_tf.training.critic_schedule import CriticSchedule
 
 from conftest import REPO
+from tiny_networks import tiny_encoder
 
 EXPERIMENTS = ("vanilla", "fc1_gan_only", "fc1_full", "fc1_no_gan", "combined", "randomized")
 # Tiny width, short rounds: the flagfiles' logic at a cost of seconds.
@@ -30,8 +31,8 @@ TINY = ["--dim=2", "--batch_size=8", "--critic_iters=2", "--critic_iters_long=3"
 def _model(encoder_dir=None, **overrides) -> ppgn.PPGN:
   """A tiny PPGN; with no encoder_dir, on a tiny encoder (for tests of counting, not of quality)."""
   config = ppgn.PPGNConfig(**{"dim": 2, "batch_size": 4, **overrides})
-  encoder = encoder_lib.load_encoder(encoder_dir) if encoder_dir else encoder_lib.build_tiny_encoder()
-  return ppgn.PPGN(encoder, config)
+  encoder = encoder_lib.load_encoder(encoder_dir) if encoder_dir else tiny_encoder()
+  return ppgn.compile_as_configured(ppgn.PPGN(encoder, config))
 
 
 def _batches(small_idx_dir, batch_size, seed=0):

@@ -70,8 +70,7 @@ def build_model(encoder, bench: bench_lib.BenchConfig, experiment: dict, precisi
                            schedule=critic_schedule.CriticSchedule(bench_lib.CRITIC_ITERATIONS,
                                                                    bench_lib.CRITIC_ITERATIONS, 1, 10**9))
   with precision_lib.policy_scope(precision):
-    model = ppgn.PPGN(encoder, config)
-    model.compile()
+    model = ppgn.compile_as_configured(ppgn.PPGN(encoder, config))
   return model
 
 
@@ -101,7 +100,9 @@ class ProjectRounds:
   def __init__(self, model, split, bench: bench_lib.BenchConfig):
     features = train_lib.encode_split(model.encoder, split, model.cacheable_layers())
     self._iterator = iter(data_lib.make_pipeline(split, bench.batch_size, seed=0, repeat=True, features=features))
-    self._train_function = model.make_train_function()
+    # What fit() calls once per batch: Keras' train function (train_step in its tf.function) on a tf.data iterator.
+    model.make_train_function()
+    self._train_function = model.train_function
     self.model = model
     self.warmup_s = None
     self._g_steps = None

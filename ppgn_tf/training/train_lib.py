@@ -45,6 +45,7 @@ from ppgn_tf.training import preemption
 from ppgn_tf.training import run_files
 from ppgn_tf.training.run_files import CONFIG_FILE, KEPT_CHECKPOINTS, OPTIONS_FILE, SUMMARY_FILE
 from ppgn_tf.training.critic_schedule import CriticSchedule
+from ppgn_tf.training import ppgn
 from ppgn_tf.training.ppgn import PPGN, PPGNConfig
 
 ENCODER_BATCH_SIZE = 64
@@ -249,8 +250,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
 
   random_streams.seed_keras(config.seed, random_streams.NETWORK_INITIALISATION)
   with strategy.scope(), precision_lib.policy_scope(options.precision):
-    model = PPGN(encoder, config)
-    model.compile()
+    model = ppgn.compile_as_configured(PPGN(encoder, config))
 
   elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed_seconds")
   checkpoint = tf.train.Checkpoint(elapsed_seconds=elapsed, **model.checkpoint_items())
