@@ -20,6 +20,7 @@ import os
 from absl import flags
 from absl import logging
 
+from ppgn_tf import checks
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
@@ -51,10 +52,9 @@ def main(argv):
   try:
     if (FLAGS.workdir is None) == (FLAGS.saved_model is None):
       raise ValueError("give exactly one of --workdir and --saved_model")
-    if FLAGS.per_class < 1:
-      raise ValueError(f"--per_class must be >= 1, got {FLAGS.per_class}")
-    if FLAGS.gif_frames < 0:
-      raise ValueError(f"--gif_frames must be >= 0, got {FLAGS.gif_frames}")
+    checks.at_least("per_class", FLAGS.per_class, 1)
+    precision_lib.check_choice(FLAGS.precision)
+    checks.at_least("gif_frames", FLAGS.gif_frames, 0)
     if FLAGS.workdir:
       config = sampler_flags.sampler_config_from_flags()
       run_files.check_workdir(FLAGS.workdir)

@@ -100,33 +100,17 @@ class RunOptions:
       raise ValueError("--workdir is required")
     if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
       raise ValueError(f"--workdir={self.workdir}: exists and is not a directory")
-    if self.encoder_epochs < 1:
-      raise ValueError(f"--encoder_epochs must be >= 1, got {self.encoder_epochs}")
+    for name, minimum in (("encoder_epochs", 1), ("epochs", 1), ("max_generator_steps", 1), ("checkpoint_every", 0),
+                          ("keep_checkpoints", 1), ("keep_checkpoint_every", 0), ("sample_steps", 0),
+                          ("image_every", 0), ("preemption_grace_s", 0), ("sample_per_class", 0)):
+      if getattr(self, name) is not None:  # max_generator_steps and sample_steps may be left unset.
+        checks.at_least(name, getattr(self, name), minimum)
     if self.encoder_recipe != "auto" and self.encoder_recipe not in encoder_lib.RECIPES:
       raise ValueError(f"--encoder_recipe={self.encoder_recipe}: choose auto, {', '.join(encoder_lib.RECIPES)}")
-    if self.epochs < 1:
-      raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
-    if self.max_generator_steps is not None and self.max_generator_steps < 1:
-      raise ValueError(f"--max_generator_steps must be >= 1, got {self.max_generator_steps}")
-    if self.checkpoint_every < 0:
-      raise ValueError(f"--checkpoint_every must be >= 0, got {self.checkpoint_every}")
-    if self.keep_checkpoints < 1:
-      raise ValueError(f"--keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
-    if self.keep_checkpoint_every < 0:
-      raise ValueError(f"--keep_checkpoint_every must be >= 0, got {self.keep_checkpoint_every}")
-    if self.sample_steps is not None and self.sample_steps < 0:
-      raise ValueError(f"--sample_steps must be >= 0, got {self.sample_steps}")
     self.sampler_config.validate()
     if self.export:
       sampler_config.check_export_embedding(self.sampler_config, self.export_training_codes)
-    if self.image_every < 0:
-      raise ValueError(f"--image_every must be >= 0, got {self.image_every}")
-    if not self.preemption_grace_s >= 0:
-      raise ValueError(f"--preemption_grace_s must be >= 0, got {self.preemption_grace_s}")
-    if self.sample_per_class < 0:
-      raise ValueError(f"--sample_per_class must be >= 0, got {self.sample_per_class}")
-    if self.precision not in precision_lib.CHOICES:
-      raise ValueError(f"--precision={self.precision}: choose from {', '.join(precision_lib.CHOICES)}")
+    precision_lib.check_choice(self.precision)
     distribute.check_strategy(self.strategy)
     sources.check_source(self.dataset)
     if self.encoder_dir is not None:
