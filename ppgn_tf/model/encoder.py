@@ -138,14 +138,13 @@ def pretrain_encoder(train_ds: tf.data.Dataset,
 
 
 def save_encoder(encoder: keras.Model, metrics: dict, directory: str) -> None:
-  """Writes encoder.keras and metrics.json; the directory appears whole or not at all."""
-  parent = os.path.dirname(os.path.abspath(directory))
-  os.makedirs(parent, exist_ok=True)
-  tmp = f"{directory}.tmp-{os.getpid()}"
-  os.makedirs(tmp, exist_ok=True)
-  encoder.save(os.path.join(tmp, ENCODER_FILE))
-  files.write_json(os.path.join(tmp, METRICS_FILE), metrics)
-  os.replace(tmp, directory)
+  """Writes encoder.keras and metrics.json; the directory appears whole or not at all (files.write_atomically)."""
+  def make(temporary):
+    os.mkdir(temporary)
+    encoder.save(os.path.join(temporary, ENCODER_FILE))
+    files.write_json(os.path.join(temporary, METRICS_FILE), metrics)
+
+  files.write_atomically(directory, make)
 
 
 def check_encoder_dir(directory: str) -> None:
