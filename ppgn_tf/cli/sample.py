@@ -59,7 +59,7 @@ def main(argv):
       config = sampler_flags.sampler_config_from_flags()
       run_files.check_workdir(FLAGS.workdir)
       options = run_files.read_options(FLAGS.workdir) if FLAGS.inpaint_image else {}
-      output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
+      output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, run_files.SAMPLES_DIR)
     else:
       if FLAGS["precision"].present and FLAGS.precision != "auto":
         raise ValueError("--precision applies to --workdir only (a SavedModel computes in the precision it was "
@@ -71,7 +71,7 @@ def main(argv):
         config, options = None, export_layout.find_workdir_options(path)
       else:
         config = sampler_flags.saved_model_sampler_config(path)
-      output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
+      output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), run_files.SAMPLES_DIR)
     inpaint = None
     if FLAGS.inpaint_image:
       inpaint = inpaint_inputs.read_inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
@@ -109,7 +109,7 @@ def main(argv):
   stats = sample_lib.write_outputs(images, frames, probs, output_dir, FLAGS.per_class, title)
   logging.info("Wrote %s/samples.png%s; encoder's own accuracy on the samples %.3f",
                output_dir, " and chains.gif" if frames else "", stats["encoder_accuracy"])
-  print(os.path.join(output_dir, "samples.png"))
+  print(os.path.join(output_dir, run_files.SAMPLES_GRID))
   return 0
 
 

@@ -89,7 +89,7 @@ class RunOptions:
 
   @property
   def encoder_path(self) -> str:
-    return self.encoder_dir or os.path.join(self.workdir, "encoder")
+    return self.encoder_dir or os.path.join(self.workdir, run_files.ENCODER_DIR)
 
   def __post_init__(self):
     self.validate()  # The one check, before any heavy work: RunOptions that exist are usable.
@@ -218,7 +218,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   strategy = distribute.make_strategy(options.strategy)
   chief = distribute.is_chief(strategy)
   # Damaged inputs fail here, before data loading or encoder pre-training.
-  restore_from = check_checkpoints(os.path.join(options.workdir, "checkpoints"))
+  restore_from = check_checkpoints(os.path.join(options.workdir, run_files.CHECKPOINTS_DIR))
   if os.path.isfile(os.path.join(options.encoder_path, encoder_lib.ENCODER_FILE)):
     encoder_lib.load_encoder(options.encoder_path)
   files.make_directory(options.workdir, f"--workdir={options.workdir}")
@@ -240,9 +240,10 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
 
   elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed_seconds")
   checkpoint = tf.train.Checkpoint(elapsed_seconds=elapsed, **model.checkpoint_items())
-  checkpoint_dir = os.path.join(options.workdir, "checkpoints")
+  checkpoint_dir = os.path.join(options.workdir, run_files.CHECKPOINTS_DIR)
   if not chief:  # Every worker saves (collectives), only the chief into the workdir.
-    checkpoint_dir = os.path.join(options.workdir, ".worker_tmp", str(strategy.cluster_resolver.task_id))
+    checkpoint_dir = os.path.join(options.workdir, run_files.WORKER_CHECKPOINTS_DIR,
+                                  str(strategy.cluster_resolver.task_id))
   manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=options.keep_checkpoints)
   # Every one kept (max_to_keep=None), one every --keep_checkpoint_every G steps: the workdir grows by one per N.
   kept = tf.train.CheckpointManager(checkpoint, os.path.join(checkpoint_dir, KEPT_CHECKPOINTS), max_to_keep=None)
@@ -272,10 +273,11 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     history = {k: [p for p in v if p[0] <= restored]
                for k, v in callbacks_lib.GeneratorStepLog.load_history(options.workdir).items()}
   step_log = callbacks_lib.GeneratorStepLog(
-      os.path.join(options.workdir, "tensorboard", "generator_steps") if chief else None,
+      os.path.join(options.workdir, run_files.TENSORBOARD_DIR, "generator_steps") if chief else None,
       config.batch_size, history)
   fixed_test_images = data_lib.normalize(test_split.images[_class_balanced(test_split.labels, 32)]).numpy()
-  recon_grid = callbacks_lib.ReconstructionGrid(fixed_test_images, os.path.join(options.workdir, "reconstructions"))
+  recon_grid = callbacks_lib.ReconstructionGrid(fixed_test_images,
+                                                os.path.join(options.workdir, run_files.RECONSTRUCTIONS_DIR))
 
   # Read by the TensorBoard sample grid and by the end of the run: computed once.
   code_prior = functools.cache(lambda: compute_code_prior(model, train_split))
@@ -283,7 +285,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   tensorboard_images = None
   if chief:
     tensorboard_images = callbacks_lib.TensorBoardImages(
-        os.path.join(options.workdir, "tensorboard", "images"), fixed_test_images, options.image_every,
+        os.path.join(options.workdir, run_files.TENSORBOARD_DIR, "images"), fixed_test_images, options.image_every,
         options.sampler_config, prior_fn=code_prior, seed=config.seed)
   run_start = time.time()
   base_elapsed = float(elapsed.numpy())
@@ -305,7 +307,8 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
                                        options.keep_checkpoint_every),
   ]
   if chief:
-    callbacks.append(keras.callbacks.TensorBoard(os.path.join(options.workdir, "tensorboard"), write_graph=False))
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(options.workdir, run_files.TENSORBOARD_DIR),
+                                                 write_graph=False))
     callbacks.append(recon_grid)
     callbacks.append(tensorboard_images)
 
@@ -387,7 +390,7 @@ def config_from_json(obj: dict) -> PPGNConfig:
 
 def kept_checkpoints(workdir: str) -> list[tuple[int, str]]:
   """(G step, checkpoint path) of each checkpoint kept by --keep_checkpoint_every, in order of G steps."""
-  directory = os.path.join(workdir, "checkpoints", KEPT_CHECKPOINTS)
+  directory = os.path.join(workdir, run_files.CHECKPOINTS_DIR, KEPT_CHECKPOINTS)
   state = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
   paths = list(state.all_model_checkpoint_paths) if state else []
   return sorted((int(path.rsplit("-", 1)[1]), path) for path in paths)
@@ -407,13 +410,10 @@ def load_trained(workdir: str, checkpoint: str | None = None) -> PPGN:
   """
   run_files.check_workdir(workdir)
   config = config_from_json(run_files.read_json(os.path.join(workdir, CONFIG_FILE)))
-  encoder_path = os.path.join(workdir, "encoder")
-  options = run_files.read_json(os.path.join(workdir, OPTIONS_FILE)) or {}
-  encoder_path = options.get("encoder_dir") or encoder_path
-  latest = checkpoint or check_checkpoints(os.path.join(workdir, "checkpoints"))
+  latest = checkpoint or check_checkpoints(os.path.join(workdir, run_files.CHECKPOINTS_DIR))
   if not latest:
     raise ValueError(f"{workdir}/checkpoints: no checkpoint (train first)")
-  model = PPGN(encoder_lib.load_encoder(encoder_path), config)
+  model = PPGN(encoder_lib.load_encoder(run_files.encoder_dir(workdir)), config)
   try:
     tf.train.Checkpoint(**model.checkpoint_items()).restore(latest).expect_partial().assert_existing_objects_matched()
   except (tf.errors.OpError, AssertionError, ValueError) as e:
@@ -468,7 +468,7 @@ def write_samples(model: PPGN, options: RunOptions, prior=None) -> tuple[dict, n
   images, frames, probs = sample_lib.sample_grid_from_model(
       model, config, options.sample_per_class, seed=model.config.seed, prior=prior, precision=options.precision)
   title = f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
-  return sample_lib.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
+  return sample_lib.write_outputs(images, frames, probs, os.path.join(options.workdir, run_files.SAMPLES_DIR),
                                   options.sample_per_class, title), images
 
 
@@ -477,7 +477,7 @@ def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:
   config = options.sampler_config
   archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
                                   precision=options.precision, embed_training_codes=options.export_training_codes)
-  path = serving.write(archive, os.path.join(options.workdir, "export"), settings=config,
+  path = serving.write(archive, os.path.join(options.workdir, run_files.EXPORT_DIR), settings=config,
                        precision=options.precision, embedded=serving.embedded_data(config, prior))
   logging.info("Exported the sampler to %s", path)
   return path
@@ -490,11 +490,11 @@ def write_run_pictures(model: PPGN, history: dict, workdir: str, recon_grid) -> 
 
   w = curves([f"w_{n}" for n in model.critic_names])
   if w:
-    plots.save_curves(w, os.path.join(workdir, "wasserstein.png"),
+    plots.save_curves(w, os.path.join(workdir, run_files.WASSERSTEIN_PNG),
                       title="Wasserstein estimate  mean D(real) - mean D(fake)", ylabel="estimate")
   l = curves(["g_loss", "l_x", "l_h", "l_gan"])
   if l:
-    plots.save_curves(l, os.path.join(workdir, "losses.png"), title="Generator loss terms", ylabel="loss")
+    plots.save_curves(l, os.path.join(workdir, run_files.LOSSES_PNG), title="Generator loss terms", ylabel="loss")
   recon_grid.set_model(model)
-  recon_grid.write(os.path.join(workdir, "reconstructions", "final.png"),
+  recon_grid.write(os.path.join(workdir, run_files.RECONSTRUCTIONS_DIR, "final.png"),
                    f"final, generator step {int(model.generator_steps.numpy())}")
