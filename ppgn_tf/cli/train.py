@@ -55,7 +55,9 @@ flags.DEFINE_integer("keep_checkpoints", 3, "How many recent checkpoints to keep
 flags.DEFINE_integer("keep_checkpoint_every", 0, "Also keep one checkpoint every N G steps for good, in "
                      "WORKDIR/checkpoints/kept/ (0: none): python -m ppgn_tf.evaluate --checkpoints plots quality "
                      "against time from them.")
-flags.DEFINE_integer("verbose", 1, "Keras progress display: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_integer("verbose", None, "Progress display: 0 silent, 1 Keras' progress bar, 2 one line per epoch "
+                     "with the losses (default: 1 when stdout is a terminal, else 2, so a log file gets no "
+                     "progress bar).")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism (same seed, same losses).")
 flags.DEFINE_integer("sample_per_class", 10, "At the end, write WORKDIR/samples (grid, GIF) with this many "
                      "MALA chains per class (0: none).")

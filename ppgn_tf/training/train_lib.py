@@ -20,6 +20,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 
 import keras
@@ -51,6 +52,16 @@ from ppgn_tf.training import ppgn
 from ppgn_tf.training.ppgn import PPGN, PPGNConfig
 
 ENCODER_BATCH_SIZE = 64
+VERBOSITIES = (0, 1, 2)  # --verbose: silent, Keras' progress bar, one line per epoch (callbacks.EpochLogLine).
+
+
+def progress_display(verbose: int | None, stdout=None) -> int:
+  """--verbose as a run shows its progress: `verbose` when given, else Keras' progress bar on a terminal and one
+  line per epoch elsewhere (a log file would keep every redraw of the bar)."""
+  if verbose is not None:
+    return verbose
+  stdout = stdout or sys.stdout
+  return 1 if hasattr(stdout, "isatty") and stdout.isatty() else 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +81,7 @@ class RunOptions:
   checkpoint_every: int = 500
   keep_checkpoints: int = 3
   keep_checkpoint_every: int = 0  # Also keep one checkpoint every N G steps in checkpoints/kept/ (0: none).
-  verbose: int = 1
+  verbose: int | None = None  # 0 silent, 1 Keras' progress bar, 2 one line per epoch; None: `progress_display`.
   deterministic: bool = False
   sample_per_class: int = 10  # Class-conditional samples written at the end (0: none).
   sampler_preset: str = "default"  # Sampler settings of those samples and of the exported serving_default.
@@ -105,6 +116,8 @@ class RunOptions:
                           ("image_every", 0), ("preemption_grace_s", 0), ("sample_per_class", 0)):
       if getattr(self, name) is not None:  # max_generator_steps and sample_steps may be left unset.
         checks.at_least(name, getattr(self, name), minimum)
+    if self.verbose is not None:
+      checks.one_of("verbose", self.verbose, VERBOSITIES)
     if self.encoder_recipe != "auto" and self.encoder_recipe not in encoder_lib.RECIPES:
       raise ValueError(f"--encoder_recipe={self.encoder_recipe}: choose auto, {', '.join(encoder_lib.RECIPES)}")
     self.sampler_config.validate()
@@ -306,6 +319,9 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       callbacks_lib.PeriodicCheckpoint(manager, options.checkpoint_every, before_save, kept,
                                        options.keep_checkpoint_every),
   ]
+  verbose = progress_display(options.verbose)
+  if verbose == 2:
+    callbacks.append(callbacks_lib.EpochLogLine(options.epochs, config.batch_size))
   if chief:
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(options.workdir, run_files.TENSORBOARD_DIR),
                                                  write_graph=False))
@@ -323,7 +339,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     with signal_watch:
       try:
         model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
-                  initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose,
+                  initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=int(verbose == 1),
                   shuffle=False)  # The pipeline shuffles (seeded, resumable).
       except BaseException:
         if chief:  # The history up to the failure, without hiding the failure behind a second one.
