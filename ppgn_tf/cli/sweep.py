@@ -69,7 +69,7 @@ def main(argv):
   return 0
 
 
-run = runner.runner(main)  # python -m ppgn_tf.sweep.
+run = runner.runner(main)  # The console script ppgn-sweep; python -m ppgn_tf.sweep.
 
 if __name__ == "__main__":
   run()
