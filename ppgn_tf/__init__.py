@@ -8,12 +8,9 @@ Subpackages, in the order of the pipeline:
   evaluation   metrics, the independent classifier, evaluate, the sweep, reports and seed statistics
   perf         the benchmark, its useful-FLOP counts and the thesis' step in PyTorch
   cli          the programs (flags and main); ppgn_tf.sample, .evaluate, .report, .bench, .sweep run them
-Shared by all: files (atomic writes), random_streams (named streams from one seed), precision, plots.
+Shared by all: files (the atomic writer), random_streams (named streams from one seed), checks (the rules for
+flag values), hardware (the CPU and GPUs), precision (fp32 or bf16), plots.
+
+Importing the library changes nothing outside it (no environment variable, no TensorFlow setting); the
+programs set what they need where they start (ppgn_tf/cli/__init__.py).
 """
-
-import os
-
-# TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX-512 features; on AVX2 CPUs its
-# Eigen kernels run 1.4x (training) to 1.75x (batched sampler) slower here (python -m ppgn_tf.bench).
-# setdefault: an explicit TF_ENABLE_ONEDNN_OPTS=0 still wins. It must precede TensorFlow's import.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

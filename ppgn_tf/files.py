@@ -1,4 +1,5 @@
-"""Writing files so that readers never see a half-written one, and the check that a directory holds one."""
+"""Writing files and directories so that readers never see a half-written one (`write_atomically`, the one
+writer), and the check that a directory holds one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 
 
 class StorageError(OSError):
@@ -48,35 +50,89 @@ def make_directory(path, what: str = "directory") -> None:
     raise StorageError(f"{what}: cannot create it ({cause(e)})") from e
 
 
-def atomic_write(path, write) -> None:
-  """Calls write(binary file) on a temp file beside `path`, then atomically replaces `path`.
+# Temporaries are hidden siblings of their target named .tmp-PID-TOKEN-NAME: they keep the target's ending (Keras
+# saves only to a name ending in .keras), and the PID tells whether their writer still runs.
+_TEMPORARY = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}-(.+)")
 
-  On any failure the temp file is removed and an existing `path` is left as it was. A failure of
-  the file system (e.g. a full disk) raises StorageError naming `path`.
+
+def write_atomically(path, make, *, what: str = "", failures=(OSError,)) -> None:
+  """The one writer of every file and directory a run leaves: JSON, pictures, arrays, Keras models, SavedModels.
+
+  `make(temporary)` creates `temporary` (a file, or a directory tree) beside `path`; every file in it is then
+  flushed to disk and one rename puts it at `path`. Readers see the old `path` or the whole new one, never a
+  part. On a failure the temporary is removed and `path` is left as it was; a process killed midway leaves only
+  its temporary, which the next write of the same `path` removes. A directory replaces only an empty one.
+
+  A failure of the file system (`failures`: OSError, or also what the caller's library raises for one) raises
+  StorageError, one line naming `path` (`what`, e.g. "export", names the kind of output).
   """
   path = os.fspath(path)
   directory, name = os.path.split(os.path.abspath(path))
   make_directory(directory, directory)
-  tmp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+  _remove_abandoned_temporaries(directory, name)
+  temporary = os.path.join(directory, f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{name}")
   try:
-    # os.open with 0o666 lets the umask decide permissions (tempfile would not).
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-  except OSError as e:
-    raise StorageError(f"{path}: not written ({cause(e)})") from e
-  try:
-    with os.fdopen(fd, "wb") as out:
-      write(out)
-      out.flush()
-      os.fsync(out.fileno())
-    os.replace(tmp_path, path)
+    make(temporary)
+    _flush_to_disk(temporary)
+    os.replace(temporary, path)
   except BaseException as e:
+    _remove(temporary)
+    if isinstance(e, failures) and not isinstance(e, StorageError):
+      raise StorageError(f"{path}: {what + ' ' if what else ''}not written ({cause(e)}); its partial files are "
+                         "removed") from e
+    raise
+
+
+def atomic_write(path, write) -> None:
+  """Calls write(binary file) on a new file, which `write_atomically` then puts at `path`."""
+  def make(temporary):
+    with open(temporary, "xb") as out:  # Permissions from the umask, as for any new file.
+      write(out)
+  write_atomically(path, make)
+
+
+def _flush_to_disk(path: str) -> None:
+  """fsync of `path`, or of every file under it: the rename must not reach the disk before the data."""
+  paths = [path] if not os.path.isdir(path) else [os.path.join(d, n) for d, _, names in os.walk(path) for n in names]
+  for p in paths:
+    fd = os.open(p, os.O_RDONLY)
     try:
-      os.remove(tmp_path)
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+
+
+def _remove(path: str) -> None:
+  """Removes a file or a directory tree, as far as it can (clean-up must not hide the error it follows)."""
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path, ignore_errors=True)
+  else:
+    try:
+      os.remove(path)
     except OSError:
       pass
-    if isinstance(e, OSError) and not isinstance(e, StorageError):
-      raise StorageError(f"{path}: not written ({cause(e)})") from e
-    raise
+
+
+def _remove_abandoned_temporaries(directory: str, name: str) -> None:
+  """Removes the temporaries of `name` whose writer no longer runs on this machine (a killed process')."""
+  try:
+    entries = os.listdir(directory)
+  except OSError:
+    return
+  for entry in entries:
+    match = _TEMPORARY.fullmatch(entry)
+    if match and match.group(2) == name and not _running(int(match.group(1))):
+      _remove(os.path.join(directory, entry))
+
+
+def _running(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)  # Signal 0: only asks whether the process exists.
+  except ProcessLookupError:
+    return False
+  except OSError:  # Exists, but another user's.
+    return True
+  return True
 
 
 def write_json(path, obj) -> None:

@@ -44,6 +44,8 @@ EVALUATION_FLOOR_SPLIT = "evaluation_floor_split"  # The halves of the test set 
 EVAL_CLASSIFIER_INITIALISATION = "eval_classifier_initialisation"
 EVAL_CLASSIFIER_AUGMENTATION = "eval_classifier_augmentation"  # Its random shifts.
 EVAL_CLASSIFIER_DATA_ORDER = "eval_classifier_data_order"
+# The benchmark (python -m ppgn_tf.bench).
+BENCH_IMAGES = "bench_images"  # Its stand-in training images and labels (speed does not depend on pixel values).
 
 # Stable ids: never renumber or reuse one (the draws of a seed would change).
 STREAMS = {
@@ -63,6 +65,7 @@ STREAMS = {
     EVAL_CLASSIFIER_AUGMENTATION: 14,
     EVAL_CLASSIFIER_DATA_ORDER: 15,
     CODE_MIXTURE: 16,
+    BENCH_IMAGES: 17,
 }
 # Sub-streams of GRADIENT_PENALTY_MIX, by critic name (the image critic, or the encoder layer it reads), so a
 # critic draws the same mixes in every experiment that has it, whatever other critics are trained beside it.

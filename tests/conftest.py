@@ -15,7 +15,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tests run on CPU; keep TensorFlow's start-up chatter out of the output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-import ppgn_tf  # noqa: E402,F401  Sets TensorFlow's oneDNN default before any test module imports TensorFlow.
+# TensorFlow as the programs run it: their oneDNN default (ppgn_tf/cli/__init__.py), before any test module imports it.
+import ppgn_tf.cli  # noqa: E402,F401
 
 # The slowest modules first, roughly (from their slowest tests' --durations under `-n 2`; a full --durations=0 run
 # on 2026-11-27 summed: evaluate_report 277 s, training 253, reliability 191, serving 145, storage_errors 92,

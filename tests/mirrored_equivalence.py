@@ -28,8 +28,7 @@ def run(strategy, encoder_dir, train):
     keras.utils.set_random_seed(3)
     config = ppgn.PPGNConfig(dim=2, batch_size=8, latent_critics=("fc1",), critic_selection="random",
                              learning_rate=1e-3, schedule=CriticSchedule(2, 3, 1, 1000), generator_ema=0.9)
-    model = ppgn.PPGN(encoder_lib.load_encoder(encoder_dir), config)
-    model.compile()
+    model = ppgn.compile_as_configured(ppgn.PPGN(encoder_lib.load_encoder(encoder_dir), config))
   initial = [w.numpy().copy() for w in model.generator.weights + model.critics["fc1"].weights]
   features = train_lib.encode_split(model.encoder, train, model.cacheable_layers())
   model.fit(data.make_pipeline(train, 8, seed=0, repeat=True, features=features), steps_per_epoch=9,

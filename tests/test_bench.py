@@ -13,6 +13,7 @@ import sys
 import keras
 import pytest
 
+from ppgn_tf import hardware
 from ppgn_tf import precision
 from ppgn_tf.perf import bench
 from ppgn_tf.perf import flops
@@ -70,7 +71,7 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
     assert isinstance(results[key], float) and math.isfinite(results[key]), key
     # The G step's share is its call's time beyond a critic iteration's: at this size, within the timing noise.
     assert results[key] > 0 or key == "generator_step_s", key
-  kind = precision.cpu_kind(precision.kernel_cpu_flags())
+  kind = precision.cpu_kind(hardware.kernel_cpu_flags())
   expected = "bf16" if kind == "amx" else "fp32"
   assert f"CPU kind for --precision=auto: {kind} (" in result.stdout
   assert results["precisions"] == [expected] and list(results["by_precision"]) == [expected]
@@ -175,7 +176,7 @@ def test_peer_without_torch_is_one_line_before_any_work(tmp_path):
   assert "Peak" not in result.stdout
 
 
-@pytest.mark.skipif(not precision.cpu_flags() & set(precision.NATIVE_BF16_CPU_FLAGS),
+@pytest.mark.skipif(not hardware.cpu_flags() & set(hardware.NATIVE_BF16_CPU_FLAGS),
                     reason="the refusal is for CPUs with native bf16 that ONEDNN_MAX_CPU_ISA caps away")
 def test_bf16_capped_away_by_onednn_isa_exits_with_one_line():
   result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--config=tiny", "--precision=fp32,bf16"],
@@ -209,7 +210,7 @@ def test_theoretical_peak_from_cpuinfo():
     (["--config=tiny", "--repeats=0"], "--repeats must be >= 1"),
     (["--config=tiny", "--experiments=fancy"], "--experiments"),
     (["--config=tiny", "--output=/no/such/dir/x.json"], "no such directory"),
-    (["--config=tiny", "--precision=fp16"], "--precision: choose from auto, fp32, bf16"),
+    (["--config=tiny", "--precision=fp16"], "--precision=fp16: choose from auto, fp32, bf16"),
     (["--config=tiny", "--peer_threads=two"], "--peer_threads: expected whole numbers"),
 ])
 def test_bad_flags_exit_with_one_line(args, message):

@@ -396,10 +396,10 @@ def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed
   assert "| 3e comparable to 3a | FD 3e_combined − 3a_vanilla: " in section and "2 seeds" in section
   assert "| 3c below 3a (not as sharp) | no runs of 3c | **not run** |" in section
   assert "### Claims that need paper scale" in section and "--seed=$seed" in section  # "3e slower" always is.
-  from ppgn_tf import precision
+  from ppgn_tf import hardware
   slower = claims["3e slower than 3a"]["parts"][0]  # Every run here trained on this machine's CPU: all pairs.
   assert set(slower["differences"]) == {"0", "1"} and slower["other_cpu_seeds"] == {}
-  assert f"Trained on {precision.cpu_model()}: 4 runs." in markdown
+  assert f"Trained on {hardware.cpu_model()}: 4 runs." in markdown
   wall = [json.loads(open(os.path.join(w, "summary.json")).read())["wall_seconds"] for w in two_seed_runs]
   assert numbers["compute"]["training_seconds"] == pytest.approx(sum(wall))
   assert numbers["compute"]["evaluation_seconds"] == pytest.approx(sum(e["seconds"] for e in evaluations.values()))

@@ -42,7 +42,7 @@ def test_ema_is_the_closed_form_average_after_every_generator_step(small_idx_dir
   keras.utils.set_random_seed(0)
   plain = ppgn.PPGN(encoder, tiny_config())
   keras.utils.set_random_seed(0)
-  model = ppgn.PPGN(encoder, tiny_config(generator_ema=DECAY, learning_rate=1e-3))
+  model = ppgn.compile_as_configured(ppgn.PPGN(encoder, tiny_config(generator_ema=DECAY, learning_rate=1e-3)))
   # The EMA starts as G, and keeping it changes no network's initialisation.
   for a, b in zip(_weights(model.generator) + _weights(model.critics["image"]) + _weights(model.critics["fc1"]),
                   _weights(plain.generator) + _weights(plain.critics["image"]) + _weights(plain.critics["fc1"])):

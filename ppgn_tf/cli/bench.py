@@ -35,6 +35,7 @@ import sys
 
 from absl import flags
 
+from ppgn_tf import checks
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.cli import runner
 from ppgn_tf.files import write_json
@@ -76,14 +77,14 @@ def _check_flags() -> tuple[int, ...]:
   experiments = bench_lib.EXPERIMENTS
   if not FLAGS.experiments or any(e not in experiments for e in FLAGS.experiments):
     raise ValueError(f"--experiments: choose from {', '.join(experiments)}, got {','.join(FLAGS.experiments)}")
-  bad = [p for p in FLAGS.precision if p not in precision_lib.CHOICES]
-  if bad or not FLAGS.precision:
-    raise ValueError(f"--precision: choose from {', '.join(precision_lib.CHOICES)}, got {','.join(FLAGS.precision)}")
+  if not FLAGS.precision:
+    raise ValueError(f"--precision: choose one or more of {', '.join(precision_lib.CHOICES)}")
+  for requested in FLAGS.precision:
+    precision_lib.check_choice(requested)
   for name in ("repeats", "sampler_steps", "sampler_batch", "fma_units"):
-    if getattr(FLAGS, name) is not None and getattr(FLAGS, name) < 1:
-      raise ValueError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
-  if FLAGS.inter_op_threads < 0:
-    raise ValueError(f"--inter_op_threads must be >= 0, got {FLAGS.inter_op_threads}")
+    if getattr(FLAGS, name) is not None:
+      checks.at_least(name, getattr(FLAGS, name), 1)
+  checks.at_least("inter_op_threads", FLAGS.inter_op_threads, 0)
   if FLAGS.output and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
     raise ValueError(f"--output={FLAGS.output}: no such directory")
   try:

@@ -46,6 +46,7 @@ def main(argv):
   runner.refuse_arguments(argv)
   try:
     config = sampler_flags.sampler_config_from_flags()
+    precision_lib.check_choice(FLAGS.precision)
     sampler_config.check_export_embedding(config, FLAGS.export_training_codes)
     export_layout.check_limits(FLAGS.max_batch, FLAGS.max_steps, config.steps)
     version = export_layout.check_export_dir(FLAGS.export_dir, FLAGS.version)

@@ -20,6 +20,7 @@ import os
 from absl import flags
 from absl import logging
 
+from ppgn_tf import checks
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
@@ -51,15 +52,14 @@ def main(argv):
   try:
     if (FLAGS.workdir is None) == (FLAGS.saved_model is None):
       raise ValueError("give exactly one of --workdir and --saved_model")
-    if FLAGS.per_class < 1:
-      raise ValueError(f"--per_class must be >= 1, got {FLAGS.per_class}")
-    if FLAGS.gif_frames < 0:
-      raise ValueError(f"--gif_frames must be >= 0, got {FLAGS.gif_frames}")
+    checks.at_least("per_class", FLAGS.per_class, 1)
+    precision_lib.check_choice(FLAGS.precision)
+    checks.at_least("gif_frames", FLAGS.gif_frames, 0)
     if FLAGS.workdir:
       config = sampler_flags.sampler_config_from_flags()
       run_files.check_workdir(FLAGS.workdir)
       options = run_files.read_options(FLAGS.workdir) if FLAGS.inpaint_image else {}
-      output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, "samples")
+      output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, run_files.SAMPLES_DIR)
     else:
       if FLAGS["precision"].present and FLAGS.precision != "auto":
         raise ValueError("--precision applies to --workdir only (a SavedModel computes in the precision it was "
@@ -71,7 +71,7 @@ def main(argv):
         config, options = None, export_layout.find_workdir_options(path)
       else:
         config = sampler_flags.saved_model_sampler_config(path)
-      output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "samples")
+      output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), run_files.SAMPLES_DIR)
     inpaint = None
     if FLAGS.inpaint_image:
       inpaint = inpaint_inputs.read_inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
@@ -109,7 +109,7 @@ def main(argv):
   stats = sample_lib.write_outputs(images, frames, probs, output_dir, FLAGS.per_class, title)
   logging.info("Wrote %s/samples.png%s; encoder's own accuracy on the samples %.3f",
                output_dir, " and chains.gif" if frames else "", stats["encoder_accuracy"])
-  print(os.path.join(output_dir, "samples.png"))
+  print(os.path.join(output_dir, run_files.SAMPLES_GRID))
   return 0
 
 

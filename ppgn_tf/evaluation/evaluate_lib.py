@@ -16,10 +16,11 @@ from ppgn_tf import files
 from ppgn_tf import plots
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
-from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 from ppgn_tf.evaluation import eval_classifier
 from ppgn_tf.evaluation.evaluation_plan import Plan  # Made and checked there, with no TensorFlow.
 from ppgn_tf.evaluation import metrics
+from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import sample_lib
 from ppgn_tf.sampling import sampler_config as sampler_config_lib
@@ -27,7 +28,7 @@ from ppgn_tf.training import run_files
 from ppgn_tf.training import train_lib
 
 REAL_DIVERSITY_PER_CLASS = 500  # Mean pairwise distance does not depend on the count; this bounds the cost.
-GRID_COLUMNS = 10  # Samples per class in EVALUATION_samples.png.
+GRID_COLUMNS = 10  # Samples per class in EVALUATION_samples.png and in each setting's picture of the sweep.
 
 
 def _same_dataset(a: str, b: str) -> bool:
@@ -263,7 +264,7 @@ def evaluate(plan: Plan, sampler_config=None, *, seed: int = 0, command: str | N
 
   grid_path = os.path.splitext(plan.output)[0] + "_samples.png"
   columns = min(per_class, GRID_COLUMNS)
-  grid = samples.reshape(NUM_CLASSES, per_class, 28, 28, 1)[:, :columns].reshape(-1, 28, 28, 1)
+  grid = samples.reshape(NUM_CLASSES, per_class, *IMAGE_SHAPE)[:, :columns].reshape(-1, *IMAGE_SHAPE)
   os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
   plots.save_image_grid(grid, grid_path, nrow=columns, row_labels=[str(c) for c in range(NUM_CLASSES)],
                         title=f"evaluation samples, {source.settings.steps} MALA steps")
@@ -416,7 +417,7 @@ def evaluate_inpainting(plan: Plan, sampler_config, mask_name: str, *, seed: int
   grid_path = os.path.splitext(plan.output)[0] + "_inpaint.png"
   shown = np.concatenate([np.flatnonzero(labels == c)[:1] for c in range(NUM_CLASSES)])
   masked_input = np.where(masks > 0, images, 0.5)  # Unknown pixels grey.
-  grid = np.stack([masked_input[shown], images[shown], from_image[shown], from_start[shown]], 1).reshape(-1, 28, 28, 1)
+  grid = np.stack([masked_input[shown], images[shown], from_image[shown], from_start[shown]], 1).reshape(-1, *IMAGE_SHAPE)
   os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
   plots.save_image_grid(grid, grid_path, nrow=4, row_labels=[str(c) for c in range(NUM_CLASSES)],
                         title=f"{mask_name} known: input, real, from the masked image, from a random start")
@@ -454,13 +455,14 @@ def evaluate_checkpoints(plan: Plan, sampler_config, *, seed: int = 0, command: 
   seconds each checkpoint holds."""
   start_time = time.time()
   checkpoints = [path for _, path in train_lib.kept_checkpoints(plan.workdir)]
-  latest = train_lib.check_checkpoints(os.path.join(plan.workdir, "checkpoints"))
+  latest = train_lib.check_checkpoints(os.path.join(plan.workdir, run_files.CHECKPOINTS_DIR))
   if latest:  # The rotating checkpoints too (--keep_checkpoints of them), the latest last.
-    state = tf.train.get_checkpoint_state(os.path.join(plan.workdir, "checkpoints"))
+    state = tf.train.get_checkpoint_state(os.path.join(plan.workdir, run_files.CHECKPOINTS_DIR))
     checkpoints += [p for p in (list(state.all_model_checkpoint_paths) if state else []) if p != latest] + [latest]
   if not checkpoints:
     raise ValueError(f"{plan.workdir}/checkpoints: no checkpoint (train first)")
-  encoder_metrics = run_files.read_json(os.path.join(plan.workdir, "encoder", "metrics.json")) or {}
+  encoder_metrics = run_files.read_json(os.path.join(run_files.encoder_dir(plan.workdir),
+                                                    encoder_lib.METRICS_FILE)) or {}
   encoder_seconds = encoder_metrics.get("train_seconds", 0.0)
   reference = Reference(plan, plan.per_class * NUM_CLASSES, seed)
   points = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from ppgn_tf import checks
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.training import run_files
 
@@ -30,10 +31,8 @@ class Plan:
 
 def check_counts(per_class: int, batch: int, recon_images: int = 0) -> None:
   """The sizes of an evaluation; raises ValueError with one line."""
-  if per_class < 2:
-    raise ValueError(f"--per_class must be >= 2 (diversity and covariances need pairs), got {per_class}")
-  if batch < 1:
-    raise ValueError(f"--batch must be >= 1, got {batch}")
+  checks.at_least("per_class", per_class, 2, "diversity and covariances need pairs")
+  checks.at_least("batch", batch, 1)
   if recon_images < 0 or recon_images == 1:
     raise ValueError(f"--recon_images must be 0 (all) or >= 2 (Frechet distances need pairs), got {recon_images}")
 

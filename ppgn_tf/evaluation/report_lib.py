@@ -14,13 +14,14 @@ import numpy as np
 
 from ppgn_tf import files
 from ppgn_tf import plots
-from ppgn_tf import precision
+from ppgn_tf import hardware
+from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.evaluation import seed_statistics as stats
 from ppgn_tf.evaluation.evaluation_plan import EVALUATION_FILE
 from ppgn_tf.training import run_files
 from ppgn_tf.training.run_files import CONFIG_FILE, HISTORY_FILE, OPTIONS_FILE, SUMMARY_FILE
 
-GRID_COLUMNS = 3  # Pictures per row of the side-by-side tables.
+PICTURES_PER_ROW = 3  # Pictures per row of the side-by-side tables.
 
 
 def run_names(workdirs: list[str]) -> list[str]:
@@ -75,10 +76,10 @@ def _copy(source: str, destination: str) -> None:
 
 
 def _picture_table(names: list[str], links: list[str | None]) -> list[str]:
-  """Markdown tables of pictures, GRID_COLUMNS per row, names as headers."""
+  """Markdown tables of pictures, PICTURES_PER_ROW per row, names as headers."""
   lines = []
-  for lo in range(0, len(names), GRID_COLUMNS):
-    chunk = list(zip(names[lo:lo + GRID_COLUMNS], links[lo:lo + GRID_COLUMNS]))
+  for lo in range(0, len(names), PICTURES_PER_ROW):
+    chunk = list(zip(names[lo:lo + PICTURES_PER_ROW], links[lo:lo + PICTURES_PER_ROW]))
     lines += ["| " + " | ".join(n for n, _ in chunk) + " |", "|" + " --- |" * len(chunk),
               "| " + " | ".join(f"![{n}]({l})" if l else "(none)" for n, l in chunk) + " |", ""]
   return lines
@@ -121,7 +122,7 @@ python -m ppgn_tf.report runs/paper/3*/seed* --output=docs/reports/reproduction_
 
 def run_device(summary: dict) -> str | None:
   """What the run's wall times measure: summary.json's CPU model, with its GPUs if it had any."""
-  return precision.compute_device(summary.get("cpu"), summary.get("gpus") or ())
+  return hardware.compute_device(summary.get("cpu"), summary.get("gpus") or ())
 
 
 def run_metrics(evaluation: dict, summary: dict) -> dict:
@@ -237,7 +238,8 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   for w, name in zip(workdirs, names):
     evaluation = run_files.read_json(os.path.join(w, EVALUATION_FILE))
     # Fig. 3: the grid written at the end of training, else the evaluation's. (Fig. 4 is drawn per group below.)
-    grids = [os.path.join(w, "samples", "samples.png"), os.path.join(w, evaluation.get("samples_png") or "")]
+    grids = [os.path.join(w, run_files.SAMPLES_DIR, run_files.SAMPLES_GRID),
+             os.path.join(w, evaluation.get("samples_png") or "")]
     pictures = {}
     found = next((p for p in grids if os.path.isfile(p)), None)
     if found:
@@ -330,7 +332,8 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
 
   lines += ["", "### Accuracy per class", "",
             "Samples by requested class; below each run, where measured, G(E(x)) of the test images by true class.",
-            "", "| run | " + " | ".join(str(c) for c in range(10)) + " |", "|" + " --- |" * 11]
+            "", "| run | " + " | ".join(str(c) for c in range(NUM_CLASSES)) + " |",
+            "|" + " --- |" * (NUM_CLASSES + 1)]
 
   def accuracy_row(name, table):
     return f"| {name} | " + " | ".join(_num(row["accuracy"], 2) for row in table) + " |"

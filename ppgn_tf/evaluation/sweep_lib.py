@@ -13,7 +13,7 @@ from absl import logging
 
 from ppgn_tf import files
 from ppgn_tf import plots
-from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 from ppgn_tf.evaluation import evaluate_lib as evaluate
 from ppgn_tf.evaluation.evaluation_plan import Plan
 from ppgn_tf.evaluation import metrics
@@ -22,7 +22,6 @@ from ppgn_tf.sampling import sampler_config as settings_lib
 from ppgn_tf.training import run_files
 from ppgn_tf.training import train_lib
 
-GRID_COLUMNS = 10  # Samples per class in each setting's picture.
 
 
 MIN_COPY_RATIO = 0.95  # Samples must be about as far from the training digits as unseen digits are.
@@ -78,7 +77,7 @@ def run_sweep(plan: Plan, names: list[str], seed: int, min_accuracy: float, min_
                                       "near_duplicate_pairs", "heldout_near_duplicate_pairs")},
            "median_code_move": metrics.median_code_move(chains.start_codes, chains.end_codes)}
     rows.append(row)
-    grids[name] = images.reshape(NUM_CLASSES, per_class, 28, 28, 1)[:, :min(per_class, GRID_COLUMNS)]
+    grids[name] = images.reshape(NUM_CLASSES, per_class, *IMAGE_SHAPE)[:, :min(per_class, evaluate.GRID_COLUMNS)]
     logging.info("Setting %d/%d %s: accuracy %.3f, FD %.1f, diversity %.2f, copy ratio %.2f, %d duplicate pairs "
                  "(%.0f s)", i + 1, len(names), name, row["accuracy"], row["frechet_distance"], row["diversity"],
                  row["copy_ratio"], row["exact_duplicate_pairs"], row["seconds"])
@@ -119,7 +118,7 @@ def write_report(result: dict, output: str, best: int, command: str) -> None:
   grid_rows = []
   for r in shown:  # One picture row per setting: the first sample of every class, then the second...
     grid = result["grids"][r["name"]]
-    grid_rows.append(grid[:, :2].transpose(1, 0, 2, 3, 4).reshape(-1, 28, 28, 1))
+    grid_rows.append(grid[:, :2].transpose(1, 0, 2, 3, 4).reshape(-1, *IMAGE_SHAPE))
   grids_png = os.path.join(images_dir, "best_settings.png")
   plots.save_image_grid(np.concatenate(grid_rows), grids_png, nrow=2 * NUM_CLASSES,
                         row_labels=[r["name"] for r in shown],

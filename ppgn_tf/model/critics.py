@@ -12,6 +12,8 @@ import math
 import keras
 import tensorflow as tf
 
+from ppgn_tf.data.idx_format import IMAGE_SHAPE
+
 IMAGE = "image"  # The name under which the image critic D is listed.
 
 
@@ -87,7 +89,7 @@ def build_image_critic(dim: int = 64, name: str = "critic_image") -> keras.Model
 
   28 -> 26 -> 24 -> 12 -> 10 -> 5 -> 3 -> 1.
   """
-  images = keras.Input((28, 28, 1), name="images")
+  images = keras.Input(IMAGE_SHAPE, name="images")
   plan = [(4 * dim, 3), (4 * dim, 3), "pool", (4 * dim, 3), "pool", (8 * dim, 3), "pool"]
   return _conv_critic(images, images, plan, name)
 

@@ -17,11 +17,12 @@ from absl import logging
 
 from ppgn_tf import files
 from ppgn_tf import random_streams
-from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 
-IMAGE_SHAPE = (28, 28, 1)
 # Layers of E in forward order; each is exposed as an output of the model.
 LAYER_NAMES = ("conv1", "conv2", "conv3", "fc1", "fc2")
+CONV_WIDTHS = (64, 128, 256)  # Channels of conv1, conv2, conv3 (the spec).
+CODE_SIZE = 64  # fc1: the code h.
 
 ENCODER_FILE = "encoder.keras"
 METRICS_FILE = "metrics.json"
@@ -31,40 +32,25 @@ class EncoderError(ValueError):
   """A missing or unusable encoder directory."""
 
 
-def build_encoder(name: str = "encoder") -> keras.Model:
+def build_encoder(name: str = "encoder", conv_widths: tuple[int, int, int] = CONV_WIDTHS) -> keras.Model:
   """E as in the spec: conv1(64,7) conv2(128,7) pool conv3(256,7) pool fc1(64) fc2(10).
 
   Stride 1, 'valid' padding, ReLU after every layer but fc2. Conv outputs are
   taken after ReLU and before pooling: 22x22x64, 16x16x128, 2x2x256; fc1 is the
-  64-d code h; fc2 holds the class logits.
+  64-d code h; fc2 holds the class logits. Other `conv_widths` keep every layer
+  and shape but the channels (narrow encoders run the benchmark's self-test).
   """
   images = keras.Input(IMAGE_SHAPE, name="images")
-  conv1 = keras.layers.Conv2D(64, 7, activation="relu", name="conv1")(images)
-  conv2 = keras.layers.Conv2D(128, 7, activation="relu", name="conv2")(conv1)
+  conv1 = keras.layers.Conv2D(conv_widths[0], 7, activation="relu", name="conv1")(images)
+  conv2 = keras.layers.Conv2D(conv_widths[1], 7, activation="relu", name="conv2")(conv1)
   x = keras.layers.MaxPooling2D(2, name="pool2")(conv2)
-  conv3 = keras.layers.Conv2D(256, 7, activation="relu", name="conv3")(x)
+  conv3 = keras.layers.Conv2D(conv_widths[2], 7, activation="relu", name="conv3")(x)
   x = keras.layers.MaxPooling2D(2, name="pool3")(conv3)
   x = keras.layers.Flatten(name="flatten")(x)
-  fc1 = keras.layers.Dense(64, activation="relu", name="fc1")(x)
+  fc1 = keras.layers.Dense(CODE_SIZE, activation="relu", name="fc1")(x)
   # fc2 stays float32 under mixed precision: its softmax feeds losses and the sampler.
   fc2 = keras.layers.Dense(NUM_CLASSES, name="fc2", dtype="float32")(fc1)
-  outputs = {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc1": fc1, "fc2": fc2}
-  return keras.Model(images, outputs, name=name)
-
-
-def build_tiny_encoder() -> keras.Model:
-  """E's layer names and code size with 2 channels per conv: for tests and the benchmark's self-test
-  (counters and plumbing, not quality)."""
-  images = keras.Input((28, 28, 1))
-  conv1 = keras.layers.Conv2D(2, 7, activation="relu", name="conv1")(images)
-  conv2 = keras.layers.Conv2D(2, 7, activation="relu", name="conv2")(conv1)
-  conv3 = keras.layers.Conv2D(2, 7, activation="relu", name="conv3")(keras.layers.MaxPooling2D(2)(conv2))
-  x = keras.layers.Flatten()(keras.layers.MaxPooling2D(2)(conv3))
-  fc1 = keras.layers.Dense(64, activation="relu", name="fc1")(x)
-  fc2 = keras.layers.Dense(10, name="fc2", dtype="float32")(fc1)
-  model = keras.Model(images, {"conv1": conv1, "conv2": conv2, "conv3": conv3, "fc1": fc1, "fc2": fc2})
-  model.trainable = False
-  return model
+  return keras.Model(images, dict(zip(LAYER_NAMES, (conv1, conv2, conv3, fc1, fc2))), name=name)
 
 
 def layer_shapes(encoder: keras.Model) -> dict[str, tuple[int, ...]]:
@@ -152,14 +138,13 @@ def pretrain_encoder(train_ds: tf.data.Dataset,
 
 
 def save_encoder(encoder: keras.Model, metrics: dict, directory: str) -> None:
-  """Writes encoder.keras and metrics.json; the directory appears whole or not at all."""
-  parent = os.path.dirname(os.path.abspath(directory))
-  os.makedirs(parent, exist_ok=True)
-  tmp = f"{directory}.tmp-{os.getpid()}"
-  os.makedirs(tmp, exist_ok=True)
-  encoder.save(os.path.join(tmp, ENCODER_FILE))
-  files.write_json(os.path.join(tmp, METRICS_FILE), metrics)
-  os.replace(tmp, directory)
+  """Writes encoder.keras and metrics.json; the directory appears whole or not at all (files.write_atomically)."""
+  def make(temporary):
+    os.mkdir(temporary)
+    encoder.save(os.path.join(temporary, ENCODER_FILE))
+    files.write_json(os.path.join(temporary, METRICS_FILE), metrics)
+
+  files.write_atomically(directory, make)
 
 
 def check_encoder_dir(directory: str) -> None:

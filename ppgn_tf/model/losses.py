@@ -7,13 +7,13 @@ summed gradients equal those of the mean over the global batch.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Mapping
 
 import tensorflow as tf
 
-WGAN_GP = "wgan_gp"
-LOG = "log"
-GAN_LOSSES = (WGAN_GP, LOG)
+WGAN_GP = "wgan_gp"  # Wasserstein critic and generator terms (the thesis' experiments).
+LOG = "log"  # -log D(x) - log(1 - D(G(h))) for the critic, non-saturating -log D(G(h)) for G (Eqs. 4, 9, 11).
 
 
 def _f32(x) -> tf.Tensor:
@@ -70,31 +70,47 @@ def gradient_penalty(critic: Callable[[tf.Tensor], tf.Tensor], real, fake, mix) 
   return tf.reduce_mean(tf.square(norms - 1.0))
 
 
-def critic_loss(kind: str, real_scores, fake_scores) -> tf.Tensor:
-  """The critic's loss before any gradient penalty, for --gan_loss=kind."""
-  if kind == WGAN_GP:
-    return wasserstein_critic_loss(real_scores, fake_scores)
-  if kind == LOG:
-    return log_critic_loss(real_scores, fake_scores)
-  raise ValueError(f"unknown gan loss '{kind}' (choose from {', '.join(GAN_LOSSES)})")
+def wasserstein_generator_term(fake_scores) -> tf.Tensor:
+  """One critic's term in the Wasserstein L_gan: -mean D(fake)."""
+  return -tf.reduce_mean(_f32(fake_scores))
 
 
-def generator_adversarial_term(kind: str, fake_scores) -> tf.Tensor:
-  """One critic's term in L_gan: -mean D(fake) (Wasserstein) or -log D(fake) (non-saturating)."""
-  if kind == WGAN_GP:
-    return -tf.reduce_mean(_f32(fake_scores))
-  if kind == LOG:
-    return tf.reduce_mean(tf.nn.softplus(-_f32(fake_scores)))
-  raise ValueError(f"unknown gan loss '{kind}' (choose from {', '.join(GAN_LOSSES)})")
+def log_generator_term(fake_scores) -> tf.Tensor:
+  """One critic's term in the log-loss L_gan, non-saturating: -log D(fake) with D = sigmoid(score)."""
+  return tf.reduce_mean(tf.nn.softplus(-_f32(fake_scores)))
 
 
-def adversarial_loss(kind: str,
+@dataclasses.dataclass(frozen=True)
+class GanLoss:
+  """One form of the adversarial game, as PPGN.compile takes it: the critic's loss (before any gradient
+  penalty) of (real scores, fake scores), and one critic's term in L_gan of its fake scores."""
+  name: str
+  critic_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+  generator_term: Callable[[tf.Tensor], tf.Tensor]
+
+
+# --gan_loss's choices: the one registry of loss forms.
+GAN_LOSSES = {form.name: form for form in (
+    GanLoss(WGAN_GP, wasserstein_critic_loss, wasserstein_generator_term),
+    GanLoss(LOG, log_critic_loss, log_generator_term),
+)}
+
+
+def gan_loss(name: str) -> GanLoss:
+  """The GanLoss called `name`; raises ValueError (one line naming --gan_loss) for another name."""
+  if name not in GAN_LOSSES:
+    raise ValueError(f"--gan_loss={name}: choose from {', '.join(GAN_LOSSES)}")
+  return GAN_LOSSES[name]
+
+
+def adversarial_loss(generator_term: Callable[[tf.Tensor], tf.Tensor],
                      fake_scores: Mapping[str, tf.Tensor],
                      weights: Mapping[str, float | tf.Tensor]) -> tf.Tensor:
-  """L_gan = sum_k lambda_k * term_k (Eq. 9); a weight may be a tensor (0 masks a critic)."""
+  """L_gan = sum_k lambda_k * term_k (Eq. 9), term_k = generator_term(fake scores of critic k) (a GanLoss's);
+  a weight may be a tensor (0 masks a critic)."""
   total = tf.constant(0.0)
   for name, scores in fake_scores.items():
-    total += _f32(weights[name]) * generator_adversarial_term(kind, scores)
+    total += _f32(weights[name]) * generator_term(scores)
   return total
 
 

@@ -12,6 +12,7 @@ import resource
 import statistics
 import time
 
+from ppgn_tf import hardware
 from ppgn_tf import precision as precision_lib
 
 SAMPLE_STEPS = 200  # The thesis' chain length: what sampler seconds are reported for.
@@ -41,19 +42,20 @@ class BenchConfig:
   """Scale of one benchmark."""
   dim: int
   batch_size: int
-  tiny_encoder: bool  # 2 channels per encoder conv: for the self-test, not for numbers.
   repeats: int
   sampler_steps: int  # Steps actually run; results are scaled to SAMPLE_STEPS.
   sampler_batch: int
   train_images: int  # Images in the training pipeline (encoded once, as train.py does).
+  # Channels of E's conv1..3; None: the spec's (encoder.CONV_WIDTHS). Narrow ones for the self-test, not for numbers.
+  encoder_widths: tuple[int, int, int] | None = None
 
 
 CONFIGS = {
-    "paper": BenchConfig(dim=64, batch_size=32, tiny_encoder=False, repeats=3, sampler_steps=4,
+    "paper": BenchConfig(dim=64, batch_size=32, repeats=3, sampler_steps=4,
                          sampler_batch=64, train_images=1024),
-    "quickstart": BenchConfig(dim=8, batch_size=32, tiny_encoder=False, repeats=5, sampler_steps=20,
+    "quickstart": BenchConfig(dim=8, batch_size=32, repeats=5, sampler_steps=20,
                               sampler_batch=64, train_images=1024),
-    "tiny": BenchConfig(dim=2, batch_size=8, tiny_encoder=True, repeats=2, sampler_steps=2,
+    "tiny": BenchConfig(dim=2, batch_size=8, encoder_widths=(2, 2, 2), repeats=2, sampler_steps=2,
                         sampler_batch=8, train_images=64),
 }
 # The experiments by what sets the cost of a step: which critics there are and how they are chosen.
@@ -84,7 +86,7 @@ def cpu_info(cpuinfo_text: str | None = None) -> dict:
   """
   allowed = None  # Given text describes some other machine: every processor in it counts.
   if cpuinfo_text is None:
-    cpuinfo_text = precision_lib.read_cpuinfo()
+    cpuinfo_text = hardware.read_cpuinfo()
     if cpuinfo_text is None:
       cpuinfo_text = ""
     else:
@@ -93,7 +95,7 @@ def cpu_info(cpuinfo_text: str | None = None) -> dict:
       except (AttributeError, OSError):
         pass  # No affinity to read here: every processor listed counts.
   processors, model, mhz, cores = 0, None, [], set()
-  for fields in precision_lib.cpuinfo_blocks(cpuinfo_text):
+  for fields in hardware.cpuinfo_blocks(cpuinfo_text):
     if "processor" not in fields:
       continue
     if allowed is not None and int(fields["processor"]) not in allowed:
@@ -103,7 +105,7 @@ def cpu_info(cpuinfo_text: str | None = None) -> dict:
     if "cpu MHz" in fields:
       mhz.append(float(fields["cpu MHz"]))
     cores.add((fields.get("physical id", "0"), fields.get("core id", fields["processor"])))
-  return {"model_name": model, "flags": sorted(precision_lib.cpu_flags(cpuinfo_text)),
+  return {"model_name": model, "flags": sorted(hardware.cpu_flags(cpuinfo_text)),
           "logical_cpus": processors, "physical_cores": len(cores), "mhz": max(mhz) if mhz else None}
 
 
@@ -115,7 +117,7 @@ def theoretical_peak(info: dict, fma_units: int = 2, isa_cap: str | None = None)
   since Haswell (server parts with AVX-512 included) and AMD's since Zen 2; pass the right one for others.
   None without a clock.
   """
-  flags = precision_lib.usable_cpu_flags(info["flags"], isa_cap)
+  flags = hardware.usable_cpu_flags(info["flags"], isa_cap)
   lanes = 16 if "avx512f" in flags else 8 if flags & {"avx", "avx2"} else 4
   per_core_fp32 = lanes * fma_units * 2
   per_core_bf16 = per_core_fp32 * (2 if "avx512_bf16" in flags else 0)
@@ -131,7 +133,7 @@ def theoretical_peak(info: dict, fma_units: int = 2, isa_cap: str | None = None)
 
 def has_native_bf16() -> bool:
   """bfloat16 arithmetic in hardware (AVX512-BF16 or AMX); elsewhere oneDNN emulates it, slower than fp32."""
-  return bool(precision_lib.kernel_cpu_flags() & set(precision_lib.NATIVE_BF16_CPU_FLAGS))
+  return bool(hardware.kernel_cpu_flags() & set(hardware.NATIVE_BF16_CPU_FLAGS))
 
 
 def peak_rss_mb() -> float:
@@ -194,10 +196,10 @@ def format_table(results: dict) -> str:
   """The console table: the peaks, then per precision one row per experiment and per sampler batch, the peer."""
   cpu, peaks = results["cpu"], results["peaks"]
   theory = peaks["theoretical"]
-  onednn = "on" if results["onednn"] else "off"
+  onednn = {True: "on", False: "off"}.get(results["onednn"], "as TensorFlow's default")
   cap = results.get("onednn_max_cpu_isa")
-  usable = precision_lib.usable_cpu_flags(cpu["flags"], cap)
-  native = [f for f in precision_lib.NATIVE_BF16_CPU_FLAGS if f in usable]
+  usable = hardware.usable_cpu_flags(cpu["flags"], cap)
+  native = [f for f in hardware.NATIVE_BF16_CPU_FLAGS if f in usable]
   kind = precision_lib.cpu_kind(usable)
   lines = [f"CPU: {cpu['model_name']}, {theory['cores']} cores at {cpu['mhz']} MHz (cpuinfo), "
            f"{theory['fp32_lanes']} fp32 lanes, native bf16: {', '.join(native) or 'none'}"

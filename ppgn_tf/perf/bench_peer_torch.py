@@ -19,6 +19,8 @@ from __future__ import annotations
 import statistics
 import time
 
+from ppgn_tf.data.idx_format import NUM_CLASSES
+
 INSTALL_HINT = "pip install torch  (or: pip install '.[peer]'; a CPU-only wheel is enough)"
 # The experiments whose critics this restatement has: the image critic D and D_fc1, every iteration.
 CRITICS_OF = {"vanilla": ("image",), "fc1": ("fc1",), "combined": ("image", "fc1")}
@@ -44,7 +46,7 @@ def _networks(torch, dim: int, encoder_widths: tuple[int, int, int], critics: tu
       super().__init__()
       c1, c2, c3 = encoder_widths
       self.conv1, self.conv2, self.conv3 = nn.Conv2d(1, c1, 7), nn.Conv2d(c1, c2, 7), nn.Conv2d(c2, c3, 7)
-      self.fc1, self.fc2 = nn.Linear(c3, 64), nn.Linear(64, 10)  # conv3 pooled to 1x1
+      self.fc1, self.fc2 = nn.Linear(c3, 64), nn.Linear(64, NUM_CLASSES)  # conv3 pooled to 1x1
 
     def forward(self, x):
       x = torch.relu(self.conv1(x))

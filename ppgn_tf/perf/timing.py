@@ -15,11 +15,13 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.util import _pywrap_util_port
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
+from ppgn_tf import hardware
 from ppgn_tf import precision as precision_lib
+from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.model.generator import build_generator
 from ppgn_tf.perf import bench as bench_lib
@@ -31,9 +33,12 @@ from ppgn_tf.training import ppgn
 from ppgn_tf.training import train_lib
 
 
-def onednn_enabled() -> bool:
-  """Whether TensorFlow runs its oneDNN kernels (decided when it was imported)."""
-  return bool(_pywrap_util_port.IsMklEnabled())
+def onednn_enabled() -> bool | None:
+  """Whether TensorFlow runs its oneDNN kernels: it decides when imported, from TF_ENABLE_ONEDNN_OPTS (which the
+  program sets from --onednn before importing it). None when unset: TensorFlow's default for this CPU, which no
+  public API reports."""
+  value = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower()
+  return {"1": True, "true": True, "0": False, "false": False}.get(value)
 
 
 def _median(values) -> float:
@@ -60,8 +65,8 @@ def measure_peak_flops(dtype: str = "float32", repeats: int = bench_lib.PEAK_REP
 
 def _train_split(n: int, seed: int = 0):
   """`n` random digit-like images: speed does not depend on pixel values, and no data set is needed."""
-  rng = np.random.default_rng(seed)
-  return data_lib.Split(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n))
+  rng = random_streams.numpy_generator(seed, random_streams.BENCH_IMAGES)
+  return data_lib.Split(rng.integers(0, 256, (n, *IMAGE_SHAPE), dtype=np.uint8), rng.integers(0, NUM_CLASSES, n))
 
 
 def build_model(encoder, bench: bench_lib.BenchConfig, experiment: dict, precision: str):
@@ -70,8 +75,7 @@ def build_model(encoder, bench: bench_lib.BenchConfig, experiment: dict, precisi
                            schedule=critic_schedule.CriticSchedule(bench_lib.CRITIC_ITERATIONS,
                                                                    bench_lib.CRITIC_ITERATIONS, 1, 10**9))
   with precision_lib.policy_scope(precision):
-    model = ppgn.PPGN(encoder, config)
-    model.compile()
+    model = ppgn.compile_as_configured(ppgn.PPGN(encoder, config))
   return model
 
 
@@ -101,7 +105,9 @@ class ProjectRounds:
   def __init__(self, model, split, bench: bench_lib.BenchConfig):
     features = train_lib.encode_split(model.encoder, split, model.cacheable_layers())
     self._iterator = iter(data_lib.make_pipeline(split, bench.batch_size, seed=0, repeat=True, features=features))
-    self._train_function = model.make_train_function()
+    # What fit() calls once per batch: Keras' train function (train_step in its tf.function) on a tf.data iterator.
+    model.make_train_function()
+    self._train_function = model.train_function
     self.model = model
     self.warmup_s = None
     self._g_steps = None
@@ -151,7 +157,7 @@ def time_sampler(generator, encoder, batch: int, steps: int, repeats: int) -> fl
   """Seconds for one `steps`-step run of `batch` chains (median of `repeats` after a warm-up)."""
   sampler = mala_sampler.MalaSampler(generator, encoder, mala_sampler.SamplerConfig(steps=steps))
   targets = np.arange(batch, dtype=np.int32) % 10
-  seeds = np.arange(batch, dtype=np.int64)
+  seeds = random_streams.chain_seeds(0, batch)
   h0 = mala_sampler.initial_codes(seeds, sampler.code_shape)
   sampler.sample(targets, seeds, h0)["codes"].numpy()
   times = []
@@ -253,9 +259,13 @@ def peer_contestant(threads: int) -> str:
   return f"peer_{threads}_threads"
 
 
+def encoder_widths(bench: bench_lib.BenchConfig) -> tuple[int, int, int]:
+  """E's conv widths at this scale, the same for this project and the peer."""
+  return bench.encoder_widths or encoder_lib.CONV_WIDTHS
+
+
 def _peer_trainer(bench: bench_lib.BenchConfig, split, critics):
-  widths = (2, 2, 2) if bench.tiny_encoder else (64, 128, 256)  # The encoder's conv widths, as ours.
-  return bench_peer_torch.PeerTrainer(bench.dim, bench.batch_size, widths, critics, split.images)
+  return bench_peer_torch.PeerTrainer(bench.dim, bench.batch_size, encoder_widths(bench), critics, split.images)
 
 
 def interleave(contestants: dict, repeats: int) -> tuple[dict, list]:
@@ -361,7 +371,7 @@ def run(config_name: str, precisions=("fp32",), experiments=("vanilla", "combine
   bench = dataclasses.replace(bench, **{k: v for k, v in (("repeats", repeats), ("sampler_steps", sampler_steps),
                                                           ("sampler_batch", sampler_batch)) if v})
   info = bench_lib.cpu_info()
-  isa_cap = precision_lib.onednn_isa_cap()  # Kernels limited to older instructions: peaks and bf16 follow.
+  isa_cap = hardware.onednn_isa_cap()  # Kernels limited to older instructions: peaks and bf16 follow.
   results = {"config": config_name, "precision": precisions[0], "precisions": list(precisions),
              "bench": dataclasses.asdict(bench), "cpu": info, "cpu_count": os.cpu_count(),
              "onednn_max_cpu_isa": isa_cap, "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
@@ -383,8 +393,8 @@ def run(config_name: str, precisions=("fp32",), experiments=("vanilla", "combine
   results["peak_fp32_flops"] = probe["fp32"]["best_flops"]
   results["peak_bf16_flops"] = probe["bf16"]["best_flops"] if "bf16" in probe else None
 
-  keras.utils.set_random_seed(0)
-  encoder = encoder_lib.build_tiny_encoder() if bench.tiny_encoder else encoder_lib.build_encoder()
+  random_streams.seed_keras(0, random_streams.NETWORK_INITIALISATION)
+  encoder = encoder_lib.build_encoder(conv_widths=encoder_widths(bench))
   encoder.trainable = False
   split = _train_split(bench.train_images)
   paired = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 
+from ppgn_tf import checks
 from ppgn_tf.sampling import sampler_config
 from ppgn_tf.training import run_files
 
@@ -27,10 +28,8 @@ DEFAULT_MAX_STEPS = 200
 
 def check_limits(max_batch: int, max_steps: int, steps: int) -> None:
   """Raises ExportError (one line) for limits an export cannot have."""
-  if max_batch < 1:
-    raise ExportError(f"--max_batch must be >= 1, got {max_batch}")
-  if max_steps < 0:
-    raise ExportError(f"--max_steps must be >= 0, got {max_steps}")
+  checks.at_least("max_batch", max_batch, 1, error=ExportError)
+  checks.at_least("max_steps", max_steps, 0, error=ExportError)
   if steps > max_steps:
     raise ExportError(f"--max_steps={max_steps} is below the sampler's own --steps={steps}")
 
@@ -52,8 +51,7 @@ def check_export_dir(export_dir: str, version: int | None) -> int:
   versions = existing_versions(export_dir)
   if version is None:
     return (versions[-1] + 1) if versions else 1
-  if version < 1:
-    raise ExportError(f"--version must be >= 1, got {version}")
+  checks.at_least("version", version, 1, error=ExportError)
   if version in versions:
     raise ExportError(f"{os.path.join(export_dir, str(version))}: version {version} exists "
                       "(versions are never overwritten; omit --version for the next one)")

@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 from ppgn_tf.data import sources
+from ppgn_tf.data.idx_format import IMAGE_SHAPE
 from ppgn_tf.sampling import sampler_config
 
-IMAGE_SHAPE = (28, 28, 1)
 TEST_PREFIX = "test:"  # --inpaint_image=test:N: test image N of the run's data set.
 
 
@@ -21,7 +21,7 @@ def check_inpaint_images(images, rows: int) -> np.ndarray:
   """images [rows, 28, 28, 1] with pixels in [0, 1]; raises ValueError naming the input."""
   images = np.asarray(images, np.float32)
   if images.shape != (rows, *IMAGE_SHAPE):
-    raise ValueError(f"inpaint images: expected shape [{rows}, 28, 28, 1], got {list(images.shape)}")
+    raise ValueError(f"inpaint images: expected shape {[rows, *IMAGE_SHAPE]}, got {list(images.shape)}")
   if not np.all(np.isfinite(images)) or images.min() < 0 or images.max() > 1:
     raise ValueError("inpaint images: pixels must be in [0, 1]")
   return images
@@ -33,7 +33,8 @@ def check_inpaint_mask(mask, images_shape: tuple) -> np.ndarray:
   if mask.shape == IMAGE_SHAPE:
     mask = np.broadcast_to(mask, images_shape)
   if mask.shape != tuple(images_shape):
-    raise ValueError(f"inpaint mask: expected shape [28, 28, 1] or {list(images_shape)}, got {list(mask.shape)}")
+    raise ValueError(f"inpaint mask: expected shape {list(IMAGE_SHAPE)} or {list(images_shape)}, "
+                     f"got {list(mask.shape)}")
   if not np.all((mask == 0) | (mask == 1)):
     raise ValueError("inpaint mask: values must be 0 (fill in) or 1 (known)")
   return np.ascontiguousarray(mask)
@@ -57,8 +58,9 @@ def read_picture(path: str, what: str) -> np.ndarray:
       values = np.asarray(Image.open(path).convert("L"), np.float32) / 255.0
     except OSError as e:
       raise ValueError(f"{what}={path}: not an image ({e})") from None
-  if values.size != 28 * 28:
-    raise ValueError(f"{what}={path}: expected 28x28 pixels, got shape {list(values.shape)}")
+  if values.size != np.prod(IMAGE_SHAPE):
+    raise ValueError(f"{what}={path}: expected {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} pixels, got shape "
+                     f"{list(values.shape)}")
   return values.reshape(IMAGE_SHAPE)
 
 

@@ -14,10 +14,11 @@ from ppgn_tf import plots
 from ppgn_tf import precision as precision_lib
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
-from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import inpaint_inputs
 from ppgn_tf.sampling import mala_sampler
+from ppgn_tf.training import run_files
 
 
 def model_sampler(model, config, prior=None, precision: str = precision_lib.FP32) -> mala_sampler.MalaSampler:
@@ -91,7 +92,7 @@ def write_outputs(images, frames, probs, output_dir: str, per_class: int, title:
   os.makedirs(output_dir, exist_ok=True)
   files.atomic_write(os.path.join(output_dir, "samples.npz"), lambda out: np.savez_compressed(
       out, images=images.astype(np.float32), classes=np.repeat(np.arange(NUM_CLASSES), per_class)))
-  plots.save_image_grid(images, os.path.join(output_dir, "samples.png"), nrow=per_class,
+  plots.save_image_grid(images, os.path.join(output_dir, run_files.SAMPLES_GRID), nrow=per_class,
                         row_labels=[str(c) for c in range(NUM_CLASSES)], title=title)
   if frames:
     plots.save_animation(frames, os.path.join(output_dir, "chains.gif"), nrow=per_class, duration_ms=150)
@@ -147,10 +148,10 @@ def inpaint_grid(run, image, mask, per_class: int, seed: int = 0):
   images = np.repeat(image[None], len(classes), axis=0)
   masks = np.repeat(mask[None], len(classes), axis=0)
   out = run(images, masks, classes, seeds)
-  completed = np.asarray(out["images"]).reshape(NUM_CLASSES, per_class, 28, 28, 1)
+  completed = np.asarray(out["images"]).reshape(NUM_CLASSES, per_class, *IMAGE_SHAPE)
   masked_input = np.where(mask > 0, image, 0.5)  # Unknown pixels grey.
   rows = np.concatenate([np.repeat(masked_input[None, None], NUM_CLASSES, axis=0), completed], axis=1)
-  return rows.reshape(-1, 28, 28, 1), np.asarray(out["class_probs"])
+  return rows.reshape(-1, *IMAGE_SHAPE), np.asarray(out["class_probs"])
 
 
 def write_inpaint_outputs(grid, probs, output_dir: str, per_class: int, title: str) -> dict:

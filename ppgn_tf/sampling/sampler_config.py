@@ -7,6 +7,9 @@ import dataclasses
 
 import numpy as np
 
+from ppgn_tf import checks
+from ppgn_tf.data.idx_format import IMAGE_SHAPE
+
 H0_NORMAL = "normal"  # h_0 ~ N(0, 1) (the thesis).
 H0_CODES = "codes"  # h_0 = the code E(x) of a random training image of any class.
 H0_CLASS_CODES = "class_codes"  # h_0 = the code E(x) of a random training image of the requested class.
@@ -57,35 +60,23 @@ class SamplerConfig:
   def validate(self) -> None:
     """Raises ValueError, one line naming the flag.
 
-    The checks run once per config: where it is made (the programs' flags, RunOptions) and, for a config a
-    library user built, at the library's entries (MalaSampler, serving.build_archive); a config already checked
-    passes those at no cost. A changed copy (dataclasses.replace) is a new config, checked anew.
+    Called where a config is made (the programs' flags, RunOptions) and at the library's entries (MalaSampler,
+    serving.build_archive). Not on construction: the export's `sample` signature fills some fields with tensors,
+    which its graph checks itself.
     """
-    if self.__dict__.get("_validated"):
-      return
-    if self.steps < 0:
-      raise ValueError(f"--steps must be >= 0, got {self.steps}")
-    for name in ("epsilon1", "epsilon2", "epsilon3", "epsilon4", "step_size"):
-      if not getattr(self, name) >= 0:
-        raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
-    if self.step_size_end is not None and not self.step_size_end >= 0:
-      raise ValueError(f"--step_size_end must be >= 0, got {self.step_size_end}")
-    if self.h0 not in H0_MODES:
-      raise ValueError(f"--h0={self.h0}: choose from {', '.join(H0_MODES)}")
-    if self.h0_components < 1:
-      raise ValueError(f"--h0_components must be >= 1, got {self.h0_components}")
-    if self.keep_every < 0:
-      raise ValueError(f"--keep_every must be >= 0, got {self.keep_every}")
-    if self.reset_every < 0:
-      raise ValueError(f"--reset_every must be >= 0, got {self.reset_every}")
+    for name in ("steps", "epsilon1", "epsilon2", "epsilon3", "epsilon4", "step_size", "keep_every",
+                 "reset_every"):
+      checks.at_least(name, getattr(self, name), 0)
+    if self.step_size_end is not None:
+      checks.at_least("step_size_end", self.step_size_end, 0)
+    checks.one_of("h0", self.h0, H0_MODES)
+    checks.at_least("h0_components", self.h0_components, 1)
     if self.clip_min is not None and self.clip_max is not None and self.clip_min > self.clip_max:
       raise ValueError(f"--clip_min ({self.clip_min}) is above --clip_max ({self.clip_max})")
-    if self.stop_probability is not None and not 0 < self.stop_probability <= 1:
-      raise ValueError(f"--stop_probability must be in (0, 1], got {self.stop_probability}")
-    if self.clip_percentile is not None and not 0 <= self.clip_percentile < 50:
-      raise ValueError(f"--clip_percentile must be in [0, 50), got {self.clip_percentile}")
-    # Not a field (equality, replace and to_json ignore it); set past the frozen dataclass' guard.
-    object.__setattr__(self, "_validated", True)
+    if self.stop_probability is not None:
+      checks.in_interval("stop_probability", self.stop_probability, 0, 1, low_open=True)
+    if self.clip_percentile is not None:
+      checks.in_interval("clip_percentile", self.clip_percentile, 0, 50, high_open=True)
 
   @property
   def needs_code_prior(self) -> bool:
@@ -150,7 +141,7 @@ def from_json(obj: dict) -> SamplerConfig:
 NAMED_MASKS = ("left", "right", "top", "bottom", "centre")
 
 
-def named_mask(name: str, shape=(28, 28, 1)) -> np.ndarray:
+def named_mask(name: str, shape=IMAGE_SHAPE) -> np.ndarray:
   """A {0, 1} mask of known pixels: `left` knows the left half (and fills in the right), and so on;
   `centre` knows the border and fills in the central half."""
   height, width = shape[0], shape[1]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import weakref
 
 import keras
@@ -36,7 +35,7 @@ import tensorflow as tf
 from ppgn_tf import files
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.data import datasets as data_lib
-from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling import sampler_config
@@ -167,7 +166,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   archive.add_endpoint("sample", sample_with_settings, input_signature=rows + [
       tf.TensorSpec([], tf.int32, name="steps"), tf.TensorSpec([], tf.float32, name="epsilon1"),
       tf.TensorSpec([], tf.float32, name="epsilon2"), tf.TensorSpec([], tf.float32, name="epsilon3")])
-  image_spec = lambda name: tf.TensorSpec([None, 28, 28, 1], tf.float32, name=name)
+  image_spec = lambda name: tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=name)
   archive.add_endpoint("inpaint", inpaint, input_signature=[image_spec("images"), image_spec("mask")] + rows)
   archive.add_endpoint("generate", generate,
                        input_signature=[tf.TensorSpec([None, *code_shape], tf.float32, name="codes")])
@@ -180,29 +179,24 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
 def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None,
           settings: mala_sampler.SamplerConfig | None = None, precision: str = "fp32",
           embedded: dict | None = None) -> str:
-  """Writes D/N atomically: into a temporary directory, then renamed into place. `settings` (those of
+  """Writes D/N atomically (files.write_atomically: a temporary directory renamed into place). `settings` (those of
   serving_default) and `embedded` (`embedded_data`: what of the training data the graph holds) go to
   D/N/assets.extra/sampler.json, for the programs that read an export; `precision` (the one `build_archive` was
   given) and the archive's request limits to D/N/assets.extra/export.json."""
   version = export_layout.check_export_dir(export_dir, version)
-  files.make_directory(export_dir, export_dir)
   final = os.path.join(export_dir, str(version))
-  tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
-  shutil.rmtree(tmp, ignore_errors=True)
-  try:
-    archive.write_out(tmp, verbose=False)
+
+  def make(temporary):
+    archive.write_out(temporary, verbose=False)
     if settings is not None:
-      files.write_json(os.path.join(tmp, export_layout.SETTINGS_FILE),
+      files.write_json(os.path.join(temporary, export_layout.SETTINGS_FILE),
                        {**sampler_config.to_json(settings), export_layout.EMBEDDED_KEY: embedded or {}})
-    files.write_json(os.path.join(tmp, export_layout.EXPORT_INFO_FILE),
+    files.write_json(os.path.join(temporary, export_layout.EXPORT_INFO_FILE),
                      {"precision": precision, **_LIMITS.get(archive, {})})
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
       raise export_layout.ExportError(f"{final}: version {version} appeared during the export; nothing was "
                                       "replaced")
-    os.rename(tmp, final)  # Atomic on one file system.
-  except (OSError, tf.errors.OpError) as e:  # A full disk: TensorFlow reports ENOSPC as ResourceExhaustedError.
-    raise files.StorageError(f"{final}: export not written ({files.cause(e)}); its partial files are "
-                             "removed") from e
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+
+  # A full disk: TensorFlow reports ENOSPC as ResourceExhaustedError.
+  files.write_atomically(final, make, what="export", failures=(OSError, tf.errors.OpError))
   return final

@@ -98,6 +98,35 @@ def _summary_name(key: str) -> str:
   return f"losses/{key}"
 
 
+class EpochLogLine(keras.callbacks.Callback):
+  """One line per epoch on stdout, for a log that is not a terminal (a scheduler's, or `> log`): the epoch, the
+  G and critic steps, its seconds and images per second, and the latest value of every logged quantity.
+
+  Keras' progress bar redraws its line with carriage returns and escape codes, which a log file keeps: one line
+  of tens of kilobytes per epoch. A stopped run (its bounds, a signal) gets the line of its last, partial epoch.
+  """
+
+  def __init__(self, epochs: int, batch_size: int, stream=None):
+    super().__init__()
+    self.epochs = epochs
+    self.batch_size = batch_size
+    self.stream = stream  # None: sys.stdout at the time of writing (as print's default).
+    self._start = None
+    self._start_critic_steps = None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.time()
+    self._start_critic_steps = int(self.model.critic_steps.numpy())
+
+  def on_epoch_end(self, epoch, logs=None):
+    seconds = time.time() - self._start
+    critic_steps = int(self.model.critic_steps.numpy())
+    images_per_second = (critic_steps - self._start_critic_steps) * self.batch_size / max(seconds, 1e-9)
+    values = " ".join(f"{k} {float(v.numpy()):.4g}" for k, v in self.model.latest.items())
+    print(f"epoch {epoch + 1}/{self.epochs}: generator step {int(self.model.generator_steps.numpy())}, critic step "
+          f"{critic_steps}, {seconds:.1f} s, {images_per_second:.0f} images/s; {values}", file=self.stream, flush=True)
+
+
 class PeriodicCheckpoint(keras.callbacks.Callback):
   """Saves a tf.train.CheckpointManager every `every` critic iterations and at the end.
 

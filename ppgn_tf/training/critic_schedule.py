@@ -11,6 +11,7 @@ import dataclasses
 
 import tensorflow as tf
 
+from ppgn_tf import checks
 from ppgn_tf import random_streams
 
 ALL = "all"
@@ -37,9 +38,7 @@ class CriticSchedule:
   def __post_init__(self):
     """The one check of the schedule's values (train.py's flags are given straight to this class)."""
     for field in dataclasses.fields(self):
-      if getattr(self, field.name) < 1:
-        raise ValueError(f"--{FLAG_OF[field.name]} must be >= 1, got {getattr(self, field.name)} "
-                         f"(critic schedule: {field.name})")
+      checks.at_least(FLAG_OF[field.name], getattr(self, field.name), 1, f"critic schedule: {field.name}")
 
   def is_long_round(self, generator_steps):
     """True (a bool tensor for tensor input) when the round before this G step is long."""

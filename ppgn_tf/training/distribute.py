@@ -50,3 +50,12 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return True
   has_chief = "chief" in resolver.cluster_spec().as_dict()
   return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+  """True for a MultiWorkerMirroredStrategy whose cluster has more than one process training (workers and chief)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+    return False
+  cluster = resolver.cluster_spec().as_dict()
+  return sum(len(cluster.get(job, ())) for job in ("chief", "worker")) > 1

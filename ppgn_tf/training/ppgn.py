@@ -1,14 +1,15 @@
-"""The PPGN-h trainer: one Keras model owning G, the critics, the frozen E and the optimizers.
+"""The PPGN-h trainer: one Keras model owning G, the critics and the frozen E.
 
-`train_step` is one critic iteration on one real minibatch, followed by a G
-step on that same minibatch when the critic round is complete (the asymmetric
-WGAN-GP schedule of `critic_schedule`). `fit()` drives it, so Keras callbacks
-(progress, TensorBoard, checkpoints) work unchanged.
+As in keras.io's WGAN-GP example, `compile()` takes the optimizers and the loss form (a `losses.GanLoss`), and
+`train_step` is the recipe: one critic iteration on one real minibatch, followed by a G step on that same
+minibatch when the critic round is complete (the asymmetric WGAN-GP schedule of `critic_schedule`). Keras'
+own `fit()` drives it, so Keras callbacks (progress, TensorBoard, checkpoints) work unchanged. The one
+exception to Keras' public API is `keras_workaround`, which says why.
 
-Distribution: `train_step` runs in cross-replica context and calls
-`strategy.run` for each update, because the round structure needs control
-flow around optimizer updates, and control flow around a cross-replica
-synchronisation point is not allowed inside a replica function.
+Distribution: Keras calls `train_step` once per replica (replica context). The step hands itself over to
+cross-replica context at once (`ReplicaContext.merge_call`, public tf.distribute API) and from there calls
+`strategy.run` for each update, because the round structure needs control flow around optimizer updates, and
+control flow around a cross-replica synchronisation point is not allowed inside a replica function.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ppgn_tf import checks
 from ppgn_tf import random_streams
 from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.model import losses
 from ppgn_tf.model.critics import IMAGE, build_critics
 from ppgn_tf.model.generator import build_generator
 from ppgn_tf.training import critic_schedule as schedule_lib
+from ppgn_tf.training import keras_workaround
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,19 +64,10 @@ class PPGNConfig:
 
   def validate(self) -> None:
     """Raises ValueError (one line naming the flag) for an inconsistent configuration."""
-    def positive(name, value):
-      if value <= 0:
-        raise ValueError(f"--{name} must be > 0, got {value}")
-
-    def non_negative(name, value):
-      if value < 0:
-        raise ValueError(f"--{name} must be >= 0, got {value}")
-
-    positive("dim", self.dim)
-    positive("batch_size", self.batch_size)
-    positive("learning_rate", self.learning_rate)
+    for name in ("dim", "batch_size", "learning_rate"):
+      checks.positive(name, getattr(self, name))
     for name in ("beta_x", "beta_h", "beta_gan", "gp_weight"):
-      non_negative(name, getattr(self, name))
+      checks.at_least(name, getattr(self, name), 0)
     encoder_lib.check_layer_names([self.code_layer], "code_layer")
     encoder_lib.check_layer_names(self.latent_critics, "latent_critics")
     encoder_lib.check_layer_names(self.recon_layers, "recon_layers")
@@ -87,17 +81,13 @@ class PPGNConfig:
     if self.critic_weights and len(self.critic_weights) != len(self.critic_names):
       raise ValueError(f"--critic_weights has {len(self.critic_weights)} values for "
                        f"{len(self.critic_names)} critics ({','.join(self.critic_names)})")
-    if self.gan_loss not in losses.GAN_LOSSES:
-      raise ValueError(f"--gan_loss={self.gan_loss}: choose from {', '.join(losses.GAN_LOSSES)}")
-    if self.critic_selection not in schedule_lib.SELECTIONS:
-      raise ValueError(f"--critic_selection={self.critic_selection}: choose from "
-                       f"{', '.join(schedule_lib.SELECTIONS)}")
-    if not 0.0 <= self.random_p <= 1.0:
-      raise ValueError(f"--random_p must be in [0, 1], got {self.random_p}")
-    if not 0.0 <= self.adam_beta_1 < 1.0 or not 0.0 <= self.adam_beta_2 < 1.0:
-      raise ValueError("--adam_beta_1 and --adam_beta_2 must be in [0, 1)")
-    if not 0.0 <= self.generator_ema < 1.0:
-      raise ValueError(f"--generator_ema must be in [0, 1), got {self.generator_ema}")
+    losses.gan_loss(self.gan_loss)
+    checks.one_of("critic_selection", self.critic_selection, schedule_lib.SELECTIONS)
+    checks.in_interval("random_p", self.random_p, 0, 1)
+    # train.py's flags are --adam_beta1 and --adam_beta2.
+    checks.in_interval("adam_beta1", self.adam_beta_1, 0, 1, high_open=True)
+    checks.in_interval("adam_beta2", self.adam_beta_2, 0, 1, high_open=True)
+    checks.in_interval("generator_ema", self.generator_ema, 0, 1, high_open=True)
 
 
 def gradient_penalty_mix(seed: int, critic: str, critic_step, batch_size: int) -> tf.Tensor:
@@ -107,12 +97,24 @@ def gradient_penalty_mix(seed: int, critic: str, critic_step, batch_size: int) -
                                      seed=random_streams.gradient_penalty_key(seed, critic, critic_step))
 
 
-def _adam(config: PPGNConfig, name: str) -> keras.optimizers.Optimizer:
-  return keras.optimizers.Adam(config.learning_rate, beta_1=config.adam_beta_1,
-                               beta_2=config.adam_beta_2, name=name)
+def adam_optimizers(config: PPGNConfig) -> tuple[keras.optimizers.Optimizer, dict[str, keras.optimizers.Optimizer]]:
+  """The configuration's optimizers: Adam(learning_rate, adam_beta_1, adam_beta_2) for G and for each critic.
+
+  Create them under the strategy's scope (their state is distributed like the networks').
+  """
+  adam = lambda name: keras.optimizers.Adam(config.learning_rate, beta_1=config.adam_beta_1,
+                                            beta_2=config.adam_beta_2, name=name)
+  return adam("generator_adam"), {n: adam(f"critic_{n}_adam") for n in config.critic_names}
 
 
-class PPGN(keras.Model):
+def compile_as_configured(model: "PPGN", **keras_args) -> "PPGN":
+  """`model.compile()` with what its configuration names: `adam_optimizers` and the --gan_loss form."""
+  generator_optimizer, critic_optimizers = adam_optimizers(model.config)
+  model.compile(generator_optimizer, critic_optimizers, losses.gan_loss(model.config.gan_loss), **keras_args)
+  return model
+
+
+class PPGN(keras_workaround.BuiltBeforeFit, keras.Model):
   """Noiseless Joint PPGN-h with an image critic and/or latent critics."""
 
   def __init__(self, encoder: keras.Model, config: PPGNConfig, **kwargs):
@@ -128,12 +130,10 @@ class PPGN(keras.Model):
     weights = config.critic_weights or (1.0,) * len(self.critic_names)
     self.critic_weights = dict(zip(self.critic_names, weights))
     self.recon_weights = dict(zip(config.recon_layers, config.recon_weights))
-    self.generator_optimizer = _adam(config, "generator_adam")
-    self.critic_optimizers = {n: _adam(config, f"critic_{n}_adam") for n in self.critic_names}
-    # Slots exist before any checkpoint restore, so restoring never defers.
-    self.generator_optimizer.build(self.generator.trainable_variables)
-    for n in self.critic_names:
-      self.critic_optimizers[n].build(self.critics[n].trainable_variables)
+    # Set by compile(), as keras.io's WGAN-GP sets its optimizers and loss functions.
+    self.generator_optimizer = None
+    self.critic_optimizers = {}
+    self.gan_loss = None
 
     counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
     self.generator_steps = counter("generator_steps")
@@ -152,24 +152,34 @@ class PPGN(keras.Model):
         ema.assign(weight.value)
     self.built = True  # Every network is a built functional model.
 
-  def compile(self, *, run_eagerly: bool = False, steps_per_execution: int = 1, jit_compile="auto", **unsupported):
-    """Keras' compile() with the arguments this model carries out; the others are refused (ValueError).
+  def compile(self, generator_optimizer: keras.optimizers.Optimizer,
+              critic_optimizers: dict[str, keras.optimizers.Optimizer], gan_loss: losses.GanLoss, *,
+              run_eagerly: bool = False, steps_per_execution: int = 1, jit_compile="auto"):
+    """Sets the optimizers (G's, and one per critic by name) and the loss form; `compile_as_configured` passes
+    the configuration's.
 
-    The optimizers and losses are the configuration's (built in __init__), so `optimizer`, `loss`,
-    `metrics` and the like have nothing to act on; `make_train_function` runs one `train_step` per call
-    and never through XLA, so `steps_per_execution` must be 1 and `jit_compile` off ("auto" means off).
+    `train_step` runs one critic iteration per call and hands every update to cross-replica context, which
+    neither a multi-step loop nor XLA can hold: `steps_per_execution` must be 1 and `jit_compile` off ("auto"
+    means off). Raises ValueError (one line) otherwise.
     """
-    if unsupported:
-      raise ValueError(f"PPGN.compile: {', '.join(sorted(unsupported))} not supported (the optimizers and losses "
-                       "come from PPGNConfig; accepted: run_eagerly, steps_per_execution=1, jit_compile=False)")
+    if set(critic_optimizers) != set(self.critic_names):
+      raise ValueError(f"PPGN.compile: critic_optimizers names {','.join(sorted(critic_optimizers)) or 'none'}, "
+                       f"the critics are {','.join(self.critic_names)}")
     if steps_per_execution != 1:
       raise ValueError(f"PPGN.compile: steps_per_execution must be 1 (one train_step per call), "
                        f"got {steps_per_execution}")
     if jit_compile not in ("auto", False):
       raise ValueError(f"PPGN.compile: jit_compile must be False (train_step is not XLA-compiled), got {jit_compile}")
+    self.generator_optimizer = generator_optimizer
+    self.critic_optimizers = dict(critic_optimizers)
+    self.gan_loss = gan_loss
+    # Slots exist before any checkpoint restore, so restoring never defers.
+    generator_optimizer.build(self.generator.trainable_variables)
+    for n in self.critic_names:
+      self.critic_optimizers[n].build(self.critics[n].trainable_variables)
     # Keras' own optimizer slot is G's: callbacks that read `model.optimizer`
     # (learning-rate schedules) act on G, and no unused optimizer is built.
-    super().compile(optimizer=self.generator_optimizer, run_eagerly=run_eagerly, steps_per_execution=1,
+    super().compile(optimizer=generator_optimizer, run_eagerly=run_eagerly, steps_per_execution=1,
                     jit_compile=False)
 
   # ---- names ----------------------------------------------------------------
@@ -181,17 +191,20 @@ class PPGN(keras.Model):
     return names
 
   def checkpoint_items(self) -> dict:
-    """Everything a resumed run needs, for tf.train.Checkpoint."""
+    """Everything a resumed run needs, for tf.train.Checkpoint: the networks, the step counters, and once
+    compiled, the optimizers."""
     items = {
         "generator": self.generator,
-        "generator_optimizer": self.generator_optimizer,
         "generator_steps": self.generator_steps,
         "critic_steps": self.critic_steps,
         "round_iterations": self.round_iterations,
     }
+    if self.generator_optimizer is not None:
+      items["generator_optimizer"] = self.generator_optimizer
     for n in self.critic_names:
       items[f"critic_{n}"] = self.critics[n]
-      items[f"critic_{n}_optimizer"] = self.critic_optimizers[n]
+      if n in self.critic_optimizers:
+        items[f"critic_{n}_optimizer"] = self.critic_optimizers[n]
     for k, v in self.latest.items():
       items[f"latest_{k}"] = v
     if self.generator_ema is not None:  # Absent when off: older checkpoints still match.
@@ -227,10 +240,15 @@ class PPGN(keras.Model):
 
     `data` is (images, labels) or (images, labels, features) where features
     holds precomputed E^j(x) for some layers (see `cacheable_layers`).
+    Keras calls it in replica context; the iteration runs in cross-replica context (see the module's doc).
     """
+    logs = tf.distribute.get_replica_context().merge_call(self._critic_iteration, args=(data,))
+    return keras_workaround.logs_for_fit(logs, self.distribute_strategy)
+
+  def _critic_iteration(self, strategy, data):
+    """`train_step` in cross-replica context: `data` holds every replica's part of the global batch."""
     real_images = data[0] if isinstance(data, (tuple, list)) else data
     cached = data[2] if isinstance(data, (tuple, list)) and len(data) > 2 else {}
-    strategy = self.distribute_strategy
     long_round = self.schedule.is_long_round(self.generator_steps)
     trained = schedule_lib.select_critics(
         self.config.critic_selection, len(self.critic_names), long_round,
@@ -285,7 +303,7 @@ class PPGN(keras.Model):
     with tf.GradientTape() as tape:
       real_scores = critic(real, training=True)
       fake_scores = critic(fake, training=True)
-      loss = losses.critic_loss(self.config.gan_loss, real_scores, fake_scores)
+      loss = self.gan_loss.critic_loss(real_scores, fake_scores)
       gp = tf.constant(0.0)
       if self.config.gp_weight > 0:
         gp = losses.gradient_penalty(lambda u: critic(u, training=True), real, fake, mix)
@@ -332,7 +350,7 @@ class PPGN(keras.Model):
           scores[name] = self.critics[name](critic_input, training=False)
           # Random selection: only the critic(s) trained last speak to G.
           weights[name] = self.critic_weights[name] * trained[k]
-      l_gan = losses.adversarial_loss(c.gan_loss, scores, weights)
+      l_gan = losses.adversarial_loss(self.gan_loss.generator_term, scores, weights)
       g_loss = losses.generator_loss(l_x, l_h, l_gan, c.beta_x, c.beta_h, c.beta_gan)
       scaled_loss = g_loss / replicas
     variables = self.generator.trainable_variables
@@ -359,35 +377,6 @@ class PPGN(keras.Model):
   def _record(self, values: dict) -> None:
     for k, v in values.items():
       self.latest[k].assign(tf.cast(v, tf.float32))
-
-  # Two of Keras' trainer hooks are replaced. tests/test_keras_hooks.py pins what they rely on (that
-  # fit() calls both, with these signatures), so a Keras upgrade that changes it fails there, loudly.
-
-  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-    """Nothing to build: __init__ builds every network and optimizer.
-
-    Keras' version (private) pulls a batch and all-reduces it eagerly to build the model,
-    which MultiWorkerMirroredStrategy cannot do (eager collectives on nested data).
-    """
-
-  def make_train_function(self, force=False):
-    """`train_step` itself is the tf.function: it runs in cross-replica context.
-
-    Keras' version wraps train_step in strategy.run (replica context); this one calls strategy.run
-    itself, once per update, so one step can mix per-replica updates with cross-replica choices
-    (the critic schedule, random critic choice). compile() refuses what this does not carry out.
-    """
-    if self.train_function is not None and not force:
-      return self.train_function
-    # No autograph: the step's tensor-dependent control flow is explicit (tf.cond, tf.where), so converting its
-    # ~30 functions would change nothing in the graph and cost 60% of each trace (4.1 s -> 1.6 s, tiny model).
-    step = self.train_step if self.run_eagerly else tf.function(self.train_step, jit_compile=False, autograph=False)
-
-    def train_function(iterator):
-      return step(next(iterator))
-
-    self.train_function = train_function
-    return train_function
 
   def reconstruct(self, real_images) -> tf.Tensor:
     """G(E(x)) for normalised images (the sampling G: the EMA when it is kept)."""

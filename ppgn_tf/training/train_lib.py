@@ -20,6 +20,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 
 import keras
@@ -27,8 +28,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ppgn_tf import checks
 from ppgn_tf import files
 from ppgn_tf import plots
+from ppgn_tf import hardware
 from ppgn_tf import precision as precision_lib
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
@@ -45,9 +48,20 @@ from ppgn_tf.training import preemption
 from ppgn_tf.training import run_files
 from ppgn_tf.training.run_files import CONFIG_FILE, KEPT_CHECKPOINTS, OPTIONS_FILE, SUMMARY_FILE
 from ppgn_tf.training.critic_schedule import CriticSchedule
+from ppgn_tf.training import ppgn
 from ppgn_tf.training.ppgn import PPGN, PPGNConfig
 
 ENCODER_BATCH_SIZE = 64
+VERBOSITIES = (0, 1, 2)  # --verbose: silent, Keras' progress bar, one line per epoch (callbacks.EpochLogLine).
+
+
+def progress_display(verbose: int | None, stdout=None) -> int:
+  """--verbose as a run shows its progress: `verbose` when given, else Keras' progress bar on a terminal and one
+  line per epoch elsewhere (a log file would keep every redraw of the bar)."""
+  if verbose is not None:
+    return verbose
+  stdout = stdout or sys.stdout
+  return 1 if hasattr(stdout, "isatty") and stdout.isatty() else 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +81,7 @@ class RunOptions:
   checkpoint_every: int = 500
   keep_checkpoints: int = 3
   keep_checkpoint_every: int = 0  # Also keep one checkpoint every N G steps in checkpoints/kept/ (0: none).
-  verbose: int = 1
+  verbose: int | None = None  # 0 silent, 1 Keras' progress bar, 2 one line per epoch; None: `progress_display`.
   deterministic: bool = False
   sample_per_class: int = 10  # Class-conditional samples written at the end (0: none).
   sampler_preset: str = "default"  # Sampler settings of those samples and of the exported serving_default.
@@ -86,7 +100,7 @@ class RunOptions:
 
   @property
   def encoder_path(self) -> str:
-    return self.encoder_dir or os.path.join(self.workdir, "encoder")
+    return self.encoder_dir or os.path.join(self.workdir, run_files.ENCODER_DIR)
 
   def __post_init__(self):
     self.validate()  # The one check, before any heavy work: RunOptions that exist are usable.
@@ -97,33 +111,19 @@ class RunOptions:
       raise ValueError("--workdir is required")
     if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
       raise ValueError(f"--workdir={self.workdir}: exists and is not a directory")
-    if self.encoder_epochs < 1:
-      raise ValueError(f"--encoder_epochs must be >= 1, got {self.encoder_epochs}")
+    for name, minimum in (("encoder_epochs", 1), ("epochs", 1), ("max_generator_steps", 1), ("checkpoint_every", 0),
+                          ("keep_checkpoints", 1), ("keep_checkpoint_every", 0), ("sample_steps", 0),
+                          ("image_every", 0), ("preemption_grace_s", 0), ("sample_per_class", 0)):
+      if getattr(self, name) is not None:  # max_generator_steps and sample_steps may be left unset.
+        checks.at_least(name, getattr(self, name), minimum)
+    if self.verbose is not None:
+      checks.one_of("verbose", self.verbose, VERBOSITIES)
     if self.encoder_recipe != "auto" and self.encoder_recipe not in encoder_lib.RECIPES:
       raise ValueError(f"--encoder_recipe={self.encoder_recipe}: choose auto, {', '.join(encoder_lib.RECIPES)}")
-    if self.epochs < 1:
-      raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
-    if self.max_generator_steps is not None and self.max_generator_steps < 1:
-      raise ValueError(f"--max_generator_steps must be >= 1, got {self.max_generator_steps}")
-    if self.checkpoint_every < 0:
-      raise ValueError(f"--checkpoint_every must be >= 0, got {self.checkpoint_every}")
-    if self.keep_checkpoints < 1:
-      raise ValueError(f"--keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
-    if self.keep_checkpoint_every < 0:
-      raise ValueError(f"--keep_checkpoint_every must be >= 0, got {self.keep_checkpoint_every}")
-    if self.sample_steps is not None and self.sample_steps < 0:
-      raise ValueError(f"--sample_steps must be >= 0, got {self.sample_steps}")
     self.sampler_config.validate()
     if self.export:
       sampler_config.check_export_embedding(self.sampler_config, self.export_training_codes)
-    if self.image_every < 0:
-      raise ValueError(f"--image_every must be >= 0, got {self.image_every}")
-    if not self.preemption_grace_s >= 0:
-      raise ValueError(f"--preemption_grace_s must be >= 0, got {self.preemption_grace_s}")
-    if self.sample_per_class < 0:
-      raise ValueError(f"--sample_per_class must be >= 0, got {self.sample_per_class}")
-    if self.precision not in precision_lib.CHOICES:
-      raise ValueError(f"--precision={self.precision}: choose from {', '.join(precision_lib.CHOICES)}")
+    precision_lib.check_choice(self.precision)
     distribute.check_strategy(self.strategy)
     sources.check_source(self.dataset)
     if self.encoder_dir is not None:
@@ -231,7 +231,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   strategy = distribute.make_strategy(options.strategy)
   chief = distribute.is_chief(strategy)
   # Damaged inputs fail here, before data loading or encoder pre-training.
-  restore_from = check_checkpoints(os.path.join(options.workdir, "checkpoints"))
+  restore_from = check_checkpoints(os.path.join(options.workdir, run_files.CHECKPOINTS_DIR))
   if os.path.isfile(os.path.join(options.encoder_path, encoder_lib.ENCODER_FILE)):
     encoder_lib.load_encoder(options.encoder_path)
   files.make_directory(options.workdir, f"--workdir={options.workdir}")
@@ -249,14 +249,14 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
 
   random_streams.seed_keras(config.seed, random_streams.NETWORK_INITIALISATION)
   with strategy.scope(), precision_lib.policy_scope(options.precision):
-    model = PPGN(encoder, config)
-    model.compile()
+    model = ppgn.compile_as_configured(PPGN(encoder, config))
 
   elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed_seconds")
   checkpoint = tf.train.Checkpoint(elapsed_seconds=elapsed, **model.checkpoint_items())
-  checkpoint_dir = os.path.join(options.workdir, "checkpoints")
+  checkpoint_dir = os.path.join(options.workdir, run_files.CHECKPOINTS_DIR)
   if not chief:  # Every worker saves (collectives), only the chief into the workdir.
-    checkpoint_dir = os.path.join(options.workdir, ".worker_tmp", str(strategy.cluster_resolver.task_id))
+    checkpoint_dir = os.path.join(options.workdir, run_files.WORKER_CHECKPOINTS_DIR,
+                                  str(strategy.cluster_resolver.task_id))
   manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=options.keep_checkpoints)
   # Every one kept (max_to_keep=None), one every --keep_checkpoint_every G steps: the workdir grows by one per N.
   kept = tf.train.CheckpointManager(checkpoint, os.path.join(checkpoint_dir, KEPT_CHECKPOINTS), max_to_keep=None)
@@ -286,10 +286,11 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     history = {k: [p for p in v if p[0] <= restored]
                for k, v in callbacks_lib.GeneratorStepLog.load_history(options.workdir).items()}
   step_log = callbacks_lib.GeneratorStepLog(
-      os.path.join(options.workdir, "tensorboard", "generator_steps") if chief else None,
+      os.path.join(options.workdir, run_files.TENSORBOARD_DIR, "generator_steps") if chief else None,
       config.batch_size, history)
   fixed_test_images = data_lib.normalize(test_split.images[_class_balanced(test_split.labels, 32)]).numpy()
-  recon_grid = callbacks_lib.ReconstructionGrid(fixed_test_images, os.path.join(options.workdir, "reconstructions"))
+  recon_grid = callbacks_lib.ReconstructionGrid(fixed_test_images,
+                                                os.path.join(options.workdir, run_files.RECONSTRUCTIONS_DIR))
 
   # Read by the TensorBoard sample grid and by the end of the run: computed once.
   code_prior = functools.cache(lambda: compute_code_prior(model, train_split))
@@ -297,7 +298,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   tensorboard_images = None
   if chief:
     tensorboard_images = callbacks_lib.TensorBoardImages(
-        os.path.join(options.workdir, "tensorboard", "images"), fixed_test_images, options.image_every,
+        os.path.join(options.workdir, run_files.TENSORBOARD_DIR, "images"), fixed_test_images, options.image_every,
         options.sampler_config, prior_fn=code_prior, seed=config.seed)
   run_start = time.time()
   base_elapsed = float(elapsed.numpy())
@@ -318,8 +319,12 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       callbacks_lib.PeriodicCheckpoint(manager, options.checkpoint_every, before_save, kept,
                                        options.keep_checkpoint_every),
   ]
+  verbose = progress_display(options.verbose)
+  if verbose == 2:
+    callbacks.append(callbacks_lib.EpochLogLine(options.epochs, config.batch_size))
   if chief:
-    callbacks.append(keras.callbacks.TensorBoard(os.path.join(options.workdir, "tensorboard"), write_graph=False))
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(options.workdir, run_files.TENSORBOARD_DIR),
+                                                 write_graph=False))
     callbacks.append(recon_grid)
     callbacks.append(tensorboard_images)
 
@@ -334,7 +339,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     with signal_watch:
       try:
         model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps_per_epoch,
-                  initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=options.verbose,
+                  initial_epoch=critic_steps // steps_per_epoch, callbacks=callbacks, verbose=int(verbose == 1),
                   shuffle=False)  # The pipeline shuffles (seeded, resumable).
       except BaseException:
         if chief:  # The history up to the failure, without hiding the failure behind a second one.
@@ -361,8 +366,8 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
       "replicas": strategy.num_replicas_in_sync,
       "precision": options.precision,
       # Seconds per step compare only between runs on one CPU model and the same GPUs (none on a CPU run).
-      "cpu": precision_lib.cpu_model(),
-      "gpus": precision_lib.gpu_models(),
+      "cpu": hardware.cpu_model(),
+      "gpus": hardware.gpu_models(),
       "final": {k: float(v.numpy()) for k, v in model.latest.items()},
       "encoder_test_accuracy": encoder_lib.read_metrics(options.encoder_path).get("test_accuracy"),
   }
@@ -401,7 +406,7 @@ def config_from_json(obj: dict) -> PPGNConfig:
 
 def kept_checkpoints(workdir: str) -> list[tuple[int, str]]:
   """(G step, checkpoint path) of each checkpoint kept by --keep_checkpoint_every, in order of G steps."""
-  directory = os.path.join(workdir, "checkpoints", KEPT_CHECKPOINTS)
+  directory = os.path.join(workdir, run_files.CHECKPOINTS_DIR, KEPT_CHECKPOINTS)
   state = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
   paths = list(state.all_model_checkpoint_paths) if state else []
   return sorted((int(path.rsplit("-", 1)[1]), path) for path in paths)
@@ -421,13 +426,10 @@ def load_trained(workdir: str, checkpoint: str | None = None) -> PPGN:
   """
   run_files.check_workdir(workdir)
   config = config_from_json(run_files.read_json(os.path.join(workdir, CONFIG_FILE)))
-  encoder_path = os.path.join(workdir, "encoder")
-  options = run_files.read_json(os.path.join(workdir, OPTIONS_FILE)) or {}
-  encoder_path = options.get("encoder_dir") or encoder_path
-  latest = checkpoint or check_checkpoints(os.path.join(workdir, "checkpoints"))
+  latest = checkpoint or check_checkpoints(os.path.join(workdir, run_files.CHECKPOINTS_DIR))
   if not latest:
     raise ValueError(f"{workdir}/checkpoints: no checkpoint (train first)")
-  model = PPGN(encoder_lib.load_encoder(encoder_path), config)
+  model = PPGN(encoder_lib.load_encoder(run_files.encoder_dir(workdir)), config)
   try:
     tf.train.Checkpoint(**model.checkpoint_items()).restore(latest).expect_partial().assert_existing_objects_matched()
   except (tf.errors.OpError, AssertionError, ValueError) as e:
@@ -482,7 +484,7 @@ def write_samples(model: PPGN, options: RunOptions, prior=None) -> tuple[dict, n
   images, frames, probs = sample_lib.sample_grid_from_model(
       model, config, options.sample_per_class, seed=model.config.seed, prior=prior, precision=options.precision)
   title = f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
-  return sample_lib.write_outputs(images, frames, probs, os.path.join(options.workdir, "samples"),
+  return sample_lib.write_outputs(images, frames, probs, os.path.join(options.workdir, run_files.SAMPLES_DIR),
                                   options.sample_per_class, title), images
 
 
@@ -491,7 +493,7 @@ def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:
   config = options.sampler_config
   archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
                                   precision=options.precision, embed_training_codes=options.export_training_codes)
-  path = serving.write(archive, os.path.join(options.workdir, "export"), settings=config,
+  path = serving.write(archive, os.path.join(options.workdir, run_files.EXPORT_DIR), settings=config,
                        precision=options.precision, embedded=serving.embedded_data(config, prior))
   logging.info("Exported the sampler to %s", path)
   return path
@@ -504,11 +506,11 @@ def write_run_pictures(model: PPGN, history: dict, workdir: str, recon_grid) -> 
 
   w = curves([f"w_{n}" for n in model.critic_names])
   if w:
-    plots.save_curves(w, os.path.join(workdir, "wasserstein.png"),
+    plots.save_curves(w, os.path.join(workdir, run_files.WASSERSTEIN_PNG),
                       title="Wasserstein estimate  mean D(real) - mean D(fake)", ylabel="estimate")
   l = curves(["g_loss", "l_x", "l_h", "l_gan"])
   if l:
-    plots.save_curves(l, os.path.join(workdir, "losses.png"), title="Generator loss terms", ylabel="loss")
+    plots.save_curves(l, os.path.join(workdir, run_files.LOSSES_PNG), title="Generator loss terms", ylabel="loss")
   recon_grid.set_model(model)
-  recon_grid.write(os.path.join(workdir, "reconstructions", "final.png"),
+  recon_grid.write(os.path.join(workdir, run_files.RECONSTRUCTIONS_DIR, "final.png"),
                    f"final, generator step {int(model.generator_steps.numpy())}")
