@@ -1,5 +1,4 @@
-"""The programs (absl flags and main), one module each: train, export, sample, evaluate, report, bench, sweep;
-flag_reference writes docs/flags.md from their flags."""
+"""The programs (absl flags and main), one module each, and flag_reference, which writes docs/flags.md from them."""
 
 import os
 

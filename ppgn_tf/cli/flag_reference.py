@@ -28,7 +28,7 @@ PROGRAMS = {
     "export": ("ppgn_tf.cli.export", ("python export.py", "ppgn-export")),
     "sample": ("ppgn_tf.cli.sample", ("python -m ppgn_tf.sample", "ppgn-sample")),
     "evaluate": ("ppgn_tf.cli.evaluate", ("python -m ppgn_tf.evaluate", "ppgn-evaluate")),
-    "sweep": ("ppgn_tf.cli.sweep", ("python -m ppgn_tf.sweep",)),
+    "sweep": ("ppgn_tf.cli.sweep", ("python -m ppgn_tf.sweep", "ppgn-sweep")),
     "report": ("ppgn_tf.cli.report", ("python -m ppgn_tf.report", "ppgn-report")),
     "bench": ("ppgn_tf.cli.bench", ("python -m ppgn_tf.bench", "ppgn-bench")),
 }

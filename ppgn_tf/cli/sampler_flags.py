@@ -60,8 +60,8 @@ def define_sampler_flags(steps_help: str | None = None) -> None:
 
 def define_precision_flag(help_text: str) -> None:
   """--precision, a string the library checks (precision.check_choice) with the rest of the input."""
-  flags.DEFINE_string("precision", precision.AUTO, f"{', '.join(precision.CHOICES)}: fp32, bf16, or auto (bf16 only "
-                      f"where it runs faster than fp32: a CPU with AMX or a bf16 GPU; else fp32). {help_text}")
+  flags.DEFINE_string("precision", precision.AUTO, f"One of {', '.join(precision.CHOICES)}; auto: bf16 only where it "
+                      f"runs faster than fp32 (a CPU with AMX or a bf16 GPU), else fp32. {help_text}")
 
 
 def sampler_overrides_from_flags() -> dict:
