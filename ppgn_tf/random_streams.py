@@ -44,6 +44,9 @@ EVALUATION_FLOOR_SPLIT = "evaluation_floor_split"  # The halves of the test set 
 EVAL_CLASSIFIER_INITIALISATION = "eval_classifier_initialisation"
 EVAL_CLASSIFIER_AUGMENTATION = "eval_classifier_augmentation"  # Its random shifts.
 EVAL_CLASSIFIER_DATA_ORDER = "eval_classifier_data_order"
+# A classifier of another task trained to plug in as the sampler's condition (ppgn_tf.cli.train_classifier --seed).
+TASK_CLASSIFIER_INITIALISATION = "task_classifier_initialisation"
+TASK_CLASSIFIER_DATA_ORDER = "task_classifier_data_order"
 
 # Stable ids: never renumber or reuse one (the draws of a seed would change).
 STREAMS = {
@@ -63,6 +66,8 @@ STREAMS = {
     EVAL_CLASSIFIER_AUGMENTATION: 14,
     EVAL_CLASSIFIER_DATA_ORDER: 15,
     CODE_MIXTURE: 16,
+    TASK_CLASSIFIER_INITIALISATION: 17,
+    TASK_CLASSIFIER_DATA_ORDER: 18,
 }
 # Sub-streams of GRADIENT_PENALTY_MIX, by critic name (the image critic, or the encoder layer it reads), so a
 # critic draws the same mixes in every experiment that has it, whatever other critics are trained beside it.
