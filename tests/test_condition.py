@@ -275,3 +275,238 @@ def test_hidden_unit_conditioning_raises_the_unit_above_unconditioned_chains(net
       np.full(8, unit), seeds)["objective"].numpy()
   conditioned, unconditioned = run(BIG_EPSILON2), run(0.0)
   assert conditioned.mean() > 2 * unconditioned.mean() > 0 and np.all(conditioned > unconditioned)
+
+
+# --- The export: the classifier baked in, a unit per row, the limits --------------------------------------
+
+STANDALONE = r'''
+import json, sys
+try:
+  import ppgn_tf
+except ImportError:
+  pass
+else:
+  sys.exit("ppgn_tf is importable: " + ppgn_tf.__file__)
+import numpy as np
+import tensorflow as tf
+
+path, unit = sys.argv[1], int(sys.argv[2])
+signatures = tf.saved_model.load(path).signatures
+rows = lambda *values: dict(seed=tf.constant(np.arange(len(values)) + 7, tf.int64))
+
+
+def refused(name, **inputs):
+  try:
+    signatures[name](**inputs)
+  except tf.errors.InvalidArgumentError as e:
+    return e.message
+  return None
+
+
+out = signatures["serving_default"](class_id=tf.constant([0, 1, 1, 0], tf.int32), seed=tf.constant([1, 2, 3, 4], tf.int64))
+units = signatures["sample_unit"](unit=tf.constant([unit, unit], tf.int32), seed=tf.constant([5, 6], tf.int64))
+seeds = lambda n: tf.constant(np.arange(n), tf.int64)
+print(json.dumps({
+    "modules": sorted(m for m in sys.modules if m.startswith("ppgn")),
+    "signatures": sorted(signatures.keys()),
+    "serving_default": {k: v.numpy().tolist() for k, v in out.items()},
+    "sample_unit": {k: v.numpy().tolist() for k, v in units.items()},
+    "class_2": refused("serving_default", class_id=tf.constant([0, 2], tf.int32), seed=seeds(2)),
+    "class_2_sample": refused("sample", class_id=tf.constant([2], tf.int32), seed=seeds(1), steps=tf.constant(1),
+                              epsilon1=tf.constant(0.01), epsilon2=tf.constant(1.0), epsilon3=tf.constant(0.0)),
+    "unit_64": refused("sample_unit", unit=tf.constant([3, 64], tf.int32), seed=seeds(2)),
+    "unit_negative": refused("sample_unit", unit=tf.constant([-1], tf.int32), seed=seeds(1)),
+    "unit_rows": refused("sample_unit", unit=tf.constant([1] * 5, tf.int32), seed=seeds(5)),
+    "unit_seeds": refused("sample_unit", unit=tf.constant([1, 2], tf.int32), seed=seeds(3)),
+}))
+'''
+
+
+@pytest.fixture(scope="module")
+def exported(nets, trained_workdir, odd_even, tmp_path_factory):
+  """(version path, library samplers, live unit of fc1) of an export of the default preset conditioned on a copy of
+  the odd/even MLP, which is deleted once the export is written; with a sample_unit signature on fc1."""
+  from ppgn_tf.sampling import sampler_config
+  generator, encoder = nets
+  model = train_lib.load_trained(trained_workdir)
+  prior = train_lib.load_code_prior(trained_workdir, model)
+  copy = tmp_path_factory.mktemp("classifier") / "odd_even.keras"
+  copy.write_bytes(open(odd_even[0], "rb").read())
+  plugged = condition_model.load_classifier(str(copy))
+  config = sampler_config.preset("default")
+  archive = serving.build_archive(generator, encoder, config, "fc1", prior, condition_model=plugged,
+                                  unit_layer="fc1", max_batch=4)
+  path = serving.write(archive, str(tmp_path_factory.mktemp("export") / "odd_even"), settings=config,
+                       embedded=serving.embedded_data(config, prior))
+  copy.unlink()  # Baked in: the export never reads the file again.
+  start = encoder(generator(initial_codes(tf.constant([5, 6], tf.int64), [64]), training=False), training=False)
+  unit = int(start["fc1"].numpy().mean(0).argmax())
+  samplers = {"classes": MalaSampler(generator, encoder, config, prior=prior, condition_model=plugged),
+              "unit": MalaSampler(generator, encoder, sampler_config.for_unit_condition(config), prior=prior,
+                                  condition_layer="fc1")}
+  return path, samplers, unit, str(copy)
+
+
+def test_an_export_bakes_the_classifier_in_and_checks_class_id_and_unit(exported, tmp_path):
+  path, samplers, unit, source = exported
+  script = tmp_path / "load.py"
+  script.write_text(STANDALONE)
+  out = _run([sys.executable, "-I", str(script), path, str(unit)], cwd=str(tmp_path))
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["modules"] == []
+  assert {"serving_default", "sample", "inpaint", "generate", "encode", "sample_unit"} <= set(result["signatures"])
+  served = {k: np.array(v) for k, v in result["serving_default"].items()}
+  assert set(served) == {"images", "codes", "class_probs", "condition_probs"}
+  assert served["condition_probs"].shape == (4, 2) and served["class_probs"].shape == (4, 10)
+  library = {k: v.numpy() for k, v in samplers["classes"].sample([0, 1, 1, 0], [1, 2, 3, 4]).items()}
+  for k in served:
+    np.testing.assert_allclose(served[k], library[k], atol=1e-4, err_msg=k)
+  # class_id follows the classifier's K = 2; the unit, fc1's 64 units; rows, max_batch 4.
+  assert "class_id must be in [0, 2)" in result["class_2"] and "class_id must be in [0, 2)" in result["class_2_sample"]
+  assert "unit must be in [0, 64) (fc1)" in result["unit_64"] and "unit must be in [0, 64)" in result["unit_negative"]
+  assert "unit has more rows than this export allows (max_batch 4)" in result["unit_rows"]
+  assert "seed must have one value per unit" in result["unit_seeds"]
+  units = {k: np.array(v) for k, v in result["sample_unit"].items()}
+  assert set(units) == {"images", "codes", "class_probs", "activation"}
+  library = {k: v.numpy() for k, v in samplers["unit"].sample([unit, unit], [5, 6]).items()}
+  np.testing.assert_allclose(units["activation"], library["objective"], atol=1e-4)
+  np.testing.assert_allclose(units["images"], library["images"], atol=1e-4)
+  # assets.extra/sampler.json names the condition; the settings read back as they were.
+  assert export_layout.read_condition(path) == {"kind": "classifier", "model": os.path.abspath(source),
+                                                "num_classes": 2, "model_outputs": "logits"}
+  record = export_layout.read_unit_condition(path)
+  assert {k: record[k] for k in ("kind", "layer", "units", "signature")} == {
+      "kind": "unit", "layer": "fc1", "units": 64, "signature": "sample_unit"}
+  assert record["settings"]["stop_probability"] is None  # The default's stop rule is a class probability's.
+  from ppgn_tf.sampling import sampler_config
+  assert export_layout.read_sampler_settings(path) == sampler_config.preset("default")
+
+
+def test_export_program_with_a_condition(trained_workdir, odd_even, tmp_path):
+  export_dir = tmp_path / "m"
+  out = _run([sys.executable, "export.py", f"--workdir={trained_workdir}", f"--export_dir={export_dir}",
+              f"--condition_model={odd_even[0]}", "--condition_layer=conv3", "--sampler_preset=thesis", "--steps=2",
+              "--precision=fp32"])
+  assert out.returncode == 0, out.stderr[-3000:]
+  path = str(export_dir / "1")
+  assert export_layout.read_condition(path)["num_classes"] == 2
+  assert export_layout.read_unit_condition(path)["units"] == 2 * 2 * 256  # E's conv3: 2x2 positions, 256 channels.
+  signatures = tf.saved_model.load(path).signatures
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"unit must be in \[0, 1024\) \(conv3\)"):
+    signatures["sample_unit"](unit=tf.constant([1024], tf.int32), seed=tf.constant([1], tf.int64))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--unit=3", "--condition_layer=fc1"], "export.py: error: --unit: an export's sample_unit signature takes the "
+                                            "unit with each request; give --condition_layer alone"),
+    (["--condition_layer=fc9"], "export.py: error: --condition_layer=fc9: not a layer of the encoder (choose from "
+                                "conv1, conv2, conv3, fc1, fc2)"),
+    (["--condition_model=/no/such.keras"], "export.py: error: --condition_model=/no/such.keras: no such file or "
+                                           "directory"),
+])
+def test_export_program_refuses_bad_conditions_in_one_line(flags, message, trained_workdir, tmp_path):
+  out = _run([sys.executable, "export.py", f"--workdir={trained_workdir}", f"--export_dir={tmp_path / 'm'}", *flags])
+  assert out.returncode == 1 and not (tmp_path / "m").exists()
+  assert _program_lines(out.stderr)[-1] == message, out.stderr[-2000:]
+
+
+# --- The programs: sample and evaluate ----------------------------------------------------------------------
+
+def _live_unit(nets, seeds=(5, 6)):
+  generator, encoder = nets
+  start = encoder(generator(initial_codes(tf.constant(list(seeds), tf.int64), [64]), training=False), training=False)
+  return int(start["fc1"].numpy().mean(0).argmax())  # A dead ReLU unit has no gradient.
+
+
+def _stats(output_dir):
+  with open(os.path.join(output_dir, "samples.json")) as f:
+    return json.load(f)
+
+
+def test_sample_program_conditions_on_a_classifier_and_on_a_unit(trained_workdir, odd_even, nets, exported,
+                                                                 tmp_path):
+  unit = _live_unit(nets)
+  runs = {
+      # The default preset with a unit: its stop rule is off, its chains start from every class' codes.
+      "unit": [f"--workdir={trained_workdir}", "--condition_layer=fc1", f"--unit={unit}", "--per_class=3"],
+      "classifier": [f"--workdir={trained_workdir}", f"--condition_model={odd_even[0]}", "--sampler_preset=thesis",
+                     "--steps=4", f"--epsilon2={BIG_EPSILON2}", "--per_class=3"],
+      "export": [f"--saved_model={exported[0]}", "--per_class=3"],
+      "export_unit": [f"--saved_model={exported[0]}", "--condition_layer=fc1", f"--unit={exported[2]}",
+                      "--per_class=3"],
+  }
+  stats = {}
+  for name, args in runs.items():
+    out = _run([sys.executable, "-m", "ppgn_tf.sample", *args, "--gif_frames=2", f"--output_dir={tmp_path / name}"])
+    assert out.returncode == 0, (name, out.stderr[-3000:])
+    stats[name] = _stats(tmp_path / name)
+    with np.load(tmp_path / name / "samples.npz") as saved:
+      stats[name]["npz"] = {k: saved[k] for k in saved}
+  for name in ("classifier", "export"):  # One row per class of the classifier: 2 x 3 chains.
+    assert stats[name]["condition"]["kind"] == "classifier" and stats[name]["condition"]["num_classes"] == 2
+    assert list(stats[name]["npz"]["classes"]) == [0, 0, 0, 1, 1, 1] and stats[name]["npz"]["images"].shape[0] == 6
+    assert 0 <= stats[name]["accuracy"] <= 1 and 0 < stats[name]["mean_requested_probability"] < 1
+  for name, chosen in (("unit", unit), ("export_unit", exported[2])):
+    assert stats[name]["condition"] == {"kind": "unit", "layer": "fc1", "unit": chosen, "units": 64}
+    assert list(stats[name]["npz"]["units"]) == [chosen] * 3 and stats[name]["mean_activation"] >= 0
+  assert (tmp_path / "unit" / "chains.gif").is_file() and not (tmp_path / "export_unit" / "chains.gif").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--unit=3"], "sample: error: --unit=3 needs --condition_layer (the layer of E the unit belongs to)"),
+    (["--condition_layer=fc1", "--unit=64"], "sample: error: --unit=64: layer fc1 has 64 units (choose from 0 to 63)"),
+    (["--condition_layer=fc1", "--unit=1", "--stop_probability=0.5"],
+     "sample: error: --stop_probability applies to class conditioning only (E's classes or --condition_model's), "
+     "not to a unit of --condition_layer"),
+])
+def test_sample_program_refuses_bad_conditions_in_one_line(flags, message, trained_workdir, tmp_path):
+  out = _run([sys.executable, "-m", "ppgn_tf.sample", f"--workdir={trained_workdir}", *flags,
+              f"--output_dir={tmp_path / 'out'}"])
+  assert out.returncode == 1 and not (tmp_path / "out").exists()
+  assert _program_lines(out.stderr)[-1] == message, out.stderr[-2000:]
+
+
+def test_sample_program_refuses_a_one_class_model_in_one_line(trained_workdir, tmp_path):
+  path = str(tmp_path / "one.keras")
+  _model((28, 28, 1), lambda x: keras.layers.Dense(1)(keras.layers.Flatten()(x))).save(path)
+  out = _run([sys.executable, "-m", "ppgn_tf.sample", f"--workdir={trained_workdir}", f"--condition_model={path}",
+              f"--output_dir={tmp_path / 'out'}"])
+  assert out.returncode == 1 and not (tmp_path / "out").exists()
+  assert _program_lines(out.stderr)[-1] == (
+      f"sample: error: --condition_model={path}: has K = 1 output; conditioning needs K >= 2 classes (a binary "
+      "classifier must return both classes' logits or probabilities)")
+
+
+@pytest.fixture(scope="module")
+def eval_classifier_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("eval_classifier") / "clf")  # Trained by the first evaluation, then shared.
+
+
+def test_evaluate_program_compares_conditioned_with_unconditioned_chains(trained_workdir, odd_even, nets,
+                                                                         eval_classifier_dir, tmp_path):
+  common = ["--sampler_preset=thesis", f"--steps={STEPS}", f"--epsilon2={BIG_EPSILON2}", "--per_class=10",
+            f"--eval_classifier_dir={eval_classifier_dir}"]
+  unit = _live_unit(nets)
+  results = {}
+  for name, condition in (("classifier", [f"--condition_model={odd_even[0]}"]),
+                          ("unit", ["--condition_layer=fc1", f"--unit={unit}"])):
+    output = tmp_path / f"{name}.json"
+    out = _run([sys.executable, "-m", "ppgn_tf.evaluate", f"--workdir={trained_workdir}", *condition, *common,
+                f"--output={output}"])
+    assert out.returncode == 0, (name, out.stderr[-3000:])
+    assert out.stdout.strip().splitlines()[-1] == str(output)
+    results[name] = json.loads(output.read_text())
+    assert (tmp_path / f"{name}_samples.png").is_file()
+  c, u = results["classifier"]["conditioned"], results["classifier"]["unconditioned"]
+  assert results["classifier"]["num_samples"] == 20 and results["classifier"]["condition"]["num_classes"] == 2
+  assert c["mean_requested_probability"] > u["mean_requested_probability"] + 0.25, (c, u)
+  assert [row["class"] for row in c["per_class"]] == [0, 1]
+  c, u = results["unit"]["conditioned"], results["unit"]["unconditioned"]
+  assert c["mean_activation"] > 2 * u["mean_activation"] > 0, (c, u)
+  for result in results.values():  # The evaluation classifier's verdict, beside the real digits'.
+    for judged in (result["conditioned"], result["unconditioned"]):
+      assert 0 < judged["eval_classifier_mean_top_probability"] <= 1 and judged["frechet_distance"] > 0
+      assert sum(judged["eval_classifier_digit_shares"]) == pytest.approx(1.0)
+    assert 0 < result["real_digits"]["eval_classifier_mean_top_probability"] <= 1
+    assert result["sampler"]["epsilon2"] == BIG_EPSILON2

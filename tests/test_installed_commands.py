@@ -16,7 +16,8 @@ import sysconfig
 
 from conftest import REPO
 
-COMMANDS = ("ppgn-train", "ppgn-export", "ppgn-sample", "ppgn-evaluate", "ppgn-report", "ppgn-bench")
+COMMANDS = ("ppgn-train", "ppgn-export", "ppgn-sample", "ppgn-evaluate", "ppgn-report", "ppgn-bench",
+            "ppgn-train-classifier")
 
 
 def _run(args, cwd, **kwargs):

@@ -180,13 +180,6 @@ class Condition:
     """MalaSampler's keyword arguments for this condition."""
     return {"condition_layer": self.layer, "condition_model": self.classifier}
 
-  def grid_targets(self, per_target: int) -> tuple[np.ndarray, list[str]]:
-    """The targets of a sample grid (`per_target` chains for each class, or for the unit) and its row labels."""
-    if self.kind == condition_spec.UNIT:
-      return np.full(per_target, self.unit, np.int32), [f"{self.layer}:{self.unit}"]
-    return (np.repeat(np.arange(self.num_targets), per_target).astype(np.int32),
-            [str(c) for c in range(self.num_targets)])
-
   def record(self) -> dict:
     if self.classifier is not None:
       return self.classifier.record()

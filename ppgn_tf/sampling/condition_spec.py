@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
+
 CLASS = "class"  # Condition on E's classes: log C_c = the log-softmax of fc2 at class c.
 
 # The kinds of condition, as recorded in an export's assets.extra/sampler.json.
@@ -23,7 +25,8 @@ UNIT = "unit"
 class ConditionSpec:
   """The condition as given: nothing (E's classes), a classifier file, or a layer of E and one of its units.
 
-  `layer` without `unit` names the layer of an export's `sample_unit` signature, which takes the unit per row.
+  For an export, `layer` without `unit` names the layer of its `sample_unit` signature, which takes the unit per
+  row, beside the classifier (if any) its class signatures condition on.
   """
   model_path: str | None = None
   layer: str | None = None
@@ -32,7 +35,8 @@ class ConditionSpec:
   def validate(self, unit_per_row: bool = False) -> None:
     """Raises ValueError (one line naming the flag). `unit_per_row`: for an export, whose `sample_unit` signature
     takes the unit with each request, --condition_layer stands alone and --unit is refused."""
-    if self.model_path is not None and (self.layer is not None or self.unit is not None):
+    # In an export the classifier conditions the class signatures and the layer sample_unit: both may be given.
+    if not unit_per_row and self.model_path is not None and (self.layer is not None or self.unit is not None):
       raise ValueError("give --condition_model or --condition_layer/--unit, not both")
     if self.model_path is not None and not os.path.exists(self.model_path):
       raise ValueError(f"--condition_model={self.model_path}: no such file or directory")
@@ -63,3 +67,12 @@ class ConditionSpec:
     if self.kind == UNIT:
       return f"unit_{self.layer}_{self.unit}"
     return ENCODER_CLASSES
+
+
+def grid_targets(record: dict, per_target: int) -> tuple[np.ndarray, list[str]]:
+  """The targets of a sample grid for a condition `record` (`condition_model.Condition.record`, or an export's):
+  `per_target` chains of each class 0..K-1 (one row each), or of the unit (one row); and the rows' labels."""
+  if record["kind"] == UNIT:
+    return np.full(per_target, record["unit"], np.int32), [f"{record['layer']}:{record['unit']}"]
+  classes = int(record["num_classes"])
+  return np.repeat(np.arange(classes), per_target).astype(np.int32), [str(c) for c in range(classes)]

@@ -18,7 +18,8 @@ which keeps the variety G can draw:
 One forward pass G -> E per step gives both R_h and the conditioning
 objective. Plug & Play: the prior term is always R_h = E_code(G(h)); the condition
 is E's class (log-softmax of fc2), a classifier of the user's own (`condition_model`:
-log C_c of the images G draws, pixels in [0, 1]) or any unit of any encoder layer. Randomness is stateless and keyed per row by the row's seed (`random_streams`: its
+log C_c of the images G draws, pixels in [0, 1]) or any unit of any encoder layer.
+Randomness is stateless and keyed per row by the row's seed (`random_streams`: its
 h_0, prior-pick and noise streams), so a chain's result depends only on its own seed and target, whatever
 batch it runs in.
 
