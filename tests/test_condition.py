@@ -502,6 +502,7 @@ def test_evaluate_program_compares_conditioned_with_unconditioned_chains(trained
   assert results["classifier"]["num_samples"] == 20 and results["classifier"]["condition"]["num_classes"] == 2
   assert c["mean_requested_probability"] > u["mean_requested_probability"] + 0.25, (c, u)
   assert [row["class"] for row in c["per_class"]] == [0, 1]
+  assert all(sum(row["eval_classifier_digit_shares"]) == pytest.approx(1.0) for row in c["per_class"])
   c, u = results["unit"]["conditioned"], results["unit"]["unconditioned"]
   assert c["mean_activation"] > 2 * u["mean_activation"] > 0, (c, u)
   for result in results.values():  # The evaluation classifier's verdict, beside the real digits'.

@@ -129,7 +129,7 @@ def main(argv):
                                                                         FLAGS.gif_frames, spec.unit)
       title = f"{path}: {(config or export_layout.read_export_settings(path)).steps} MALA steps"
     if inpaint is None and record["kind"] != condition_spec.ENCODER_CLASSES:
-      title += f", conditioned on {spec.name if FLAGS.workdir else record.get('model', record.get('layer'))}"
+      title += f", conditioned on {condition_spec.describe(record)}"
   except ValueError as e:
     return runner.error("sample", e)
   if inpaint is not None:

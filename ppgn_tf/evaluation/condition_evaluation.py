@@ -77,6 +77,8 @@ def _judge(out: dict, targets: np.ndarray, record: dict, reference: evaluate_lib
   rows = np.arange(len(targets))
   probs, feats = reference.predict(out["images"])
   top = probs.max(1)
+  # What the evaluation classifier calls the images: the share of each digit.
+  digit_shares = lambda of: (np.bincount(probs[of].argmax(1), minlength=probs.shape[1]) / np.sum(of)).tolist()
   verdict = {}
   if record["kind"] == condition_spec.CLASSIFIER:
     condition_probs = out["condition_probs"]
@@ -84,7 +86,8 @@ def _judge(out: dict, targets: np.ndarray, record: dict, reference: evaluate_lib
                    accuracy=float(np.mean(condition_probs.argmax(1) == targets)),
                    per_class=[{"class": int(c),
                                "mean_requested_probability": float(np.mean(condition_probs[targets == c, c])),
-                               "accuracy": float(np.mean(condition_probs[targets == c].argmax(1) == c))}
+                               "accuracy": float(np.mean(condition_probs[targets == c].argmax(1) == c)),
+                               "eval_classifier_digit_shares": digit_shares(targets == c)}
                               for c in np.unique(targets)])
   else:
     verdict.update(mean_activation=float(np.mean(out["objective"])),
@@ -93,8 +96,7 @@ def _judge(out: dict, targets: np.ndarray, record: dict, reference: evaluate_lib
   verdict.update(
       eval_classifier_mean_top_probability=float(np.mean(top)),
       eval_classifier_confident_share=float(np.mean(top >= CONFIDENT)),
-      # What the evaluation classifier calls the images: the share of each digit.
-      eval_classifier_digit_shares=(np.bincount(probs.argmax(1), minlength=probs.shape[1]) / len(probs)).tolist(),
+      eval_classifier_digit_shares=digit_shares(np.ones(len(probs), bool)),
       frechet_distance=fd, frechet_vs_floor=metrics.ratio(fd, reference.floor),
       diversity=float(np.mean([metrics.mean_pairwise_distance(out["images"][targets == t])
                                for t in np.unique(targets)])),
@@ -139,8 +141,8 @@ def evaluate_condition(plan: Plan, config, spec: condition_spec.ConditionSpec, *
   os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
   plots.save_image_grid(grid, grid_path, nrow=columns,
                         row_labels=[label for r in row_labels for label in (r, f"{r}, eps2=0")],
-                        title=f"conditioned on {record.get('model', record.get('layer'))}, {settings.steps} MALA "
-                              "steps; each second row: epsilon2 = 0")
+                        title=f"conditioned on {condition_spec.describe(record)}, {settings.steps} MALA steps; "
+                              "each second row: epsilon2 = 0")
   result.update(samples_png=os.path.basename(grid_path), seconds=time.time() - start, command=command)
   files.write_json(plan.output, result)
   return result

@@ -76,3 +76,12 @@ def grid_targets(record: dict, per_target: int) -> tuple[np.ndarray, list[str]]:
     return np.full(per_target, record["unit"], np.int32), [f"{record['layer']}:{record['unit']}"]
   classes = int(record["num_classes"])
   return np.repeat(np.arange(classes), per_target).astype(np.int32), [str(c) for c in range(classes)]
+
+
+def describe(record: dict) -> str:
+  """A condition record in a few words, for titles and logs."""
+  if record["kind"] == CLASSIFIER:
+    return f"the classifier {os.path.basename(os.path.normpath(record['model']))} ({record['num_classes']} classes)"
+  if record["kind"] == UNIT:
+    return f"unit {record['unit']} of {record['layer']}"
+  return "E's classes"
