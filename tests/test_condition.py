@@ -21,8 +21,7 @@ from ppgn_tf.sampling import condition_model
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import serving
 from ppgn_tf.sampling.condition_spec import ConditionSpec
-from ppgn_tf.sampling.mala_sampler import (CodePrior, MalaSampler, SamplerConfig, initial_codes, mala_step,
-                                          row_normal)
+from ppgn_tf.sampling.mala_sampler import CodePrior, MalaSampler, SamplerConfig, initial_codes, mala_step
 from ppgn_tf.training import train_lib
 
 from conftest import REPO
@@ -150,7 +149,8 @@ def test_units_are_checked_against_the_encoders_layers(nets):
                      match=r"--condition_layer=fc3: not a layer of the encoder \(choose from conv1, conv2, conv3, "
                            r"fc1, fc2\)"):
     condition_model.resolve(ConditionSpec(layer="fc3", unit=0), encoder)
-  with pytest.raises(condition_model.ConditionError, match=r"--unit=64: layer fc1 has 64 units \(choose from 0 to 63\)"):
+  with pytest.raises(condition_model.ConditionError,
+                     match=r"--unit=64: layer fc1 has 64 units \(choose from 0 to 63\)"):
     condition_model.resolve(ConditionSpec(layer="fc1", unit=64), encoder)
   conv = condition_model.resolve(ConditionSpec(layer="conv1", unit=22 * 22 * 64 - 1), encoder)
   assert conv.units == 22 * 22 * 64 and conv.num_targets == conv.units  # Rows x columns x channels.
@@ -292,7 +292,6 @@ import tensorflow as tf
 
 path, unit = sys.argv[1], int(sys.argv[2])
 signatures = tf.saved_model.load(path).signatures
-rows = lambda *values: dict(seed=tf.constant(np.arange(len(values)) + 7, tf.int64))
 
 
 def refused(name, **inputs):
@@ -303,7 +302,8 @@ def refused(name, **inputs):
   return None
 
 
-out = signatures["serving_default"](class_id=tf.constant([0, 1, 1, 0], tf.int32), seed=tf.constant([1, 2, 3, 4], tf.int64))
+out = signatures["serving_default"](class_id=tf.constant([0, 1, 1, 0], tf.int32),
+                                    seed=tf.constant([1, 2, 3, 4], tf.int64))
 units = signatures["sample_unit"](unit=tf.constant([unit, unit], tf.int32), seed=tf.constant([5, 6], tf.int64))
 seeds = lambda n: tf.constant(np.arange(n), tf.int64)
 print(json.dumps({
@@ -505,6 +505,7 @@ def test_evaluate_program_compares_conditioned_with_unconditioned_chains(trained
   assert all(sum(row["eval_classifier_digit_shares"]) == pytest.approx(1.0) for row in c["per_class"])
   c, u = results["unit"]["conditioned"], results["unit"]["unconditioned"]
   assert c["mean_activation"] > 2 * u["mean_activation"] > 0, (c, u)
+  assert 0 < c["active_share"] <= 1
   for result in results.values():  # The evaluation classifier's verdict, beside the real digits'.
     for judged in (result["conditioned"], result["unconditioned"]):
       assert 0 < judged["eval_classifier_mean_top_probability"] <= 1 and judged["frechet_distance"] > 0

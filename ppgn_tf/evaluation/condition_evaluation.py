@@ -90,8 +90,11 @@ def _judge(out: dict, targets: np.ndarray, record: dict, reference: evaluate_lib
                                "eval_classifier_digit_shares": digit_shares(targets == c)}
                               for c in np.unique(targets)])
   else:
+    # Units after a ReLU: a chain whose unit is 0 gets no gradient from it, so the share that fires says how many
+    # chains the condition reached at all.
     verdict.update(mean_activation=float(np.mean(out["objective"])),
-                   median_activation=float(np.median(out["objective"])))
+                   median_activation=float(np.median(out["objective"])),
+                   active_share=float(np.mean(out["objective"] > 0)))
   fd = metrics.frechet_distance(feats, reference.real_feats)
   verdict.update(
       eval_classifier_mean_top_probability=float(np.mean(top)),
@@ -160,8 +163,8 @@ def format_condition(result: dict) -> str:
                    num(u["mean_requested_probability"])),
               line("condition: accuracy", num(c["accuracy"]), num(u["accuracy"]))]
   else:
-    lines.append(line("condition: mean activation of the unit", num(c["mean_activation"]),
-                      num(u["mean_activation"])))
+    lines += [line("condition: mean activation of the unit", num(c["mean_activation"]), num(u["mean_activation"])),
+              line("condition: share of chains where it fires", num(c["active_share"]), num(u["active_share"]))]
   lines += [
       line("eval classifier: mean top probability", num(c["eval_classifier_mean_top_probability"]),
            num(u["eval_classifier_mean_top_probability"]), num(real["eval_classifier_mean_top_probability"])),

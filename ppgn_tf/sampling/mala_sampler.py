@@ -416,8 +416,8 @@ def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig,
     # lr_t linear from start (t = 0) to end (t = steps - 1), as the original PPGN's lr -> lr_end.
     fraction = tf.cast(t, tf.float32) / tf.cast(tf.maximum(steps - 1, 1), tf.float32)
     h, _, _ = mala_step(h, targets, seeds, t, generator, encoder, code_layer=code_layer,
-                        condition_layer=condition_layer, condition_model=condition_model, epsilon1=config.epsilon1, epsilon2=config.epsilon2,
-                        epsilon3=config.epsilon3, epsilon4=config.epsilon4, clip_min=clip_min,
+                        condition_layer=condition_layer, condition_model=condition_model, epsilon1=config.epsilon1,
+                        epsilon2=config.epsilon2, epsilon3=config.epsilon3, epsilon4=config.epsilon4, clip_min=clip_min,
                         clip_max=clip_max, step_size=start + (end - start) * fraction,
                         normalize_step=config.normalize_step, inpaint=inpaint,
                         stop_probability=config.stop_probability)

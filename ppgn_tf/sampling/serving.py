@@ -25,8 +25,8 @@ asked for (`embed_training_codes`), and `assets.extra/sampler.json` says what is
 embedded, and names the condition. Images leave in pixel space, clipped to [0, 1]. Bad inputs fail
 with an InvalidArgument error naming the input (a class_id outside [0, K), a unit outside its layer), and so do
 requests past the archive's limits (`max_batch` rows to any signature, `max_steps` to `sample`; sample_unit runs
-the export's own steps, which are at most `max_steps`), before any work. The directory layout and the JSON files beside the graph:
-`export_layout`.
+the export's own steps, which are at most `max_steps`), before any work. The directory layout and the JSON files
+beside the graph: `export_layout`.
 """
 
 from __future__ import annotations
