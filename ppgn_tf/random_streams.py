@@ -44,6 +44,9 @@ EVALUATION_FLOOR_SPLIT = "evaluation_floor_split"  # The halves of the test set 
 EVAL_CLASSIFIER_INITIALISATION = "eval_classifier_initialisation"
 EVAL_CLASSIFIER_AUGMENTATION = "eval_classifier_augmentation"  # Its random shifts.
 EVAL_CLASSIFIER_DATA_ORDER = "eval_classifier_data_order"
+# A classifier of another task trained to plug in as the sampler's condition (ppgn_tf.cli.train_classifier --seed).
+TASK_CLASSIFIER_INITIALISATION = "task_classifier_initialisation"
+TASK_CLASSIFIER_DATA_ORDER = "task_classifier_data_order"
 # The benchmark (python -m ppgn_tf.bench).
 BENCH_IMAGES = "bench_images"  # Its stand-in training images and labels (speed does not depend on pixel values).
 
@@ -65,7 +68,9 @@ STREAMS = {
     EVAL_CLASSIFIER_AUGMENTATION: 14,
     EVAL_CLASSIFIER_DATA_ORDER: 15,
     CODE_MIXTURE: 16,
-    BENCH_IMAGES: 17,
+    TASK_CLASSIFIER_INITIALISATION: 17,
+    TASK_CLASSIFIER_DATA_ORDER: 18,
+    BENCH_IMAGES: 19,
 }
 # Sub-streams of GRADIENT_PENALTY_MIX, by critic name (the image critic, or the encoder layer it reads), so a
 # critic draws the same mixes in every experiment that has it, whatever other critics are trained beside it.

@@ -93,6 +93,46 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
   assert results["load_start"]["load_1m"] >= 0
 
 
+def _tiny_export(base, precision, max_batch):
+  """An untrained tiny G and E exported with 2 steps of the thesis' sampler."""
+  from ppgn_tf.model import encoder as encoder_lib
+  from ppgn_tf.model.generator import build_generator
+  from ppgn_tf.sampling import serving
+  from ppgn_tf.sampling.sampler_config import SamplerConfig
+  encoder = encoder_lib.build_tiny_encoder()
+  config = SamplerConfig(steps=2)
+  archive = serving.build_archive(build_generator((64,), 2), encoder, config, precision=precision,
+                                  max_batch=max_batch)
+  return serving.write(archive, str(base), settings=config, precision=precision)
+
+
+def test_serving_mode_times_exports_and_writes_every_key(tmp_path):
+  """--serving: samples per second of each export's serving_default per batch size; a batch above max_batch goes
+  in requests of at most max_batch rows (not a timing assertion: the keys and the request counts)."""
+  paths = [_tiny_export(tmp_path / "fp32", "fp32", 2), _tiny_export(tmp_path / "bf16", "bf16", 2)]
+  output = tmp_path / "serving.json"
+  result = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--serving", f"--saved_models={','.join(paths)}",
+                           "--serving_batches=1,3", "--repeats=2", f"--output={output}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "samples/s" in result.stdout
+  results = json.loads(output.read_text())
+  assert set(results["exports"]) == {"fp32", "bf16"} and results["batches"] == [1, 3]
+  for label, export in results["exports"].items():
+    assert export["precision"] == label and export["max_batch"] == 2 and export["settings"]["steps"] == 2
+    assert [b["requests"] for b in export["by_batch"].values()] == [1, 2]  # 3 rows: requests of 2 and 1.
+    for b in export["by_batch"].values():
+      assert len(b["seconds"]) == 2 and b["median_s"] > 0
+      assert b["samples_per_s"] == pytest.approx(b["batch"] / b["median_s"])
+  assert set(results["speed_vs_fp32"]["bf16"]) == {"1", "3"}
+  assert results["cpu"]["model_name"] and results["method"] and results["command"].startswith("python -m ppgn_tf.bench")
+  missing = subprocess.run([sys.executable, "-m", "ppgn_tf.bench", "--serving", f"--saved_models={tmp_path / 'none'}"],
+                           capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert missing.returncode == 1
+  assert missing.stderr.strip().splitlines()[-1] == (f"bench: error: {tmp_path / 'none'}: no SavedModel here (no "
+                                                      "saved_model.pb, no numbered version holding one)")
+
+
 def test_peer_mode_times_the_pytorch_restatement_in_interleaved_rounds(tmp_path):
   pytest.importorskip("torch")  # An optional dependency: pip install torch.
   output = tmp_path / "bench.json"

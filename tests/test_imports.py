@@ -20,6 +20,7 @@ PACKAGE = os.path.join(REPO, "ppgn_tf")
 FUNCTION_LEVEL_IMPORTS = {
     ("ppgn_tf.cli.bench", "tensorflow"): "TensorFlow must load after main sets TF_ENABLE_ONEDNN_OPTS from --onednn",
     ("ppgn_tf.cli.bench", "ppgn_tf.perf.timing"): "the same: the timings import TensorFlow",
+    ("ppgn_tf.cli.bench", "ppgn_tf.perf.serving_bench"): "the same: the serving timings import TensorFlow",
     ("ppgn_tf.hardware", "tensorflow"): "the bench program reads the CPU before --onednn is applied",
     ("ppgn_tf.precision", "keras"): "the bench program imports precision before --onednn is applied (keras imports "
                                     "TensorFlow)",
@@ -33,7 +34,10 @@ FUNCTION_LEVEL_IMPORTS = {
                                 ("ppgn_tf.cli.sample", "ppgn_tf.sampling.sample_lib"),
                                 ("ppgn_tf.cli.sample", "ppgn_tf.training.train_lib"),
                                 ("ppgn_tf.cli.export", "ppgn_tf.sampling.serving"),
-                                ("ppgn_tf.cli.export", "ppgn_tf.training.train_lib"))},
+                                ("ppgn_tf.cli.export", "ppgn_tf.training.train_lib"),
+                                ("ppgn_tf.cli.export", "ppgn_tf.sampling.condition_model"),
+                                ("ppgn_tf.cli.sample", "ppgn_tf.sampling.condition_model"),
+                                ("ppgn_tf.cli.evaluate", "ppgn_tf.evaluation.condition_evaluation"))},
 }
 # The programs that check their input before TensorFlow starts: importing them (or their python -m shims) must
 # not import TensorFlow. train and bench are not here: train always needs TensorFlow, bench loads it itself.
@@ -42,8 +46,8 @@ CHECK_BEFORE_TENSORFLOW = ("ppgn_tf.cli.evaluate", "ppgn_tf.cli.report", "ppgn_t
                            "ppgn_tf.sweep")
 # Programs define their flags when imported, and several define the same names: one program per process.
 PROGRAMS = ("ppgn_tf.cli.train", "ppgn_tf.cli.export", "ppgn_tf.cli.sample", "ppgn_tf.cli.evaluate",
-            "ppgn_tf.cli.report", "ppgn_tf.cli.bench", "ppgn_tf.cli.sweep", "ppgn_tf.sample", "ppgn_tf.evaluate",
-            "ppgn_tf.report", "ppgn_tf.bench", "ppgn_tf.sweep")
+            "ppgn_tf.cli.report", "ppgn_tf.cli.bench", "ppgn_tf.cli.sweep", "ppgn_tf.cli.train_classifier",
+            "ppgn_tf.sample", "ppgn_tf.evaluate", "ppgn_tf.report", "ppgn_tf.bench", "ppgn_tf.sweep")
 
 
 def _modules() -> dict[str, str]:

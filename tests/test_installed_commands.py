@@ -16,7 +16,8 @@ import sysconfig
 
 from conftest import REPO
 
-COMMANDS = ("ppgn-train", "ppgn-export", "ppgn-sample", "ppgn-evaluate", "ppgn-report", "ppgn-bench", "ppgn-sweep")
+COMMANDS = ("ppgn-train", "ppgn-export", "ppgn-sample", "ppgn-evaluate", "ppgn-report", "ppgn-bench", "ppgn-sweep",
+            "ppgn-train-classifier")
 
 
 def _run(args, cwd, **kwargs):

@@ -461,15 +461,22 @@ def test_inpainting_starts_from_the_code_of_the_masked_image(tiny):
                              out["codes"].numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_class_codes_need_classes_and_class_conditioning(prior, tiny, tmp_path):
+def test_class_codes_need_classes_and_start_from_every_class_for_other_conditions(prior, tiny, tmp_path):
   config = SamplerConfig(h0="class_codes")
   with pytest.raises(ValueError, match="classes of the real codes"):
     MalaSampler(tiny[0], tiny[1], config, prior=prior)  # A prior without classes.
   no_sevens = CodePrior(prior.codes, np.where(np.arange(400) % 10 == 7, 6, np.arange(400) % 10).astype(np.int32))
   with pytest.raises(ValueError, match="no image of class 7"):
     MalaSampler(tiny[0], tiny[1], config, prior=no_sevens)
-  with pytest.raises(ValueError, match="needs class conditioning"):
-    MalaSampler(tiny[0], tiny[1], config, prior=_labelled(prior), condition_layer="fc1")
+  # Conditioned on a unit, the targets are no classes of E: the chain starts from a real code of any class, the
+  # one h0=codes draws for the seed (unit 3 would otherwise have picked a code of class 3).
+  seeds = np.arange(40) + 60
+  on_unit = MalaSampler(tiny[0], tiny[1], dataclasses.replace(config, steps=0), prior=_labelled(prior),
+                        condition_layer="fc1").sample(np.full(40, 3), seeds)["codes"].numpy()
+  np.testing.assert_array_equal(on_unit, initial_codes(tf.constant(seeds, tf.int64), [CODE], "codes",
+                                                       prior.codes).numpy())
+  picked_labels = [_labelled(prior).labels[(prior.codes == row).all(1)][0] for row in on_unit]
+  assert len(set(picked_labels)) > 5
   # Classes survive a save and load; a file written before them loads without.
   _labelled(prior).save(str(tmp_path / "labelled.npz"))
   loaded = CodePrior.load(str(tmp_path / "labelled.npz"))

@@ -2,6 +2,7 @@ r"""Benchmark: training and sampling speed against this machine's peak, in fp32 
 
   python -m ppgn_tf.bench --config=paper --precision=fp32,bf16 --peer=torch --output=bench_paper.json
   python -m ppgn_tf.bench --config=quickstart --profile_dir=/tmp/ppgn_profile
+  python -m ppgn_tf.bench --serving --saved_models=/tmp/qs_fp32,/tmp/qs_bf16 --output=serving.json
 
 Measures, after warm-up and as medians over `--repeats` rounds: seconds per
 critic iteration, per G step and per steady-state G iteration (5 critic
@@ -26,6 +27,12 @@ The sampler runs `--sampler_steps` steps and is scaled to 200 by FLOPs (each
 step costs the same), so the paper configuration finishes in minutes.
 Timings on a shared machine are noisy: the load average at start and end is
 recorded, and ratios taken within one run are the reliable numbers.
+
+--serving times exported samplers instead (`ppgn_tf.perf.serving_bench`): samples
+per second of each export's serving_default at --serving_batches rows (default 1,
+10 and 100), the exports in interleaved rounds (e.g. an fp32 and a bf16 export of
+one run). A batch above an export's max_batch is split into requests of at most
+max_batch rows, as a client must send it.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from ppgn_tf.cli import runner
 from ppgn_tf.files import write_json
 from ppgn_tf.perf import bench as bench_lib
 from ppgn_tf.perf import bench_peer_torch
+from ppgn_tf.sampling import export_layout
 
 FLAGS = flags.FLAGS
 
@@ -68,8 +76,33 @@ flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0: Ten
 flags.DEFINE_bool("onednn", True, "Run TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=1). TensorFlow turns "
                   "them on by default only on AVX-512 CPUs; elsewhere its Eigen kernels run, built without "
                   "AVX2/FMA, about 2x slower. Set before TensorFlow is imported.")
+flags.DEFINE_bool("serving", False, "Time exported samplers (--saved_models) instead of training and the library "
+                  "sampler: samples per second of serving_default at --serving_batches rows.")
+flags.DEFINE_list("saved_models", [], "--serving: the exports to time (version directories or base paths), e.g. "
+                  "an fp32 and a bf16 export of one run; each is labelled by its precision.")
+flags.DEFINE_list("serving_batches", ["1", "10", "100"], "--serving: rows per batch; a batch above an export's "
+                  "max_batch is sent in requests of at most max_batch rows.")
 flags.DEFINE_string("profile_dir", None, "Also trace one round per experiment and one sampler run with the "
                     "TensorFlow profiler here, and print the top ops.")
+
+
+def _check_serving_flags() -> tuple[int, ...]:
+  """--serving's flags; raises ValueError (one line); returns the batch sizes."""
+  if not FLAGS.saved_models:
+    raise ValueError("--serving needs --saved_models (comma-separated exports to time)")
+  for path in FLAGS.saved_models:
+    export_layout.newest_version(path)
+  try:
+    batches = tuple(int(b) for b in FLAGS.serving_batches)
+  except ValueError:
+    batches = ()
+  if not batches or min(batches) < 1:
+    raise ValueError(f"--serving_batches: expected whole numbers >= 1, got {','.join(FLAGS.serving_batches)}")
+  if FLAGS.repeats is not None and FLAGS.repeats < 1:
+    raise ValueError(f"--repeats must be >= 1, got {FLAGS.repeats}")
+  if FLAGS.output and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
+    raise ValueError(f"--output={FLAGS.output}: no such directory")
+  return batches
 
 
 def _check_flags() -> tuple[int, ...]:
@@ -100,8 +133,11 @@ def main(argv):
   try:
     if len(argv) > 1:  # Not runner.refuse_arguments: bench reports stray arguments as its other errors, one line.
       raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
-    peer_threads = _check_flags()
-    if FLAGS.peer == "torch":
+    if FLAGS.serving:
+      batches = _check_serving_flags()
+    else:
+      peer_threads = _check_flags()
+    if FLAGS.peer == "torch" and not FLAGS.serving:
       bench_peer_torch.import_torch()
   except (ValueError, bench_peer_torch.PeerUnavailable) as e:
     return runner.error("bench", e)
@@ -113,6 +149,15 @@ def main(argv):
   from ppgn_tf.perf import timing
   if FLAGS.inter_op_threads:
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+  if FLAGS.serving:
+    from ppgn_tf.perf import serving_bench
+    results = serving_bench.run(FLAGS.saved_models, batches, FLAGS.repeats or serving_bench.DEFAULT_REPEATS)
+    results["onednn"] = FLAGS.onednn
+    results["command"] = " ".join(["python -m ppgn_tf.bench", *sys.argv[1:]])
+    print(serving_bench.format_table(results))
+    if FLAGS.output:
+      write_json(FLAGS.output, results)
+    return 0
   try:
     precisions = tuple(dict.fromkeys(precision_lib.resolve(p, "bench") for p in FLAGS.precision))
   except ValueError as e:  # bf16 where ONEDNN_MAX_CPU_ISA caps it away.

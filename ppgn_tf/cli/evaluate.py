@@ -5,6 +5,7 @@ r"""Quantitative evaluation of a sampler by a classifier independent of E.
   python -m ppgn_tf.evaluate --workdir=runs/a --eval_classifier_dir=runs/eval_classifier  # shared, trained once
   python -m ppgn_tf.evaluate --workdir=runs/quickstart --inpaint_mask=left --per_class=20  # in-painting
   python -m ppgn_tf.evaluate --workdir=runs/cpu_hour --checkpoints --per_class=50  # quality against time
+  python -m ppgn_tf.evaluate --workdir=runs/quickstart --condition_model=odd_even.keras  # Plug & Play
 
 The sampler climbs E's class probability, so E's verdict on its own samples is
 biased upward; a separately trained classifier of another architecture judges
@@ -13,6 +14,13 @@ table, and G's ceiling: the same metrics of G(E(x)) for the real test images,
 the best a sampler can reach with this G; and the copy test: how far the samples
 lie from G(E(x)) of the training images, against held-out images) and
 EVALUATION_samples.png, and prints the tables.
+
+With --condition_model (or --condition_layer and --unit; or an export conditioned
+on a classifier) the chains follow that condition instead of E's classes, and the
+evaluation compares them with the same chains at epsilon2 = 0: the condition's own
+verdict (the classifier's probability of the requested class, the unit's
+activation) and the evaluation classifier's (are they still digits). Writes
+evaluation_CONDITION.json and its _samples.png (docs/conditioning.md).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
 from ppgn_tf.data import sources
 from ppgn_tf.evaluation import evaluation_plan
+from ppgn_tf.sampling import condition_spec
+from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import sampler_config
 
 FLAGS = flags.FLAGS
@@ -36,6 +46,7 @@ flags.DEFINE_string("saved_model", None, "An exported SavedModel: version direct
 flags.DEFINE_integer("per_class", 100, "Chains per class.")
 # With --saved_model and none of these, the export's serving_default runs, with the settings it was exported with.
 sampler_flags.define_sampler_flags("MALA steps per chain.")
+sampler_flags.define_condition_flags()
 flags.DEFINE_string("dataset", None, "Data set of the real test images and of the evaluation classifier "
                     "(default: the workdir's, from options.json; needed for a SavedModel outside a workdir).")
 flags.DEFINE_string("data_dir", None, "tfds data directory (default: the workdir's).")
@@ -65,24 +76,41 @@ def main(argv):
       raise ValueError("--checkpoints evaluates a --workdir's checkpoints (an export has none)")
     if FLAGS.checkpoints and FLAGS.inpaint_mask:
       raise ValueError("give at most one of --checkpoints and --inpaint_mask")
+    spec = sampler_flags.condition_spec_from_flags()
+    if spec.kind != condition_spec.ENCODER_CLASSES and (FLAGS.checkpoints or FLAGS.inpaint_mask):
+      raise ValueError("--checkpoints and --inpaint_mask evaluate E's classes (give no --condition_model, "
+                       "--condition_layer)")
+    if spec.model_path and FLAGS.saved_model:
+      raise ValueError("--condition_model applies to --workdir only (a SavedModel conditions on what it was "
+                       "exported with: export.py --condition_model)")
+    on_condition = spec.kind != condition_spec.ENCODER_CLASSES
     output = FLAGS.output
     if output is None and FLAGS.workdir:
       if FLAGS.inpaint_mask:
         output = os.path.join(FLAGS.workdir, f"inpainting_{FLAGS.inpaint_mask}.json")
       elif FLAGS.checkpoints:
         output = os.path.join(FLAGS.workdir, "quality_vs_time.json")
+      elif on_condition:
+        output = os.path.join(FLAGS.workdir, f"evaluation_{spec.name}.json")
     plan = evaluation_plan.make_plan(FLAGS.workdir, FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir,
                                      FLAGS.eval_classifier_dir, output, per_class=FLAGS.per_class,
                                      batch=FLAGS.batch, recon_images=FLAGS.recon_images)
     sources.check_source(plan.dataset)
     if plan.saved_model is not None:
+      # An export conditioned on a classifier is measured against that condition.
+      exported = export_layout.read_condition(plan.saved_model)["kind"]
+      on_condition = on_condition or exported == condition_spec.CLASSIFIER
       config = sampler_flags.saved_model_sampler_config(plan.saved_model)
     else:
-      config = sampler_flags.sampler_config_from_flags()
+      config = sampler_flags.sampler_config_from_flags(condition=spec)
     # TensorFlow loads after the input is checked: bad input fails in about a second.
+    from ppgn_tf.evaluation import condition_evaluation
     from ppgn_tf.evaluation import evaluate_lib
     command = shlex.join(["python", "-m", "ppgn_tf.evaluate", *sys.argv[1:]])
-    if FLAGS.inpaint_mask:
+    if on_condition:
+      result = condition_evaluation.evaluate_condition(plan, config, spec, seed=FLAGS.seed, command=command)
+      print(condition_evaluation.format_condition(result))
+    elif FLAGS.inpaint_mask:
       result = evaluate_lib.evaluate_inpainting(plan, config, FLAGS.inpaint_mask, seed=FLAGS.seed, command=command)
       print(evaluate_lib.format_inpainting(result))
     elif FLAGS.checkpoints:

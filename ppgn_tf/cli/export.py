@@ -5,6 +5,14 @@ r"""Exports a trained run's MALA-approx sampler as a standalone SavedModel.
 writes exported/ppgn/N/ (TensorFlow Serving's layout, N one above the highest
 existing version unless --version is given). An existing version is never
 touched. The SavedModel needs TensorFlow only, not this package.
+
+  python export.py --workdir=runs/quickstart --export_dir=exported/odd_even --condition_model=odd_even.keras
+  python export.py --workdir=runs/quickstart --export_dir=exported/units --condition_layer=fc1
+
+Plug & Play: --condition_model bakes a classifier of your own into the graph, and
+the class signatures condition on its K classes (class_id in [0, K)) instead of
+E's; --condition_layer adds a sample_unit signature (unit, seed) conditioned on
+the units of that layer of E. See docs/conditioning.md.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ flags.DEFINE_string("workdir", None, "Workdir of a finished (or checkpointed) tr
 flags.DEFINE_string("export_dir", None, "Model base path; the SavedModel goes to EXPORT_DIR/VERSION/.")
 flags.DEFINE_integer("version", None, "Version number (default: one above the highest existing).")
 sampler_flags.define_sampler_flags("MALA steps of the serving_default signature.")  # Also inpaint's settings.
+sampler_flags.define_condition_flags(export=True)
 sampler_flags.define_precision_flag("What the exported G and E compute in, whatever precision trained them; "
                                     "inputs and outputs are float32 either way and a bf16 export runs on any CPU "
                                     "(emulated, slower, where it lacks bfloat16: export with fp32 for such a serving "
@@ -47,20 +56,25 @@ def main(argv):
   try:
     config = sampler_flags.sampler_config_from_flags()
     precision_lib.check_choice(FLAGS.precision)
+    condition = sampler_flags.condition_spec_from_flags(export=True)
     sampler_config.check_export_embedding(config, FLAGS.export_training_codes)
     export_layout.check_limits(FLAGS.max_batch, FLAGS.max_steps, config.steps)
     version = export_layout.check_export_dir(FLAGS.export_dir, FLAGS.version)
     run_files.check_workdir(FLAGS.workdir)
     # TensorFlow loads after the input is checked: bad input fails in about a second.
+    from ppgn_tf.sampling import condition_model
     from ppgn_tf.sampling import serving
     from ppgn_tf.training import train_lib
+    # The classifier first: a file the sampler cannot use fails before the run is loaded.
+    classifier = condition_model.load_classifier(condition.model_path) if condition.model_path else None
     model = train_lib.load_trained(FLAGS.workdir)
     prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
     # The averaged G when the run keeps one.
     precision = precision_lib.resolve(FLAGS.precision, "export")
     archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
                                     precision=precision, embed_training_codes=FLAGS.export_training_codes,
-                                    max_batch=FLAGS.max_batch, max_steps=FLAGS.max_steps)
+                                    max_batch=FLAGS.max_batch, max_steps=FLAGS.max_steps,
+                                    condition_model=classifier, unit_layer=condition.layer)
     path = serving.write(archive, FLAGS.export_dir, version, settings=config, precision=precision,
                          embedded=serving.embedded_data(config, prior))
   except (ValueError, files.StorageError) as e:

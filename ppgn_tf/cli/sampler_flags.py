@@ -1,7 +1,8 @@
-"""The sampler's settings and --precision as flags, shared by the export, sample, evaluate and report programs.
+"""The sampler's settings, its condition and --precision as flags, shared by the export, sample, evaluate and report
+programs.
 
-Each program calls define_sampler_flags() once when it is imported; the functions below turn the parsed
-flags into the library's SamplerConfig.
+Each program calls define_sampler_flags() (and define_condition_flags()) once when it is imported; the functions
+below turn the parsed flags into the library's SamplerConfig and ConditionSpec.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 from absl import flags
 
 from ppgn_tf import precision
+from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import sampler_config
 
@@ -58,6 +60,35 @@ def define_sampler_flags(steps_help: str | None = None) -> None:
     getattr(flags, f"DEFINE_{kind}")(name, None, help_text)
 
 
+def define_condition_flags(export: bool = False) -> None:
+  """--condition_model, --condition_layer and --unit: what the chains are conditioned on (default: E's classes)."""
+  flags.DEFINE_string("condition_model", None, "Plug & Play: condition on the classes of a classifier of your own "
+                      "instead of E's: a Keras model file (.keras) or a SavedModel directory (its serving_default "
+                      "is called) mapping [N, 28, 28, 1] images with pixels in [0, 1] to the logits or "
+                      "probabilities of its K >= 2 classes. The chains' prior term stays E(G(h))."
+                      + (" Baked into the export, and named in assets.extra/sampler.json; class_id then ranges over "
+                         "[0, K)." if export else " The classes 0..K-1 take the rows of the grid."))
+  if export:
+    flags.DEFINE_string("condition_layer", None, "Also export a sample_unit signature (inputs unit and seed, one "
+                        "unit per row) whose chains are conditioned on that unit of this layer of E (conv1, conv2, "
+                        "conv3, fc1, fc2; a conv layer's units are its output flattened: row, column, channel).")
+    flags.DEFINE_integer("unit", None, "Not for an export: its sample_unit signature takes the unit with each "
+                         "request (give --condition_layer alone).")
+  else:
+    flags.DEFINE_string("condition_layer", None, "Condition on one unit (--unit) of this layer of E instead of a "
+                        "class: conv1, conv2, conv3, fc1 or fc2. The preset's --stop_probability (a class "
+                        "probability) is off for a unit.")
+    flags.DEFINE_integer("unit", None, "With --condition_layer: the unit to condition on (a conv layer's units are "
+                         "its output flattened: row, column, channel).")
+
+
+def condition_spec_from_flags(export: bool = False) -> condition_spec.ConditionSpec:
+  """The condition the flags name, checked (one line naming the flag); for an export --unit is refused."""
+  spec = condition_spec.ConditionSpec(FLAGS.condition_model, FLAGS.condition_layer, FLAGS.unit)
+  spec.validate(unit_per_row=export)
+  return spec
+
+
 def define_precision_flag(help_text: str) -> None:
   """--precision, a string the library checks (precision.check_choice) with the rest of the input."""
   flags.DEFINE_string("precision", precision.AUTO, f"One of {', '.join(precision.CHOICES)}; auto: bf16 only where it "
@@ -69,13 +100,19 @@ def sampler_overrides_from_flags() -> dict:
   return {name: FLAGS[name].value for name in SAMPLER_FLAGS if FLAGS[name].present}
 
 
-def sampler_config_from_flags(base=None):
+def sampler_config_from_flags(base=None, condition: condition_spec.ConditionSpec | None = None):
   """A validated SamplerConfig: --sampler_preset's settings (or `base`, unless the preset was given
-  explicitly) with the given flags over them. Raises ValueError."""
+  explicitly) with the given flags over them; for chains conditioned on a unit (`condition`), without the
+  preset's stop_probability (`sampler_config.for_unit_condition`). Raises ValueError."""
   if base is None or FLAGS["sampler_preset"].present:
     base = sampler_config.preset(FLAGS.sampler_preset)
   config = dataclasses.replace(base, **sampler_overrides_from_flags())
   config.validate()
+  if condition is not None and condition.kind == condition_spec.UNIT:
+    if FLAGS["stop_probability"].present:
+      raise ValueError(sampler_config.STOP_PROBABILITY_NEEDS_CLASSES)
+    config = sampler_config.for_unit_condition(config)
+    config.validate()
   return config
 
 

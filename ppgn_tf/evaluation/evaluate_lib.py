@@ -21,6 +21,7 @@ from ppgn_tf.evaluation import eval_classifier
 from ppgn_tf.evaluation.evaluation_plan import Plan  # Made and checked there, with no TensorFlow.
 from ppgn_tf.evaluation import metrics
 from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import sample_lib
 from ppgn_tf.sampling import sampler_config as sampler_config_lib
@@ -87,6 +88,9 @@ class _Source:
       run, start = library_calls(sampler)
       reconstruct = library_reconstruct(model)
     else:
+      if export_layout.read_condition(plan.saved_model)["kind"] != condition_spec.ENCODER_CLASSES:
+        raise ValueError(f"{plan.saved_model}: conditions on a classifier of its own, not on E's digits "
+                         "(condition_evaluation.evaluate_condition measures it)")
       exported = export_layout.read_export_settings(plan.saved_model)
       if config is not None:
         config.validate()  # The workdir's MalaSampler checks its config; here the signature's inputs come from it.

@@ -8,6 +8,8 @@ import os
 import re
 
 from ppgn_tf import checks
+from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import sampler_config
 from ppgn_tf.training import run_files
 
@@ -18,6 +20,11 @@ EXPORT_INFO_FILE = os.path.join("assets.extra", "export.json")  # What the graph
 GRAPH_FILE = "saved_model.pb"
 # The key of SETTINGS_FILE that says what of the training data the graph holds (not a sampler setting).
 EMBEDDED_KEY = "embedded_training_data"
+# The keys of SETTINGS_FILE that name what the chains are conditioned on (not sampler settings): the class
+# signatures' condition (E's classes or a baked-in classifier, with its K) and the sample_unit signature's layer.
+CONDITION_KEY = "condition"
+UNIT_CONDITION_KEY = "unit_condition"
+NOT_SETTINGS = (EMBEDDED_KEY, CONDITION_KEY, UNIT_CONDITION_KEY)
 
 
 # What one request may ask of an export, so that none can hold a TensorFlow Serving thread for long: at most this
@@ -86,8 +93,28 @@ def read_sampler_settings(path: str) -> sampler_config.SamplerConfig | None:
   settings = run_files.read_json(os.path.join(path, SETTINGS_FILE))
   if settings is None:
     return None
-  settings.pop(EMBEDDED_KEY, None)
-  return sampler_config.from_json(settings)
+  settings = {k: v for k, v in settings.items() if k not in NOT_SETTINGS}
+  return sampler_config.from_json(settings) if settings else None
+
+
+def names_another_condition(records: dict) -> bool:
+  """Whether an export's condition records name more than E's classes (a classifier, or a unit signature)."""
+  return (records.get(UNIT_CONDITION_KEY) is not None
+          or records.get(CONDITION_KEY, {}).get("kind", condition_spec.ENCODER_CLASSES)
+          != condition_spec.ENCODER_CLASSES)
+
+
+def read_condition(path: str) -> dict:
+  """What an export's class signatures condition on: {"kind": "encoder_classes", "num_classes": 10} (also for
+  exports older than the record) or {"kind": "classifier", "num_classes": K, "model": ..., ...}."""
+  settings = run_files.read_json(os.path.join(path, SETTINGS_FILE)) or {}
+  return settings.get(CONDITION_KEY) or {"kind": condition_spec.ENCODER_CLASSES, "num_classes": NUM_CLASSES}
+
+
+def read_unit_condition(path: str) -> dict | None:
+  """The layer (and its unit count) of an export's sample_unit signature; None when it has none."""
+  settings = run_files.read_json(os.path.join(path, SETTINGS_FILE)) or {}
+  return settings.get(UNIT_CONDITION_KEY)
 
 
 def read_export_settings(path: str) -> sampler_config.SamplerConfig:

@@ -16,8 +16,10 @@ which keeps the variety G can draw:
     pulls G(h) towards them.
 
 One forward pass G -> E per step gives both R_h and the conditioning
-objective. Conditioning is on a class (log-softmax of fc2) or on any unit of any
-encoder layer. Randomness is stateless and keyed per row by the row's seed (`random_streams`: its
+objective. Plug & Play: the prior term is always R_h = E_code(G(h)); the condition
+is E's class (log-softmax of fc2), a classifier of the user's own (`condition_model`:
+log C_c of the images G draws, pixels in [0, 1]) or any unit of any encoder layer.
+Randomness is stateless and keyed per row by the row's seed (`random_streams`: its
 h_0, prior-pick and noise streams), so a chain's result depends only on its own seed and target, whatever
 batch it runs in.
 
@@ -40,12 +42,10 @@ from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 # The in-painting checks and the settings live in modules without TensorFlow (re-exported for the sampler's users).
 from ppgn_tf.sampling.inpaint_inputs import check_inpaint_inputs
+from ppgn_tf.sampling.condition_spec import CLASS  # Condition on E's classes (the library's name for it).
 from ppgn_tf.sampling.sampler_config import (H0_CLASS_CODES, H0_CLASS_GAUSSIAN, H0_CODES, H0_MARGINALS,  # noqa: F401
                                              H0_MODES, H0_NORMAL, MIN_CODES_PER_COMPONENT, PRESETS, SamplerConfig,
-                                             named_mask, preset, NAMED_MASKS)
-
-CLASS = "class"  # Condition on log C_c: the log-softmax of fc2.
-
+                                             STOP_PROBABILITY_NEEDS_CLASSES, named_mask, preset, NAMED_MASKS)
 
 # ---- the real codes -------------------------------------------------------------------------------
 
@@ -61,7 +61,8 @@ class CodeStatistics:
 
   Per class c, a mixture of M Gaussians fitted to the codes E(x) of the training images of that class (M = 1: one
   Gaussian), over the code flattened to D units: each component's weight, mean and a Cholesky factor L of its
-  covariance (L L^T); and each unit's range over all codes. Every component summarises at least
+  covariance (L L^T); each class' share of the codes (the mixture over every class, for chains whose condition is
+  no class of E); and each unit's range over all codes. Every component summarises at least
   MIN_CODES_PER_COMPONENT codes (a class with fewer codes gets fewer components: weight 0 for the rest).
   """
   class_weights: np.ndarray  # [K, M] float32, each row summing to 1.
@@ -69,6 +70,7 @@ class CodeStatistics:
   class_scales: np.ndarray  # [K, M, D, D] float32, lower triangular.
   unit_low: np.ndarray  # [D] float32: the smallest value each unit takes over the codes.
   unit_high: np.ndarray  # [D] float32: the largest.
+  class_shares: np.ndarray  # [K] float32, summing to 1: the share of the codes each class holds.
 
 
 def _k_means(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25) -> np.ndarray:
@@ -135,8 +137,10 @@ class CodePrior:
         members = of_class[labels == (j if np.any(labels == j) else 0)]
         weights[c, j] = np.mean(labels == j)
         means[c, j], scales[c, j] = _gaussian(members)
+    shares = np.bincount(self.labels, minlength=num_classes)[:num_classes] / len(self.labels)
     return CodeStatistics(weights.astype(np.float32), means.astype(np.float32), scales.astype(np.float32),
-                          flat.min(0).astype(np.float32), flat.max(0).astype(np.float32))
+                          flat.min(0).astype(np.float32), flat.max(0).astype(np.float32),
+                          (shares / shares.sum()).astype(np.float32))
 
   def bounds(self, percentile: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit [p, 100 - p] percentiles of the codes, each of one code's shape."""
@@ -180,15 +184,24 @@ def clip_bounds(config: SamplerConfig, prior: CodePrior | None):
   return low, high
 
 
-def check_prior(config: SamplerConfig, prior: CodePrior | None, condition_layer: str = CLASS) -> None:
+def check_prior(config: SamplerConfig, prior: CodePrior | None) -> None:
   """Raises ValueError (one line) unless `prior` has what `config` reads from the real codes."""
   if config.needs_code_prior and prior is None:
     raise ValueError(f"--h0={config.h0}, --clip_percentile={config.clip_percentile}: these settings "
                      "need the real codes (a CodePrior)")
   if config.needs_code_labels:
-    if condition_layer != CLASS:
-      raise ValueError(f"--h0={config.h0} starts from codes of the requested class: it needs class conditioning")
     prior.check_classes(NUM_CLASSES, f"--h0={config.h0}")
+
+
+def conditions_on_encoder_classes(condition_layer: str = CLASS, condition_model=None) -> bool:
+  """Whether the chains' targets are classes of E (digits), which the per-class h0 modes start from."""
+  return condition_layer == CLASS and condition_model is None
+
+
+def start_targets(targets, condition_layer: str = CLASS, condition_model=None):
+  """What the h0 modes read as each row's class: the targets when they are classes of E; None otherwise (another
+  classifier's labels or a unit), and the per-class modes then draw from the codes of every class."""
+  return targets if conditions_on_encoder_classes(condition_layer, condition_model) else None
 
 
 def prior_parts(config: SamplerConfig, prior: CodePrior | None) -> dict:
@@ -221,8 +234,10 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
 
   `draw` numbers the restarts of a chain (0: its start), so each restart draws anew.
   `prior_codes` [M, *code_shape] are the real codes for the modes that read them; `class_codes` also
-  reads their classes `prior_labels` [M] and each row's requested class `targets` [N]. `class_gaussian` reads
-  `statistics` and `targets`.
+  reads their classes `prior_labels` [M] and each row's requested class of E `targets` [N]. `class_gaussian` reads
+  `statistics` and `targets`. Without `targets` (a condition that is no class of E: `start_targets`) the per-class
+  modes draw from every class: `class_codes` any real code, `class_gaussian` the mixture of every class' Gaussians
+  weighted by the class' share of the codes.
   """
   code_shape = [int(d) for d in code_shape]
   if mode in (H0_NORMAL, H0_CLASS_GAUSSIAN):
@@ -231,18 +246,26 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
                        fn_output_signature=tf.TensorSpec(code_shape, tf.float32))
     if mode == H0_NORMAL:
       return normal
-    if targets is None or statistics is None:
-      raise ValueError("--h0=class_gaussian needs the requested classes and the codes' statistics")
+    if statistics is None:
+      raise ValueError("--h0=class_gaussian needs the codes' statistics")
     # A component j of the row's class c by its weight, then h_0 = mean_cj + L_cj z, z ~ N(0, I): N(mean_cj,
-    # covariance_cj); then into the range real codes take.
-    targets = tf.cast(targets, tf.int32)
+    # covariance_cj); then into the range real codes take. Without classes, (c, j) is one component of every
+    # class' mixture, weighted by share_c * weight_cj.
     pick_keys = random_streams.row_draw_keys(seeds, random_streams.MALA_PRIOR_PICK, draw)
     uniform = tf.map_fn(lambda k: tf.random.stateless_uniform([], seed=k), pick_keys,
                         fn_output_signature=tf.TensorSpec([], tf.float32))
-    cumulative = tf.gather(tf.math.cumsum(tf.constant(statistics.class_weights), axis=1), targets)
+    weights = tf.constant(statistics.class_weights)
+    components = tf.shape(weights)[1]
+    if targets is None:
+      weights = tf.reshape(tf.constant(statistics.class_shares)[:, None] * weights, [1, -1])
+    cumulative = tf.gather(tf.math.cumsum(weights, axis=1),
+                           tf.zeros_like(seeds, tf.int32) if targets is None else tf.cast(targets, tf.int32))
     last = tf.shape(cumulative)[1] - 1
-    component = tf.minimum(tf.reduce_sum(tf.cast(cumulative <= uniform[:, None], tf.int32), axis=1), last)
-    index = tf.stack([targets, component], axis=1)
+    picked = tf.minimum(tf.reduce_sum(tf.cast(cumulative <= uniform[:, None], tf.int32), axis=1), last)
+    if targets is None:
+      index = tf.stack([picked // components, picked % components], axis=1)
+    else:
+      index = tf.stack([tf.cast(targets, tf.int32), picked], axis=1)
     means = tf.gather_nd(tf.constant(statistics.class_means), index)
     scales = tf.gather_nd(tf.constant(statistics.class_scales), index)
     flat = means + tf.linalg.matvec(scales, tf.reshape(normal, [-1, int(np.prod(code_shape))]))
@@ -253,13 +276,13 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
   prior_codes = tf.convert_to_tensor(prior_codes, tf.float32)
   count = tf.shape(prior_codes, out_type=tf.int64)[0]
   keys = random_streams.row_draw_keys(seeds, random_streams.MALA_PRIOR_PICK, draw)
-  if mode == H0_CODES:
+  if mode == H0_CODES or (mode == H0_CLASS_CODES and targets is None):
     picks = tf.map_fn(lambda k: tf.random.stateless_uniform([], seed=k, minval=0, maxval=count, dtype=tf.int64),
                       keys, fn_output_signature=tf.TensorSpec([], tf.int64))
     return tf.gather(prior_codes, picks)
   if mode == H0_CLASS_CODES:
-    if targets is None or prior_labels is None:
-      raise ValueError("--h0=class_codes needs the requested classes and the classes of the real codes")
+    if prior_labels is None:
+      raise ValueError("--h0=class_codes needs the classes of the real codes")
     prior_labels = tf.cast(prior_labels, tf.int64)
 
     def pick(args):
@@ -286,10 +309,14 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
 
 # ---- one step and a chain -------------------------------------------------------------------------
 
-def conditioning_objective(features: dict, layer: str, targets) -> tf.Tensor:
-  """Per-row objective: log C_c (layer 'class') or the activation of unit targets[i] of `layer`."""
+def conditioning_objective(features: dict, layer: str, targets, images=None, condition_model=None) -> tf.Tensor:
+  """Per-row objective: log C_c of class targets[i], C being E's softmax (layer CLASS) or `condition_model`'s
+  classifier (a `condition_model.ConditionClassifier`) on `images` (normalised, as E saw them; the classifier sees
+  them as the pixels in [0, 1] the sampler returns); or the activation of unit targets[i] of `layer`."""
   targets = tf.cast(targets, tf.int32)
-  if layer == CLASS:
+  if condition_model is not None:
+    values = condition_model.log_probabilities(data_lib.denormalize(images))
+  elif layer == CLASS:
     values = tf.nn.log_softmax(tf.cast(features["fc2"], tf.float32), axis=-1)
   else:
     values = tf.cast(features[layer], tf.float32)
@@ -320,21 +347,24 @@ def known_pixels_log_likelihood(generated, inpaint) -> tf.Tensor:
 
 
 def mala_step(h, targets, seeds, step, generator, encoder, *, code_layer: str = "fc1",
-              condition_layer: str = CLASS, epsilon1=1e-2, epsilon2=1.0, epsilon3=1e-15, epsilon4=1.0,
-              clip_min=None, clip_max=None, step_size=1.0, normalize_step=False, inpaint=None,
+              condition_layer: str = CLASS, condition_model=None, epsilon1=1e-2, epsilon2=1.0, epsilon3=1e-15,
+              epsilon4=1.0, clip_min=None, clip_max=None, step_size=1.0, normalize_step=False, inpaint=None,
               stop_probability=None):
   """One step for every row. Returns (h_next, images E saw (normalised), objective).
 
   clip_min/clip_max are scalars or per-unit tensors of one code's shape.
+  `condition_model` (a ConditionClassifier) replaces E's classes in the conditioning term; the prior term stays
+  R_h = E_code(G(h)).
   `inpaint` is None or (images, mask), normalised images and a {0, 1} mask of known pixels.
-  With `stop_probability` (class conditioning), rows whose class probability at h has reached it stay at h.
+  With `stop_probability` (class conditioning, E's or `condition_model`'s), rows whose class probability at h has
+  reached it stay at h.
   """
   with tf.GradientTape() as tape:
     tape.watch(h)
     generated = generator(h, training=False)
     images = paste_known(tf.cast(generated, tf.float32), inpaint)
     features = encoder(images, training=False)
-    objective = conditioning_objective(features, condition_layer, targets)
+    objective = conditioning_objective(features, condition_layer, targets, images, condition_model)
     # Rows are independent, so the gradient of the sum is each row's own gradient.
     total = epsilon2 * tf.reduce_sum(objective)
     if inpaint is not None:
@@ -353,30 +383,31 @@ def mala_step(h, targets, seeds, step, generator, encoder, *, code_layer: str = 
                               1e30 if clip_max is None else clip_max)
   if stop_probability is not None:
     if condition_layer != CLASS:
-      raise ValueError("--stop_probability applies to class conditioning only")
+      raise ValueError(STOP_PROBABILITY_NEEDS_CLASSES)
     arrived = tf.exp(objective) >= stop_probability
     h_next = tf.where(tf.reshape(arrived, [-1] + [1] * (len(h.shape) - 1)), h, h_next)
   return h_next, images, objective
 
 
 def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig, code_layer: str = "fc1",
-               condition_layer: str = CLASS, clip_min=None, clip_max=None, prior_codes=None, prior_labels=None,
-               statistics: CodeStatistics | None = None, inpaint=None):
+               condition_layer: str = CLASS, condition_model=None, clip_min=None, clip_max=None, prior_codes=None,
+               prior_labels=None, statistics: CodeStatistics | None = None, inpaint=None):
   """Runs `config.steps` steps from h0 (graph-friendly: a tf.while_loop).
 
   `config`'s numbers may be tensors (the exported `sample` signature feeds them);
   the clip range is given resolved (`clip_bounds`), and `prior_parts(config, prior)` when `reset_every` restarts
   chains from what the h0 mode reads. Returns a dict: codes h_T,
   images G(h_T) as pixels in [0, 1] (with the known pixels pasted in when
-  in-painting; then also `generated`, G(h_T) alone), class_probs C(images), the
-  objective at h_T, and with `keep_every` > 0 `trajectory_codes` [K, N, ...]
-  holding h_0 and every keep_every-th state.
+  in-painting; then also `generated`, G(h_T) alone), class_probs E's C(images), the
+  objective at h_T (with `condition_model` also `condition_probs`, its C(images) [N, K]), and with
+  `keep_every` > 0 `trajectory_codes` [K, N, ...] holding h_0 and every keep_every-th state.
   """
   steps = tf.convert_to_tensor(config.steps, tf.int32)
   keep_every, reset_every = config.keep_every, config.reset_every
   start = tf.convert_to_tensor(config.step_size, tf.float32)
   end = start if config.step_size_end is None else tf.convert_to_tensor(config.step_size_end, tf.float32)
   code_shape = h0.shape[1:]
+  h0_targets = start_targets(targets, condition_layer, condition_model)
   keep = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=h0.shape)
   if keep_every:
     keep = keep.write(0, h0)
@@ -385,8 +416,8 @@ def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig,
     # lr_t linear from start (t = 0) to end (t = steps - 1), as the original PPGN's lr -> lr_end.
     fraction = tf.cast(t, tf.float32) / tf.cast(tf.maximum(steps - 1, 1), tf.float32)
     h, _, _ = mala_step(h, targets, seeds, t, generator, encoder, code_layer=code_layer,
-                        condition_layer=condition_layer, epsilon1=config.epsilon1, epsilon2=config.epsilon2,
-                        epsilon3=config.epsilon3, epsilon4=config.epsilon4, clip_min=clip_min,
+                        condition_layer=condition_layer, condition_model=condition_model, epsilon1=config.epsilon1,
+                        epsilon2=config.epsilon2, epsilon3=config.epsilon3, epsilon4=config.epsilon4, clip_min=clip_min,
                         clip_max=clip_max, step_size=start + (end - start) * fraction,
                         normalize_step=config.normalize_step, inpaint=inpaint,
                         stop_probability=config.stop_probability)
@@ -394,7 +425,7 @@ def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig,
       # A restart after every reset_every steps, but never after the last step: the sample is a chain's end.
       restart = tf.logical_and(tf.equal((t + 1) % reset_every, 0), t + 1 < steps)
       h = tf.cond(restart, lambda: initial_codes(seeds, code_shape, config.h0, prior_codes,
-                                                 draw=(t + 1) // reset_every, targets=targets,
+                                                 draw=(t + 1) // reset_every, targets=h0_targets,
                                                  prior_labels=prior_labels, statistics=statistics), lambda: h)
     if keep_every:
       keep = tf.cond(tf.equal((t + 1) % keep_every, 0),
@@ -408,8 +439,13 @@ def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig,
   features = encoder(images, training=False)
   # Images leave the sampler as pixels in [0, 1].
   out = {"codes": h, "images": data_lib.denormalize(images),
-         "class_probs": tf.nn.softmax(tf.cast(features["fc2"], tf.float32), axis=-1),
-         "objective": conditioning_objective(features, condition_layer, targets)}
+         "class_probs": tf.nn.softmax(tf.cast(features["fc2"], tf.float32), axis=-1)}
+  if condition_model is not None:
+    log_probs = condition_model.log_probabilities(out["images"])
+    out["condition_probs"] = tf.exp(log_probs)
+    out["objective"] = tf.gather(log_probs, tf.cast(targets, tf.int32), axis=1, batch_dims=1)
+  else:
+    out["objective"] = conditioning_objective(features, condition_layer, targets)
   if inpaint is not None:
     out["generated"] = data_lib.denormalize(generated)
   if keep_every:
@@ -418,17 +454,34 @@ def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig,
 
 
 class MalaSampler:
-  """Class-conditional (or unit-conditional) sampling and in-painting with a trained G and E."""
+  """Class-conditional (or unit-conditional) sampling and in-painting with a trained G and E.
+
+  Plug & Play: the classes are E's, or those of any classifier plugged in as `condition_model` (a
+  `condition_model.ConditionClassifier`: `condition_model.load_classifier(path)`); `condition_layer` names a layer
+  of E whose units the targets then are. The prior term is E_code(G(h)) whatever the condition.
+  """
 
   def __init__(self, generator, encoder, config: SamplerConfig = SamplerConfig(), *,
-               code_layer: str = "fc1", condition_layer: str = CLASS, prior: CodePrior | None = None):
+               code_layer: str = "fc1", condition_layer: str = CLASS, prior: CodePrior | None = None,
+               condition_model=None):
     config.validate()
-    check_prior(config, prior, condition_layer)
+    if condition_model is not None and condition_layer != CLASS:
+      raise ValueError("give a condition_model or a condition_layer, not both")
+    if condition_layer != CLASS and config.stop_probability is not None:
+      raise ValueError(STOP_PROBABILITY_NEEDS_CLASSES)
+    check_prior(config, prior)
     self.generator = generator
     self.encoder = encoder
     self.config = config
     self.code_layer = code_layer
     self.condition_layer = condition_layer
+    self.condition_model = condition_model
+    if condition_model is not None:
+      self.num_targets = condition_model.num_classes
+    elif condition_layer == CLASS:
+      self.num_targets = int(encoder.output["fc2"].shape[-1]) if encoder is not None else NUM_CLASSES
+    else:
+      self.num_targets = int(np.prod(encoder.output[condition_layer].shape[1:]))
     self.prior = prior
     self.code_shape = [int(d) for d in generator.input.shape[1:]]
     low, high = clip_bounds(config, prior)
@@ -441,7 +494,8 @@ class MalaSampler:
   def _chains(self, h0, targets, seeds, inpaint):
     return run_chains(h0, targets, seeds, self.generator, self.encoder, config=self.config,
                       code_layer=self.code_layer, condition_layer=self.condition_layer,
-                      clip_min=self._clip[0], clip_max=self._clip[1], inpaint=inpaint, **self._prior)
+                      condition_model=self.condition_model, clip_min=self._clip[0], clip_max=self._clip[1],
+                      inpaint=inpaint, **self._prior)
 
   def _run_impl(self, h0, targets, seeds):
     return self._chains(h0, targets, seeds, None)
@@ -450,14 +504,25 @@ class MalaSampler:
     return self._chains(h0, targets, seeds, (known, mask))
 
   def initial_codes(self, seeds, targets=None) -> tf.Tensor:
-    """h_0 as the settings draw it, one row per seed (h0=class_codes: of each row's class in `targets`)."""
+    """h_0 as the settings draw it, one row per seed (h0=class_codes: of each row's class in `targets`, when
+    they are classes of E; see `start_targets`)."""
+    targets = None if targets is None else start_targets(targets, self.condition_layer, self.condition_model)
     return initial_codes(tf.convert_to_tensor(seeds, tf.int64), self.code_shape, self.config.h0,
                          targets=targets, **self._prior)
+
+  def check_targets(self, targets) -> np.ndarray:
+    """`targets` as int32; raises ValueError (one line) for a class (or unit) the condition does not have."""
+    targets = np.asarray(targets, np.int32)
+    if targets.size and (targets.min() < 0 or targets.max() >= self.num_targets):
+      what = "unit" if self.condition_layer != CLASS else "class"
+      bad = int(targets.min() if targets.min() < 0 else targets.max())
+      raise ValueError(f"{what} {bad} requested: the condition has {self.num_targets} (0 to {self.num_targets - 1})")
+    return targets
 
   def sample(self, targets, seeds, h0=None) -> dict:
     """Runs one chain per row; h0 defaults to the settings' draw keyed by the seeds."""
     seeds = tf.convert_to_tensor(seeds, tf.int64)
-    targets = tf.convert_to_tensor(targets, tf.int32)
+    targets = tf.convert_to_tensor(self.check_targets(targets), tf.int32)
     if h0 is None:
       h0 = self.initial_codes(seeds, targets)
     return self._run(tf.convert_to_tensor(h0, tf.float32), targets, seeds)
@@ -470,7 +535,7 @@ class MalaSampler:
     `initial_codes`, a start that ignores the image: the baseline a completion is measured against)."""
     images, mask = check_inpaint_inputs(images, mask, len(np.asarray(targets)))
     seeds = tf.convert_to_tensor(seeds, tf.int64)
-    targets = tf.convert_to_tensor(targets, tf.int32)
+    targets = tf.convert_to_tensor(self.check_targets(targets), tf.int32)
     known, mask = data_lib.normalize(images), tf.constant(mask, tf.float32)
     if h0 is None:
       h0 = masked_image_codes(self.encoder, (known, mask), self.code_layer)

@@ -1,5 +1,9 @@
 """Class-conditional samples as pictures (a grid with one row per class, a GIF of the chains) and in-painting
-grids, from the library sampler or an exported SavedModel's signatures; the `sample` program's library."""
+grids, from the library sampler or an exported SavedModel's signatures; the `sample` program's library.
+
+The classes are E's, or those of a classifier plugged in as the condition (one row per class of its K), or a
+grid conditions on one unit of E (one row); a `condition_model.Condition`, or an export's record of it.
+"""
 
 from __future__ import annotations
 
@@ -15,36 +19,43 @@ from ppgn_tf import precision as precision_lib
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
+from ppgn_tf.sampling import condition_model
+from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import inpaint_inputs
 from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.training import run_files
 
 
-def model_sampler(model, config, prior=None, precision: str = precision_lib.FP32) -> mala_sampler.MalaSampler:
+def model_sampler(model, config, prior=None, precision: str = precision_lib.FP32,
+                  condition: condition_model.Condition | None = None) -> mala_sampler.MalaSampler:
   """The library sampler of a trained PPGN: its averaged G when it keeps one, `prior` (the real codes) when the
-  settings read them; G and E compute in `precision` (fp32 or bf16), the chain state h stays float32."""
+  settings read them, conditioned on `condition` (default: E's classes); G and E compute in `precision` (fp32 or
+  bf16), the chain state h stays float32 (and a plugged-in classifier computes as it was saved)."""
   return mala_sampler.MalaSampler(precision_lib.in_precision(model.sampling_generator, precision),
                                   precision_lib.in_precision(model.encoder, precision), config,
-                                  code_layer=model.config.code_layer, prior=prior)
+                                  code_layer=model.config.code_layer, prior=prior,
+                                  **(condition or condition_model.Condition()).sampler_arguments())
 
 
 def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = 10, prior=None,
-                           precision: str = precision_lib.FP32):
-  """Runs the library sampler (`model_sampler`) for every class; returns (images [10*k,28,28,1] in [0,1],
-  frames, probs)."""
+                           precision: str = precision_lib.FP32, condition: condition_model.Condition | None = None):
+  """Runs the library sampler (`model_sampler`) for every class of the condition (or its unit); returns (images
+  [rows*k,28,28,1] in [0,1], frames, outputs: the chains' class_probs (E's), objective and, conditioned on a
+  classifier, its condition_probs, as numpy arrays)."""
+  condition = condition or condition_model.Condition()
   keep_every = max(config.steps // gif_frames, 1) if gif_frames and config.steps else 0
-  sampler = model_sampler(model, dataclasses.replace(config, keep_every=keep_every), prior, precision)
-  classes = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
-  seeds = random_streams.chain_seeds(seed, len(classes))
-  out = sampler.sample(classes, seeds)
+  sampler = model_sampler(model, dataclasses.replace(config, keep_every=keep_every), prior, precision, condition)
+  targets, _ = condition_spec.grid_targets(condition.record(), per_class)
+  seeds = random_streams.chain_seeds(seed, len(targets))
+  out = sampler.sample(targets, seeds)
   images = out["images"].numpy()
   frames = []
   if keep_every:
     for codes in out["trajectory_codes"].numpy():
       frames.append(data_lib.denormalize(sampler.generator(tf.constant(codes), training=False)).numpy())
-  probs = out["class_probs"].numpy()
-  return images, frames, probs
+  outputs = {k: v.numpy() for k, v in out.items() if k not in ("images", "codes", "trajectory_codes")}
+  return images, frames, outputs
 
 
 def call_in_requests(signature, max_batch: int | None, **inputs) -> dict:
@@ -59,14 +70,35 @@ def call_in_requests(signature, max_batch: int | None, **inputs) -> dict:
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 0, gif_frames: int = 10):
+def saved_model_condition(path: str, unit: int | None = None) -> dict:
+  """The condition record of an export's class signatures, or with `unit` that of its sample_unit signature on
+  that unit; raises ValueError (one line) when the export has no such signature or the unit is outside it."""
+  if unit is None:
+    return export_layout.read_condition(path)
+  record = export_layout.read_unit_condition(path)
+  if record is None:
+    raise ValueError(f"--unit: {path} has no sample_unit signature (export with --condition_layer)")
+  if not 0 <= unit < record["units"]:
+    raise ValueError(f"--unit={unit}: layer {record['layer']} has {record['units']} units (choose from 0 to "
+                     f"{record['units'] - 1})")
+  return {"kind": condition_spec.UNIT, "layer": record["layer"], "unit": unit, "units": record["units"]}
+
+
+def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 0, gif_frames: int = 10,
+                                 unit: int | None = None):
   """The same through an exported SavedModel: its `serving_default` when `config` is None (the settings
   chosen at export), else its `sample` signature with config's steps and epsilons (frames by re-running
-  shorter chains)."""
+  shorter chains); one row per class of the export's condition (E's or its baked-in classifier's). With `unit`,
+  its `sample_unit` signature on that unit (the export's settings; no frames)."""
   signatures = tf.saved_model.load(path).signatures
   max_batch = export_layout.read_max_batch(path)
-  classes = tf.constant(np.repeat(np.arange(NUM_CLASSES), per_class), tf.int32)
-  seeds = tf.constant(random_streams.chain_seeds(seed, NUM_CLASSES * per_class), tf.int64)
+  targets, _ = condition_spec.grid_targets(saved_model_condition(path, unit), per_class)
+  seeds = tf.constant(random_streams.chain_seeds(seed, len(targets)), tf.int64)
+  if unit is not None:
+    out = call_in_requests(signatures["sample_unit"], max_batch, unit=tf.constant(targets), seed=seeds)
+    out["objective"] = out.pop("activation")
+    return out.pop("images"), [], out
+  classes = tf.constant(targets, tf.int32)
   exported = export_layout.read_export_settings(path)
   settings = config or exported
 
@@ -84,30 +116,47 @@ def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 
     for n in np.linspace(0, settings.steps, gif_frames + 1).astype(int)[:-1]:
       frames.append(run(int(n))["images"])
     frames.append(out["images"])
-  return out["images"], frames, out["class_probs"]
+  return out.pop("images"), frames, out
 
 
-def write_outputs(images, frames, probs, output_dir: str, per_class: int, title: str) -> dict:
-  """samples.png (one row per class), chains.gif, samples.npz (pixels, classes) and samples.json."""
+def write_outputs(images, frames, outputs, output_dir: str, per_class: int, title: str,
+                  condition: dict | None = None) -> dict:
+  """samples.png (one row per class of `condition`, a condition record; default E's), chains.gif, samples.npz
+  (pixels, and the classes or the unit each chain was conditioned on) and samples.json (`grid_stats`)."""
+  condition = condition or condition_model.Condition().record()
+  targets, row_labels = condition_spec.grid_targets(condition, per_class)
   os.makedirs(output_dir, exist_ok=True)
+  requested = {"units" if condition["kind"] == condition_spec.UNIT else "classes": targets}
   files.atomic_write(os.path.join(output_dir, "samples.npz"), lambda out: np.savez_compressed(
-      out, images=images.astype(np.float32), classes=np.repeat(np.arange(NUM_CLASSES), per_class)))
+      out, images=images.astype(np.float32), **requested))
   plots.save_image_grid(images, os.path.join(output_dir, run_files.SAMPLES_GRID), nrow=per_class,
-                        row_labels=[str(c) for c in range(NUM_CLASSES)], title=title)
+                        row_labels=row_labels, title=title)
   if frames:
     plots.save_animation(frames, os.path.join(output_dir, "chains.gif"), nrow=per_class, duration_ms=150)
-  return _write_encoder_stats(probs, per_class, os.path.join(output_dir, "samples.json"))
+  stats = grid_stats(outputs, per_class, condition)
+  files.write_json(os.path.join(output_dir, "samples.json"), stats)
+  return stats
 
 
-def _write_encoder_stats(probs, per_class: int, path: str) -> dict:
-  """E's own verdict on a class-conditional grid (rows 0-9, per_class each), written to `path` as JSON."""
-  requested = np.repeat(np.arange(NUM_CLASSES), per_class)
-  stats = {
-      "per_class": per_class,
-      "encoder_accuracy": float(np.mean(probs.argmax(1) == requested)),
-      "mean_requested_probability": float(np.mean(probs[np.arange(len(requested)), requested])),
-  }
-  files.write_json(path, stats)
+def grid_stats(outputs: dict, per_class: int, condition: dict | None = None) -> dict:
+  """The condition's own verdict on a grid (per_class chains per row): E's accuracy and mean probability of the
+  requested class; a plugged-in classifier's, beside E's mean top probability (how sure E is the images are
+  some digit); or the unit's mean activation."""
+  condition = condition or condition_model.Condition().record()
+  targets, _ = condition_spec.grid_targets(condition, per_class)
+  rows = np.arange(len(targets))
+  encoder_probs = np.asarray(outputs["class_probs"])
+  if condition["kind"] == condition_spec.ENCODER_CLASSES:
+    return {"per_class": per_class, "encoder_accuracy": float(np.mean(encoder_probs.argmax(1) == targets)),
+            "mean_requested_probability": float(np.mean(encoder_probs[rows, targets]))}
+  stats = {"per_class": per_class, "condition": condition}
+  if condition["kind"] == condition_spec.CLASSIFIER:
+    probs = np.asarray(outputs["condition_probs"])
+    stats.update(accuracy=float(np.mean(probs.argmax(1) == targets)),
+                 mean_requested_probability=float(np.mean(probs[rows, targets])))
+  else:
+    stats["mean_activation"] = float(np.mean(outputs["objective"]))
+  stats["encoder_mean_top_probability"] = float(np.mean(encoder_probs.max(1)))
   return stats
 
 
@@ -155,7 +204,9 @@ def inpaint_grid(run, image, mask, per_class: int, seed: int = 0):
 
 
 def write_inpaint_outputs(grid, probs, output_dir: str, per_class: int, title: str) -> dict:
-  """inpaint.png (one row per class, masked input first) and inpaint.json."""
+  """inpaint.png (one row per class, masked input first) and inpaint.json (E's verdict, `grid_stats`)."""
   plots.save_image_grid(grid, os.path.join(output_dir, "inpaint.png"), nrow=per_class + 1,
                         row_labels=[str(c) for c in range(NUM_CLASSES)], title=title)
-  return _write_encoder_stats(probs, per_class, os.path.join(output_dir, "inpaint.json"))
+  stats = grid_stats({"class_probs": probs}, per_class)
+  files.write_json(os.path.join(output_dir, "inpaint.json"), stats)
+  return stats

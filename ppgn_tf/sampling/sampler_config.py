@@ -124,6 +124,16 @@ def check_export_embedding(config: SamplerConfig, embed_training_codes: bool) ->
                      f"--h0={H0_CLASS_GAUSSIAN} (summary statistics only)")
 
 
+STOP_PROBABILITY_NEEDS_CLASSES = ("--stop_probability applies to class conditioning only (E's classes or "
+                                  "--condition_model's), not to a unit of --condition_layer")
+
+
+def for_unit_condition(config: SamplerConfig) -> SamplerConfig:
+  """The settings chains conditioned on a unit of E run: `config` without its stop_probability, which stops a chain
+  at a class probability (a unit's activation is none; the `default` preset sets one)."""
+  return config if config.stop_probability is None else dataclasses.replace(config, stop_probability=None)
+
+
 def to_json(config: SamplerConfig) -> dict:
   return dataclasses.asdict(config)
 

@@ -8,6 +8,12 @@ Serving's C++ path runs them as well as `tf.saved_model.load`):
                    class_id, seed -> images (known pixels kept), generated, codes, class_probs
   generate         codes float32 [N, *code shape] -> images
   encode           images float32 [N, 28, 28, 1] in [0, 1] -> codes, class_probs
+  sample_unit      (with a `unit_layer`) unit int32 [N], seed int64 [N] -> images, codes, class_probs, activation:
+                   chains conditioned on unit[i] of that layer of E
+Plug & Play: serving_default, sample and inpaint condition on E's classes, or on the classes of a classifier
+baked into the graph (`condition_model`, a `condition_model.ConditionClassifier`): then class_id ranges over its
+K classes and they also return condition_probs [N, K], its probabilities for the images. class_probs are E's
+either way. The prior term of every chain is E(G(h)).
 serving_default, sample and inpaint run the sampler settings given at export
 (h_0 mode, clipping, step normalisation and schedule, restarts); `sample`
 overrides steps and epsilons; `inpaint` starts each chain from the code of its
@@ -16,11 +22,11 @@ training codes is a constant of the graph: by default only summary statistics
 (per-class means and covariances, per-unit ranges), never a training example's
 code; the h_0 modes that start from stored training codes are exported only when
 asked for (`embed_training_codes`), and `assets.extra/sampler.json` says what is
-embedded. Images leave in pixel space, clipped to [0, 1]. Bad inputs fail
-with an InvalidArgument error naming the input, and so do requests past the
-archive's limits (`max_batch` rows to any signature, `max_steps` to `sample`),
-before any work. The directory layout and the JSON files beside the graph:
-`export_layout`.
+embedded, and names the condition. Images leave in pixel space, clipped to [0, 1]. Bad inputs fail
+with an InvalidArgument error naming the input (a class_id outside [0, K), a unit outside its layer), and so do
+requests past the archive's limits (`max_batch` rows to any signature, `max_steps` to `sample`; sample_unit runs
+the export's own steps, which are at most `max_steps`), before any work. The directory layout and the JSON files
+beside the graph: `export_layout`.
 """
 
 from __future__ import annotations
@@ -35,14 +41,18 @@ import tensorflow as tf
 from ppgn_tf import files
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.data import datasets as data_lib
-from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
+from ppgn_tf.data.idx_format import IMAGE_SHAPE
+from ppgn_tf.sampling import condition_model as condition_lib
+from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling import sampler_config
 
 
-# The request limits each archive was built with, for `write` to record beside it (one source: build_archive).
+# The request limits and the conditions each archive was built with, for `write` to record beside it (one source:
+# build_archive).
 _LIMITS: "weakref.WeakKeyDictionary[keras.export.ExportArchive, dict]" = weakref.WeakKeyDictionary()
+_CONDITIONS: "weakref.WeakKeyDictionary[keras.export.ExportArchive, dict]" = weakref.WeakKeyDictionary()
 
 
 def embedded_data(config: mala_sampler.SamplerConfig, prior: mala_sampler.CodePrior | None) -> dict:
@@ -63,8 +73,14 @@ def embedded_data(config: mala_sampler.SamplerConfig, prior: mala_sampler.CodePr
 def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
                   code_layer: str = "fc1", prior: mala_sampler.CodePrior | None = None, precision: str = "fp32",
                   embed_training_codes: bool = False, max_batch: int = export_layout.DEFAULT_MAX_BATCH,
-                  max_steps: int = export_layout.DEFAULT_MAX_STEPS) -> keras.export.ExportArchive:
-  """An ExportArchive holding G, E and the five signatures (see the module docstring).
+                  max_steps: int = export_layout.DEFAULT_MAX_STEPS,
+                  condition_model: condition_lib.ConditionClassifier | None = None,
+                  unit_layer: str | None = None) -> keras.export.ExportArchive:
+  """An ExportArchive holding G, E and the signatures (see the module docstring).
+
+  `condition_model` (a classifier of the user's own, baked into the graph) replaces E's classes in the class
+  signatures; `unit_layer` (a layer of E) adds `sample_unit`, whose chains run `config` without its
+  stop_probability (a unit has no probability to stop at).
 
   `prior` (the real codes) is needed when `config` reads them (h0 from codes or their statistics, percentile
   clipping); only their statistics go into the graph unless `embed_training_codes` (`check_export_embedding`).
@@ -79,41 +95,52 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   sampler_config.check_export_embedding(config, embed_training_codes)
   export_layout.check_limits(max_batch, max_steps, config.steps)
   mala_sampler.check_prior(config, prior)
+  units = None if unit_layer is None else condition_lib.check_layer(encoder, unit_layer)
   code_shape = [int(d) for d in generator.input.shape[1:]]
   clip_min, clip_max = mala_sampler.clip_bounds(config, prior)
   prior_parts = mala_sampler.prior_parts(config, prior)
+  condition = condition_lib.Condition(classifier=condition_model)
+  num_classes = condition.num_targets
   archive = keras.export.ExportArchive()
   archive.track(generator)
   archive.track(encoder)
+  if condition_model is not None:
+    archive.track(condition_model.model)  # Baked in: the SavedModel needs neither its file nor this package.
 
   def check_batch(rows, name):
     # Refused before any work: a request of more rows than this would hold a server thread for too long.
     return tf.debugging.assert_less_equal(
         rows, max_batch, message=f"{name} has more rows than this export allows (max_batch {max_batch})")
 
-  def check_rows(class_id, seed):
+  def check_rows(targets, seed, name="class_id", count=num_classes, of=""):
     return [
-        check_batch(tf.size(class_id), "class_id"),
-        tf.debugging.assert_non_negative(class_id, message=f"class_id must be in [0, {NUM_CLASSES})"),
-        tf.debugging.assert_less(class_id, NUM_CLASSES, message=f"class_id must be in [0, {NUM_CLASSES})"),
-        tf.debugging.assert_equal(tf.size(seed), tf.size(class_id),
-                                  message="seed must have one value per class_id"),
+        check_batch(tf.size(targets), name),
+        tf.debugging.assert_non_negative(targets, message=f"{name} must be in [0, {count}){of}"),
+        tf.debugging.assert_less(targets, count, message=f"{name} must be in [0, {count}){of}"),
+        tf.debugging.assert_equal(tf.size(seed), tf.size(targets), message=f"seed must have one value per {name}"),
     ]
 
-  def chains(class_id, seed, settings, checks=(), inpaint=None):
-    with tf.control_dependencies(list(checks) + check_rows(class_id, seed)):
-      class_id = tf.identity(class_id)
+  def chains(targets, seed, settings, checks=(), inpaint=None, layer=mala_sampler.CLASS):
+    on_classes = layer == mala_sampler.CLASS
+    rows = check_rows(targets, seed) if on_classes else check_rows(targets, seed, "unit", units, f" ({layer})")
+    with tf.control_dependencies(list(checks) + rows):
+      targets = tf.identity(targets)
+    classifier = condition_model if on_classes else None
     if inpaint is None:
-      h0 = mala_sampler.initial_codes(seed, code_shape, settings.h0, targets=class_id, **prior_parts)
+      h0 = mala_sampler.initial_codes(seed, code_shape, settings.h0,
+                                      targets=mala_sampler.start_targets(targets, layer, classifier), **prior_parts)
     else:  # The original PPGN's start: the code of the masked image.
       h0 = mala_sampler.masked_image_codes(encoder, inpaint, code_layer)
     return mala_sampler.run_chains(
-        h0, class_id, seed, generator, encoder, config=settings, code_layer=code_layer,
-        clip_min=clip_min, clip_max=clip_max, inpaint=inpaint, **prior_parts)
+        h0, targets, seed, generator, encoder, config=settings, code_layer=code_layer, condition_layer=layer,
+        condition_model=classifier, clip_min=clip_min, clip_max=clip_max, inpaint=inpaint, **prior_parts)
+
+  def outputs(out, *extra):
+    keys = ("images", "codes", "class_probs", *extra) + (("condition_probs",) if "condition_probs" in out else ())
+    return {k: out[k] for k in keys}
 
   def sample(class_id, seed, settings, checks=()):
-    out = chains(class_id, seed, settings, checks)
-    return {"images": out["images"], "codes": out["codes"], "class_probs": out["class_probs"]}
+    return outputs(chains(class_id, seed, settings, checks))
 
   def serving_default(class_id, seed):
     return sample(class_id, seed, config)
@@ -144,9 +171,13 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
     ]
     with tf.control_dependencies(checks):  # Every input the chain reads waits for the checks.
       known, mask, class_id = data_lib.normalize(images), tf.identity(mask), tf.identity(class_id)
-    out = chains(class_id, seed, config, inpaint=(known, mask))
-    return {"images": out["images"], "generated": out["generated"], "codes": out["codes"],
-            "class_probs": out["class_probs"]}
+    return outputs(chains(class_id, seed, config, inpaint=(known, mask)), "generated")
+
+  unit_settings = sampler_config.for_unit_condition(config)
+
+  def sample_unit(unit, seed):
+    out = chains(unit, seed, unit_settings, layer=unit_layer)
+    return {**outputs(out), "activation": out["objective"]}
 
   def generate(codes):
     with tf.control_dependencies([check_batch(tf.shape(codes)[0], "codes")]):
@@ -172,7 +203,15 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
                        input_signature=[tf.TensorSpec([None, *code_shape], tf.float32, name="codes")])
   archive.add_endpoint("encode", encode,
                        input_signature=[image_spec("images")])
+  records = {export_layout.CONDITION_KEY: condition.record()}
+  if unit_layer is not None:
+    archive.add_endpoint("sample_unit", sample_unit, input_signature=[
+        tf.TensorSpec([None], tf.int32, name="unit"), tf.TensorSpec([None], tf.int64, name="seed")])
+    records[export_layout.UNIT_CONDITION_KEY] = {
+        "kind": condition_spec.UNIT, "layer": unit_layer, "units": units, "signature": "sample_unit",
+        "settings": sampler_config.to_json(unit_settings)}
   _LIMITS[archive] = {"max_batch": max_batch, "max_steps": max_steps}
+  _CONDITIONS[archive] = records
   return archive
 
 
@@ -181,16 +220,19 @@ def write(archive: keras.export.ExportArchive, export_dir: str, version: int | N
           embedded: dict | None = None) -> str:
   """Writes D/N atomically (files.write_atomically: a temporary directory renamed into place). `settings` (those of
   serving_default) and `embedded` (`embedded_data`: what of the training data the graph holds) go to
-  D/N/assets.extra/sampler.json, for the programs that read an export; `precision` (the one `build_archive` was
-  given) and the archive's request limits to D/N/assets.extra/export.json."""
+  D/N/assets.extra/sampler.json, for the programs that read an export, beside the conditions the archive was
+  built with; `precision` (the one `build_archive` was given) and the archive's request limits to
+  D/N/assets.extra/export.json."""
   version = export_layout.check_export_dir(export_dir, version)
   final = os.path.join(export_dir, str(version))
 
   def make(temporary):
     archive.write_out(temporary, verbose=False)
-    if settings is not None:
+    conditions = _CONDITIONS.get(archive, {})
+    if settings is not None or export_layout.names_another_condition(conditions):
       files.write_json(os.path.join(temporary, export_layout.SETTINGS_FILE),
-                       {**sampler_config.to_json(settings), export_layout.EMBEDDED_KEY: embedded or {}})
+                       {**(sampler_config.to_json(settings) if settings is not None else {}),
+                        export_layout.EMBEDDED_KEY: embedded or {}, **conditions})
     files.write_json(os.path.join(temporary, export_layout.EXPORT_INFO_FILE),
                      {"precision": precision, **_LIMITS.get(archive, {})})
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
