@@ -31,9 +31,9 @@ FUNCTION_LEVEL_IMPORTS = {
                                 ("ppgn_tf.cli.report", "ppgn_tf.evaluation.evaluate_lib"),
                                 ("ppgn_tf.cli.sweep", "ppgn_tf.evaluation.sweep_lib"),
                                 ("ppgn_tf.cli.sample", "ppgn_tf.sampling.sample_lib"),
-                                ("ppgn_tf.cli.sample", "ppgn_tf.training.train_lib"),
+                                ("ppgn_tf.cli.sample", "ppgn_tf.sampling.trained_run"),
                                 ("ppgn_tf.cli.export", "ppgn_tf.sampling.serving"),
-                                ("ppgn_tf.cli.export", "ppgn_tf.training.train_lib"))},
+                                ("ppgn_tf.cli.export", "ppgn_tf.sampling.trained_run"))},
 }
 # The programs that check their input before TensorFlow starts: importing them (or their python -m shims) must
 # not import TensorFlow. train and bench are not here: train always needs TensorFlow, bench loads it itself.

@@ -53,9 +53,9 @@ def main(argv):
     run_files.check_workdir(FLAGS.workdir)
     # TensorFlow loads after the input is checked: bad input fails in about a second.
     from ppgn_tf.sampling import serving
-    from ppgn_tf.training import train_lib
-    model = train_lib.load_trained(FLAGS.workdir)
-    prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
+    from ppgn_tf.sampling import trained_run
+    model = trained_run.load_trained(FLAGS.workdir)
+    prior = trained_run.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
     # The averaged G when the run keeps one.
     precision = precision_lib.resolve(FLAGS.precision, "export")
     archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
