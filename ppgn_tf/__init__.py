@@ -4,7 +4,7 @@ Subpackages, in the order of the pipeline:
   data         data sources, tf.data pipelines, the IDX reader
   model        the networks (E / C, G, the image and latent critics) and the pure loss functions
   training     the Keras model whose train_step is the algorithm, the critic schedule, one training run
-  sampling     the MALA sampler, its settings, sample pictures and the SavedModel signatures
+  sampling     a trained run read back, the MALA sampler, its settings, sample pictures and the SavedModel
   evaluation   metrics, the independent classifier, evaluate, the sweep, reports and seed statistics
   perf         the benchmark, its useful-FLOP counts and the thesis' step in PyTorch
   cli          the programs (flags and main); ppgn_tf.sample, .evaluate, .report, .bench, .sweep run them

@@ -91,10 +91,10 @@ def test_train_refuses_a_damaged_checkpoint_and_keeps_it(finished, small_idx_dir
 def test_a_lost_index_resumes_from_the_newest_complete_checkpoint(finished, small_idx_dir, encoder_dir):
   """A kill between a first checkpoint's files and its index (or a deleted index) loses nothing; a
   half-written first save (ckpt-N_temp) is ignored."""
-  from ppgn_tf.training import train_lib
+  from ppgn_tf.sampling import trained_run
   _delete_checkpoint_index(finished)
   os.makedirs(os.path.join(finished, "checkpoints", "ckpt-99_temp"))
-  newest = train_lib.check_checkpoints(os.path.join(finished, "checkpoints"))
+  newest = trained_run.check_checkpoints(os.path.join(finished, "checkpoints"))
   assert newest and newest.endswith("ckpt-5"), newest  # conftest's run: 5 critic iterations.
   assert _train_main([f"--workdir={finished}", f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}",
                       *SAME_CONFIG]) == 0
@@ -104,12 +104,12 @@ def test_a_lost_index_resumes_from_the_newest_complete_checkpoint(finished, smal
 
 
 def test_a_relative_workdir_finds_its_checkpoint(trained_workdir, monkeypatch):
-  from ppgn_tf.training import train_lib
+  from ppgn_tf.sampling import trained_run
   monkeypatch.chdir(os.path.dirname(trained_workdir))
   relative = os.path.join(os.path.basename(trained_workdir), "checkpoints")
-  latest = train_lib.check_checkpoints(relative)
+  latest = trained_run.check_checkpoints(relative)
   assert latest and os.path.isfile(latest + ".index"), latest
-  assert train_lib.load_trained(os.path.basename(trained_workdir)).generator_steps.numpy() == 2
+  assert trained_run.load_trained(os.path.basename(trained_workdir)).generator_steps.numpy() == 2
 
 
 def test_train_refuses_a_corrupt_encoder_in_the_workdir(tmp_path, small_idx_dir, capsys):
@@ -165,9 +165,9 @@ def test_programs_refuse_bad_input_with_one_line(tmp_path, trained_workdir):
   np.save(half_mask, np.ones((28, 14)))
   exported = tmp_path / "export"
   from ppgn_tf.sampling import serving
-  from ppgn_tf.training import train_lib
+  from ppgn_tf.sampling import trained_run
   from ppgn_tf.sampling.mala_sampler import SamplerConfig
-  model = train_lib.load_trained(trained_workdir)
+  model = trained_run.load_trained(trained_workdir)
   serving.write(serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=1)), str(exported))
 
   cases = [  # program, arguments, the text its one error line must hold

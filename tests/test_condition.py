@@ -20,9 +20,9 @@ from ppgn_tf.model import task_classifier
 from ppgn_tf.sampling import condition_model
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import serving
+from ppgn_tf.sampling import trained_run
 from ppgn_tf.sampling.condition_spec import ConditionSpec
 from ppgn_tf.sampling.mala_sampler import CodePrior, MalaSampler, SamplerConfig, initial_codes, mala_step
-from ppgn_tf.training import train_lib
 
 from conftest import REPO
 
@@ -44,7 +44,7 @@ def _program_lines(stderr):
 @pytest.fixture(scope="module")
 def nets(trained_workdir, encoder_dir):
   """(G of the tiny trained run, E of the encoder fixture)."""
-  return train_lib.load_trained(trained_workdir).generator, encoder_lib.load_encoder(encoder_dir)
+  return trained_run.load_trained(trained_workdir).generator, encoder_lib.load_encoder(encoder_dir)
 
 
 @pytest.fixture(scope="module")
@@ -328,8 +328,8 @@ def exported(nets, trained_workdir, odd_even, tmp_path_factory):
   the odd/even MLP, which is deleted once the export is written; with a sample_unit signature on fc1."""
   from ppgn_tf.sampling import sampler_config
   generator, encoder = nets
-  model = train_lib.load_trained(trained_workdir)
-  prior = train_lib.load_code_prior(trained_workdir, model)
+  model = trained_run.load_trained(trained_workdir)
+  prior = trained_run.load_code_prior(trained_workdir, model)
   copy = tmp_path_factory.mktemp("classifier") / "odd_even.keras"
   copy.write_bytes(open(odd_even[0], "rb").read())
   plugged = condition_model.load_classifier(str(copy))

@@ -34,6 +34,7 @@ from ppgn_tf.cli import flag_reference
 from ppgn_tf.data import datasets
 from ppgn_tf.sampling import sampler_config
 from ppgn_tf.sampling import serving
+from ppgn_tf.sampling import trained_run
 from ppgn_tf.training import train_lib
 
 from conftest import REPO, tiny_config
@@ -358,9 +359,9 @@ def sandbox(tmp_path_factory, trained_workdir, small_idx_dir):
   root = tmp_path_factory.mktemp("docs_sandbox")
   workdir = root / "runs" / "quickstart"
   shutil.copytree(trained_workdir, workdir)
-  model = train_lib.load_trained(str(workdir))
+  model = trained_run.load_trained(str(workdir))
   config = sampler_config.preset("default")
-  prior = train_lib.load_code_prior(str(workdir), model)
+  prior = trained_run.load_code_prior(str(workdir), model)
   archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior)
   for base in (workdir / "export", root / "models" / "ppgn"):
     serving.write(archive, str(base), settings=config, embedded=serving.embedded_data(config, prior))

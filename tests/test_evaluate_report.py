@@ -154,14 +154,15 @@ def test_checkpoints_kept_every_n_steps_give_quality_against_time(tmp_path, smal
   """train.py --keep_checkpoint_every keeps one checkpoint per N G steps beside the rotating ones; evaluate
   --checkpoints judges each and plots the figures against G steps and minutes."""
   from conftest import tiny_config
+  from ppgn_tf.sampling import trained_run
   from ppgn_tf.training import train_lib
   workdir = str(tmp_path / "run")
   train_lib.train(tiny_config(), train_lib.RunOptions(
       workdir=workdir, dataset=f"idx:{small_idx_dir}", encoder_dir=encoder_dir, max_generator_steps=4, verbose=0,
       checkpoint_every=0, keep_checkpoints=1, keep_checkpoint_every=2, sample_per_class=0))
-  kept = train_lib.kept_checkpoints(workdir)
+  kept = trained_run.kept_checkpoints(workdir)
   assert [step for step, _ in kept] == [2, 4]  # Bounded: one per 2 G steps, not one per save.
-  seconds = [train_lib.checkpoint_elapsed_seconds(path) for _, path in kept]
+  seconds = [trained_run.checkpoint_elapsed_seconds(path) for _, path in kept]
   assert 0 < seconds[0] < seconds[1]
   output = tmp_path / "quality.json"
   out = _run(["-m", "ppgn_tf.evaluate", f"--workdir={workdir}", "--checkpoints", "--per_class=2", "--steps=2",
@@ -258,9 +259,9 @@ def test_batching_does_not_change_the_samples(evaluated_run, tmp_path, shared_cl
 def test_saved_model_gives_the_workdir_figures(evaluated_run, shared_classifier_dir):
   """The exported signatures (sample; encode then generate) give what the library gives."""
   from ppgn_tf.sampling import serving
-  from ppgn_tf.training import train_lib
+  from ppgn_tf.sampling import trained_run
   workdir, result = evaluated_run
-  model = train_lib.load_trained(workdir)
+  model = trained_run.load_trained(workdir)
   export = serving.write(serving.build_archive(model.generator, model.encoder, mala_sampler.SamplerConfig(steps=2),
                                                model.config.code_layer), os.path.join(workdir, "export"))
   plan = evaluation_plan.make_plan(saved_model=os.path.join(workdir, "export"),

@@ -18,7 +18,9 @@ import tensorflow as tf
 
 from ppgn_tf.data import datasets as data
 from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.sampling import trained_run
 from ppgn_tf.training import ppgn
+from ppgn_tf.training import run_files
 from ppgn_tf.training import train_lib
 
 from conftest import tiny_config
@@ -84,14 +86,14 @@ def test_ema_is_the_closed_form_average_after_every_generator_step(small_idx_dir
 def test_a_workdir_from_before_the_flag_loads_and_resumes(tmp_path, trained_workdir, small_idx_dir, encoder_dir):
   workdir = str(tmp_path / "old")
   shutil.copytree(trained_workdir, workdir)
-  config_path = os.path.join(workdir, train_lib.CONFIG_FILE)
+  config_path = os.path.join(workdir, run_files.CONFIG_FILE)
   with open(config_path) as f:
     saved = json.load(f)
   del saved["generator_ema"]  # As config.json was written before the flag existed.
   with open(config_path, "w") as f:
     json.dump(saved, f)
 
-  model = train_lib.load_trained(workdir)
+  model = trained_run.load_trained(workdir)
   assert model.config.generator_ema == 0.0 and model.sampling_generator is model.generator
   # The old run had no average: starting one now is refused, by name.
   with pytest.raises(ValueError, match=r"generator_ema=0\.0, not 0\.9"):

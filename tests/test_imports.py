@@ -1,7 +1,9 @@
-"""The package's import graph: every module imports, no cycle, and no import hidden inside a function.
+"""The package's import graph: every module imports, no cycle, no import hidden inside a function, and each
+subpackage imports only those before it in the pipeline.
 
 The graph is read from the source (ast), so a cycle is found even where Python would tolerate it. A
-function-level import is allowed only where it is listed below with its reason.
+function-level import, and an import of a later subpackage, is allowed only where it is listed below with its
+reason.
 """
 
 from __future__ import annotations
@@ -32,13 +34,28 @@ FUNCTION_LEVEL_IMPORTS = {
                                 ("ppgn_tf.cli.report", "ppgn_tf.evaluation.evaluate_lib"),
                                 ("ppgn_tf.cli.sweep", "ppgn_tf.evaluation.sweep_lib"),
                                 ("ppgn_tf.cli.sample", "ppgn_tf.sampling.sample_lib"),
-                                ("ppgn_tf.cli.sample", "ppgn_tf.training.train_lib"),
+                                ("ppgn_tf.cli.sample", "ppgn_tf.sampling.trained_run"),
                                 ("ppgn_tf.cli.export", "ppgn_tf.sampling.serving"),
-                                ("ppgn_tf.cli.export", "ppgn_tf.training.train_lib"),
+                                ("ppgn_tf.cli.export", "ppgn_tf.sampling.trained_run"),
                                 ("ppgn_tf.cli.export", "ppgn_tf.sampling.condition_model"),
                                 ("ppgn_tf.cli.sample", "ppgn_tf.sampling.condition_model"),
                                 ("ppgn_tf.cli.evaluate", "ppgn_tf.evaluation.condition_evaluation"))},
 }
+# The subpackages in the pipeline's order: each imports those before it (and the shared top-level modules).
+PIPELINE = ("data", "model", "training", "sampling", "evaluation", "perf", "cli")
+# (module, imported module of a later subpackage) -> why. Nothing else steps back up the pipeline.
+UPSTREAM_IMPORTS = {
+    ("ppgn_tf.training.callbacks", "ppgn_tf.sampling.mala_sampler"): "TensorBoard's sample grids during a run",
+    ("ppgn_tf.training.train_lib", "ppgn_tf.sampling.sampler_config"): "RunOptions checks the end-of-run sampler "
+                                                                        "settings before any work",
+    ("ppgn_tf.training.train_lib", "ppgn_tf.sampling.trained_run"): "the run reads its checkpoints and config.json "
+                                                                     "as loading does, and its end writes the code "
+                                                                     "prior, the samples and the export",
+}
+# The training loop. Loading a run, its sampler and its export live in ppgn_tf.sampling.trained_run, so only
+# training itself (the train program) and the benchmark, which times training's steps, import the loop.
+TRAINING_LOOP = "ppgn_tf.training.train_lib"
+TRAINING_LOOP_IMPORTERS = ("ppgn_tf.cli.train", "ppgn_tf.perf.timing")
 # The programs that check their input before TensorFlow starts: importing them (or their python -m shims) must
 # not import TensorFlow. train and bench are not here: train always needs TensorFlow, bench loads it itself.
 CHECK_BEFORE_TENSORFLOW = ("ppgn_tf.cli.evaluate", "ppgn_tf.cli.report", "ppgn_tf.cli.sweep", "ppgn_tf.cli.sample",
@@ -119,6 +136,54 @@ def test_no_import_cycle():
   for module in sorted(graph):
     if module not in state:
       visit(module)
+
+
+def _subpackage(module: str) -> str | None:
+  """The pipeline subpackage a module belongs to; None for the shared top-level modules and the shims."""
+  parts = module.split(".")
+  return parts[1] if len(parts) > 1 and parts[1] in PIPELINE else None
+
+
+def test_each_subpackage_imports_only_those_before_it():
+  upstream = sorted((module, imported) for module, path in MODULES.items() for imported, _ in _imports(path)
+                    if imported in MODULES and _subpackage(module) and _subpackage(imported)
+                    and PIPELINE.index(_subpackage(imported)) > PIPELINE.index(_subpackage(module))
+                    and (module, imported) not in UPSTREAM_IMPORTS)
+  assert not upstream, f"imports of a later subpackage (move the code, or list them with a reason): {upstream}"
+
+
+def test_only_training_and_the_benchmark_import_the_training_loop():
+  importers = sorted({module for module, path in MODULES.items() for imported, _ in _imports(path)
+                      if imported == TRAINING_LOOP})
+  assert importers == sorted(TRAINING_LOOP_IMPORTERS), importers
+
+
+def test_sampling_evaluation_and_their_programs_run_without_the_training_loop():
+  """Everything sampling and evaluation hold, and the sample, evaluate, export, report and sweep programs with
+  the libraries their main imports, load in one fresh process without ppgn_tf.training.train_lib."""
+  programs = ("ppgn_tf.cli.sample", "ppgn_tf.cli.evaluate", "ppgn_tf.cli.export", "ppgn_tf.cli.report",
+              "ppgn_tf.cli.sweep")
+  names = [m for m in sorted(MODULES) if _subpackage(m) in ("sampling", "evaluation")]
+  for program in programs:
+    names += [program] + sorted(imported for module, imported in FUNCTION_LEVEL_IMPORTS if module == program)
+  script = f"""
+import importlib, sys
+from absl import flags
+for name in {names!r}:
+  before = set(flags.FLAGS)
+  importlib.import_module(name)
+  for flag in set(flags.FLAGS) - before:  # Programs define the same flags: one program's at a time.
+    delattr(flags.FLAGS, flag)
+  if {TRAINING_LOOP!r} in sys.modules:
+    print("imported by", name)
+    break
+else:
+  print("imported", len({names!r}))
+"""
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().splitlines()[-1] == f"imported {len(names)}", result.stdout
 
 
 def test_the_library_never_reads_flags():

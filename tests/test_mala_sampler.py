@@ -14,7 +14,7 @@ import tensorflow as tf
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data
 from ppgn_tf.model import encoder as encoder_lib
-from ppgn_tf.training import train_lib
+from ppgn_tf.sampling import trained_run
 from ppgn_tf.sampling.mala_sampler import (CodePrior, MalaSampler, SamplerConfig, check_inpaint_inputs, clip_bounds,
                                   initial_codes, mala_step, named_mask, preset, row_normal, run_chains)
 
@@ -120,7 +120,7 @@ def test_mala_step_hidden_unit_conditioning_matches_hand_computation(tiny):
 @pytest.fixture(scope="module")
 def nets(trained_workdir, encoder_dir):
   """(G of the tiny trained run, E of the encoder fixture)."""
-  return train_lib.load_trained(trained_workdir).generator, encoder_lib.load_encoder(encoder_dir)
+  return trained_run.load_trained(trained_workdir).generator, encoder_lib.load_encoder(encoder_dir)
 
 
 def _sample(nets, config, targets, seeds, condition_layer="class", h0=None):

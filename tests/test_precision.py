@@ -19,7 +19,7 @@ from ppgn_tf.data import datasets as data
 from ppgn_tf.training import ppgn
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import serving
-from ppgn_tf.training import train_lib
+from ppgn_tf.sampling import trained_run
 from ppgn_tf.sampling.mala_sampler import SamplerConfig
 
 from conftest import REPO
@@ -204,7 +204,7 @@ def test_in_precision_copies_weights_and_keeps_outputs_float32():
 def test_a_bf16_export_serves_float32_with_or_without_onednn(trained_workdir, tmp_path):
   """Exported in bf16, the SavedModel's signatures take and return float32 of the usual shapes; it also
   runs on TensorFlow's Eigen kernels (oneDNN off), as on a CPU without bfloat16 or oneDNN."""
-  model = train_lib.load_trained(trained_workdir)
+  model = trained_run.load_trained(trained_workdir)
   archive = serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=2), "fc1", precision="bf16")
   path = serving.write(archive, str(tmp_path / "export"), settings=SamplerConfig(steps=2), precision="bf16")
   assert export_layout.read_export_precision(path) == "bf16"

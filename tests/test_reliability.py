@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ppgn_tf.training import train_lib
+from ppgn_tf.sampling import trained_run
 from train_process import (G_STEPS, checkpoint_weights, checkpointed_critic_step, command, finish,
                            kill_after_checkpoint, signal_after_checkpoint, start)
 
@@ -97,7 +97,7 @@ def test_deterministic_runs_agree_and_an_interrupted_run_resumes_the_same_trajec
   for name, value in resumed_ema.items():
     np.testing.assert_allclose(value, reference_ema[name], rtol=1e-6, atol=1e-7, err_msg=name)
   # load_trained restores the average: saved again, it holds the checkpoint's values under the same keys...
-  model = train_lib.load_trained(killed)
+  model = trained_run.load_trained(killed)
   assert model.sampling_generator is model.generator_ema
   saved = tf.train.Checkpoint(generator_ema=model.generator_ema).save(str(tmp_path / "reloaded" / "ckpt"))
   reloaded = checkpoint_weights(os.path.dirname(saved), network="generator_ema")

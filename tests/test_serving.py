@@ -18,7 +18,7 @@ from PIL import Image
 from ppgn_tf.data import datasets as data
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import serving
-from ppgn_tf.training import train_lib
+from ppgn_tf.sampling import trained_run
 from ppgn_tf.sampling.mala_sampler import MalaSampler, SamplerConfig, initial_codes
 
 from conftest import REPO
@@ -29,7 +29,7 @@ SIGNATURES = {"serving_default", "sample", "inpaint", "generate", "encode"}
 
 @pytest.fixture(scope="module")
 def model(trained_workdir):
-  return train_lib.load_trained(trained_workdir)
+  return trained_run.load_trained(trained_workdir)
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +359,7 @@ RICH = SamplerConfig(steps=STEPS, epsilon3=0.1, h0="class_gaussian", clip_percen
 def rich(model, trained_workdir, tmp_path_factory):
   """(version path, loaded SavedModel, library sampler) with every sampler option that reads the real codes."""
   from ppgn_tf.sampling import mala_sampler
-  prior = train_lib.load_code_prior(trained_workdir, model)
+  prior = trained_run.load_code_prior(trained_workdir, model)
   archive = serving.build_archive(model.generator, model.encoder, RICH, "fc1", prior)
   path = serving.write(archive, str(tmp_path_factory.mktemp("rich") / "ppgn"), settings=RICH,
                        embedded=serving.embedded_data(RICH, prior))
@@ -528,7 +528,7 @@ def _training_code_rows_held(arrays, codes) -> int:
 def test_the_default_export_holds_no_training_code(model, trained_workdir, tmp_path):
   """Only summary statistics reach the graph; the training_digit settings embed every code, and only when asked."""
   from ppgn_tf.sampling import sampler_config
-  prior = train_lib.load_code_prior(trained_workdir, model)
+  prior = trained_run.load_code_prior(trained_workdir, model)
   default = sampler_config.preset("default")
   path = serving.write(serving.build_archive(model.generator, model.encoder, default, "fc1", prior),
                        str(tmp_path / "default"), settings=default, embedded=serving.embedded_data(default, prior))

@@ -213,7 +213,7 @@ def test_log_gan_loss_trains(tmp_path, encoder_dir, small_idx_dir):
 
 
 def test_divergence_stops_with_the_term_and_keeps_a_good_checkpoint(tmp_path, encoder_dir, small_idx_dir, capsys):
-  from ppgn_tf.training import train_lib
+  from ppgn_tf.sampling import trained_run
   import train as train_main
   workdir = tmp_path / "nan"
   argv = [f"--flagfile={REPO}/flags/vanilla.cfg", f"--workdir={workdir}", f"--dataset=idx:{small_idx_dir}",
@@ -226,7 +226,7 @@ def test_divergence_stops_with_the_term_and_keeps_a_good_checkpoint(tmp_path, en
   assert len(errors) == 1, errors
   assert re.search(r"(loss term \w+ is (nan|inf|-inf)|weights \S+ became NaN or Inf) at generator step \d+",
                    errors[0]), errors[0]
-  model = train_lib.load_trained(str(workdir))  # The latest checkpoint restores...
+  model = trained_run.load_trained(str(workdir))  # The latest checkpoint restores...
   for w in model.generator.weights + model.critics["image"].weights:
     assert np.all(np.isfinite(w.numpy())), w.path  # ...and holds no NaN or Inf.
 

@@ -64,11 +64,11 @@ def main(argv):
     # TensorFlow loads after the input is checked: bad input fails in about a second.
     from ppgn_tf.sampling import condition_model
     from ppgn_tf.sampling import serving
-    from ppgn_tf.training import train_lib
+    from ppgn_tf.sampling import trained_run
     # The classifier first: a file the sampler cannot use fails before the run is loaded.
     classifier = condition_model.load_classifier(condition.model_path) if condition.model_path else None
-    model = train_lib.load_trained(FLAGS.workdir)
-    prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
+    model = trained_run.load_trained(FLAGS.workdir)
+    prior = trained_run.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
     # The averaged G when the run keeps one.
     precision = precision_lib.resolve(FLAGS.precision, "export")
     archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,

@@ -105,11 +105,11 @@ def main(argv):
     # TensorFlow loads after the input is checked: bad input fails in about a second.
     from ppgn_tf.sampling import condition_model
     from ppgn_tf.sampling import sample_lib
-    from ppgn_tf.training import train_lib
+    from ppgn_tf.sampling import trained_run
     if FLAGS.workdir:
-      model = train_lib.load_trained(FLAGS.workdir)
+      model = trained_run.load_trained(FLAGS.workdir)
       condition = condition_model.resolve(spec, model.encoder)  # Checked before any chain runs.
-      prior = train_lib.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
+      prior = trained_run.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
       precision = precision_lib.resolve(FLAGS.precision, "sample")
       if inpaint is not None:
         grid, probs = sample_lib.inpaint_from_model(model, config, inpaint, FLAGS.per_class, FLAGS.seed, prior,

@@ -26,7 +26,7 @@ from ppgn_tf.sampling import condition_model
 from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import sample_lib
-from ppgn_tf.training import train_lib
+from ppgn_tf.sampling import trained_run
 
 CONFIDENT = 0.9  # The evaluation classifier's top probability above which it calls an image a digit "confidently".
 GRID_COLUMNS = 10  # Chains per row in the PNG.
@@ -35,9 +35,9 @@ GRID_COLUMNS = 10  # Chains per row in the PNG.
 def _chains(plan: Plan, config, spec: condition_spec.ConditionSpec):
   """(condition record, the settings that ran, run(epsilon2) -> ((targets, seeds) -> numpy outputs), source info)."""
   if plan.workdir is not None:
-    model = train_lib.load_trained(plan.workdir)
+    model = trained_run.load_trained(plan.workdir)
     condition = condition_model.resolve(spec, model.encoder)
-    prior = train_lib.load_code_prior(plan.workdir, model) if config.needs_code_prior else None
+    prior = trained_run.load_code_prior(plan.workdir, model) if config.needs_code_prior else None
     samplers = {}
 
     def run(epsilon2):

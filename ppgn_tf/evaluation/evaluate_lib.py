@@ -25,8 +25,8 @@ from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import sample_lib
 from ppgn_tf.sampling import sampler_config as sampler_config_lib
+from ppgn_tf.sampling import trained_run
 from ppgn_tf.training import run_files
-from ppgn_tf.training import train_lib
 
 REAL_DIVERSITY_PER_CLASS = 500  # Mean pairwise distance does not depend on the count; this bounds the cost.
 GRID_COLUMNS = 10  # Samples per class in EVALUATION_samples.png and in each setting's picture of the sweep.
@@ -79,8 +79,8 @@ class _Source:
     if plan.workdir is not None:
       if config is None:
         raise ValueError("a workdir needs sampler settings (a SamplerConfig)")
-      model = train_lib.load_trained(plan.workdir)
-      sampler = train_lib.make_sampler(plan.workdir, model, config)
+      model = trained_run.load_trained(plan.workdir)
+      sampler = trained_run.make_sampler(plan.workdir, model, config)
       self.info = {"workdir": os.path.abspath(plan.workdir), "generator_steps": int(model.generator_steps.numpy()),
                    "averaged_generator": model.sampling_generator is not model.generator}
       self.settings = config
@@ -379,8 +379,8 @@ def evaluate_inpainting(plan: Plan, sampler_config, mask_name: str, *, seed: int
     raise ValueError("--inpaint_mask evaluates a --workdir (the random-start baseline is not in the export)")
   start_time = time.time()
   mask = sampler_config_lib.named_mask(mask_name)
-  model = train_lib.load_trained(plan.workdir)
-  sampler = train_lib.make_sampler(plan.workdir, model, sampler_config)
+  model = trained_run.load_trained(plan.workdir)
+  sampler = trained_run.make_sampler(plan.workdir, model, sampler_config)
   reference = Reference(plan, plan.per_class * NUM_CLASSES, seed)
   test = reference.test
   rows = np.concatenate([np.flatnonzero(test.labels == c)[:plan.per_class] for c in range(NUM_CLASSES)])
@@ -458,8 +458,8 @@ def evaluate_checkpoints(plan: Plan, sampler_config, *, seed: int = 0, command: 
   and minutes, with the thesis' GPU run as horizontal lines. Minutes are E's pre-training plus the training
   seconds each checkpoint holds."""
   start_time = time.time()
-  checkpoints = [path for _, path in train_lib.kept_checkpoints(plan.workdir)]
-  latest = train_lib.check_checkpoints(os.path.join(plan.workdir, run_files.CHECKPOINTS_DIR))
+  checkpoints = [path for _, path in trained_run.kept_checkpoints(plan.workdir)]
+  latest = trained_run.check_checkpoints(os.path.join(plan.workdir, run_files.CHECKPOINTS_DIR))
   if latest:  # The rotating checkpoints too (--keep_checkpoints of them), the latest last.
     state = tf.train.get_checkpoint_state(os.path.join(plan.workdir, run_files.CHECKPOINTS_DIR))
     checkpoints += [p for p in (list(state.all_model_checkpoint_paths) if state else []) if p != latest] + [latest]
@@ -471,17 +471,17 @@ def evaluate_checkpoints(plan: Plan, sampler_config, *, seed: int = 0, command: 
   reference = Reference(plan, plan.per_class * NUM_CLASSES, seed)
   points = []
   for i, path in enumerate(checkpoints):
-    model = train_lib.load_trained(plan.workdir, path)
+    model = trained_run.load_trained(plan.workdir, path)
     if int(model.generator_steps.numpy()) in [p["generator_steps"] for p in points]:
       continue  # A rotating checkpoint at a kept one's G step.
-    sample, _ = library_calls(train_lib.make_sampler(plan.workdir, model, sampler_config))
+    sample, _ = library_calls(trained_run.make_sampler(plan.workdir, model, sampler_config))
     reconstruct = library_reconstruct(model)  # A new G: the copy test reconstructs the training images anew.
     chains = sample_chains(sample, plan.per_class, seed, plan.batch)
     check_finite_samples(chains.images)
     judged = reference.judge(chains.images, chains.requested)
     _, heldout, recon = reference.reconstructions(reconstruct, plan.recon_images)
     copying = reference.copying(chains.images, heldout, reconstruct)
-    elapsed = train_lib.checkpoint_elapsed_seconds(path)
+    elapsed = trained_run.checkpoint_elapsed_seconds(path)
 
     def figures(of):
       return {"accuracy": of["accuracy"], "diversity": of["diversity"], "frechet_distance": of["frechet_distance"],

@@ -19,8 +19,8 @@ from ppgn_tf.evaluation.evaluation_plan import Plan
 from ppgn_tf.evaluation import metrics
 from ppgn_tf.evaluation.sweep_grid import GRID
 from ppgn_tf.sampling import sampler_config as settings_lib
+from ppgn_tf.sampling import trained_run
 from ppgn_tf.training import run_files
-from ppgn_tf.training import train_lib
 
 
 
@@ -57,14 +57,14 @@ def run_sweep(plan: Plan, names: list[str], seed: int, min_accuracy: float, min_
   evaluation_plan.make_plan, which checked its sizes and workdir."""
   workdir, per_class = plan.workdir, plan.per_class
   reference = evaluate.Reference(plan, per_class * NUM_CLASSES, seed)
-  model = train_lib.load_trained(workdir)
+  model = trained_run.load_trained(workdir)
   # G(E(x)) with the G the chains use (the averaged one when the run keeps it).
   reconstruct = evaluate.library_reconstruct(model)
   _, heldout, ceiling = reference.reconstructions(reconstruct)
   rows, grids = [], {}
   for i, name in enumerate(names):
     config = dataclasses.replace(settings_lib.SamplerConfig(), **GRID[name])
-    sample, start_codes = evaluate.library_calls(train_lib.make_sampler(workdir, model, config))
+    sample, start_codes = evaluate.library_calls(trained_run.make_sampler(workdir, model, config))
     start = time.time()
     chains = evaluate.sample_chains(sample, per_class, seed, plan.batch, start_codes)  # evaluate's chains.
     images = chains.images

@@ -1,1 +1,1 @@
-"""Sampling: the MALA sampler, its settings and in-painting inputs, sample pictures, the SavedModel and its layout."""
+"""Sampling: a trained run read back, the MALA sampler and its settings, in-painting inputs, pictures, SavedModels."""

@@ -10,6 +10,9 @@ Everything a run makes lives under its workdir:
   wasserstein.png     Wasserstein estimates vs G steps (the thesis' Fig. 4)
   losses.png          the terms of L_G vs G steps
   summary.json        counters, wall time and the final value of every loss term
+
+Reading a run back (its checkpoints, the PPGN at one of them, the code prior, its sampler), and the samples and
+export its end writes: ppgn_tf/sampling/trained_run.py, which sampling and evaluation use without this module.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import dataclasses
 import functools
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -38,16 +40,13 @@ from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data import sources
 from ppgn_tf.files import write_json
 from ppgn_tf.model import encoder as encoder_lib
-from ppgn_tf.sampling import mala_sampler
-from ppgn_tf.sampling import sample_lib
 from ppgn_tf.sampling import sampler_config
-from ppgn_tf.sampling import serving
+from ppgn_tf.sampling import trained_run
 from ppgn_tf.training import callbacks as callbacks_lib
 from ppgn_tf.training import distribute
 from ppgn_tf.training import preemption
 from ppgn_tf.training import run_files
 from ppgn_tf.training.run_files import CONFIG_FILE, KEPT_CHECKPOINTS, OPTIONS_FILE, SUMMARY_FILE
-from ppgn_tf.training.critic_schedule import CriticSchedule
 from ppgn_tf.training import ppgn
 from ppgn_tf.training.ppgn import PPGN, PPGNConfig
 
@@ -130,63 +129,17 @@ class RunOptions:
       encoder_lib.check_encoder_dir(self.encoder_dir)
 
 
-def config_to_json(config: PPGNConfig) -> dict:
-  return json.loads(json.dumps(dataclasses.asdict(config)))
-
-
-def with_config_defaults(saved: dict) -> dict:
-  """A saved config.json with every field it lacks at PPGNConfig's default.
-
-  A run's config.json predates the fields added since (e.g. generator_ema):
-  such a run had them at their defaults, so it resumes and loads as before.
-  """
-  return {**config_to_json(PPGNConfig()), **saved}
-
-
 def check_config_matches(workdir: str, config: PPGNConfig) -> None:
   """A workdir holds one experiment: refuse to resume it with another configuration."""
   saved = run_files.read_json(os.path.join(workdir, CONFIG_FILE))
   if saved is None:
     return
-  saved = with_config_defaults(saved)
-  current = config_to_json(config)
+  saved = trained_run.with_config_defaults(saved)
+  current = trained_run.config_to_json(config)
   for key in sorted(set(saved) | set(current)):
     if saved.get(key) != current.get(key):
       raise ValueError(f"--workdir={workdir} holds a run with {key}={saved.get(key)}, "
                        f"not {current.get(key)}: use a new --workdir or the same flags")
-
-
-def check_checkpoints(directory: str) -> str | None:
-  """The latest checkpoint in `directory`, after reading every tensor of it; None for a new run.
-
-  Runs before any heavy work. A run never starts over on top of checkpoints it
-  cannot use: that would overwrite them. Raises ValueError (one line).
-  """
-  if not os.path.isdir(directory):
-    return None
-  try:
-    state = tf.train.get_checkpoint_state(directory)
-  except Exception as e:  # A damaged text index raises protobuf or OS errors.
-    raise ValueError(f"{directory}/checkpoint: unreadable index ({type(e).__name__})") from e
-  if state is not None and state.model_checkpoint_path:
-    prefix = state.model_checkpoint_path  # Already joined to `directory` when the index holds a relative path.
-  else:
-    # No index: a kill between a first checkpoint's last file and the index, or a deleted index. A
-    # checkpoint whose .index exists is complete (TensorFlow writes it last); take the newest.
-    steps = [int(m.group(1)) for m in (re.fullmatch(r"ckpt-(\d+)\.index", n) for n in os.listdir(directory)) if m]
-    if not steps:
-      return None  # At most a half-written first save (ckpt-N_temp): start afresh.
-    prefix = os.path.join(directory, f"ckpt-{max(steps)}")
-    logging.warning("%s: no 'checkpoint' index; resuming from the newest complete checkpoint %s", directory, prefix)
-  if not tf.io.gfile.exists(prefix + ".index"):
-    raise ValueError(f"{prefix}: named by {directory}/checkpoint but its files are missing")
-  try:
-    reader = tf.train.load_checkpoint(prefix)
-    for name in reader.get_variable_to_shape_map():
-      reader.get_tensor(name)  # Reads the data and checks its checksum.
-  except (tf.errors.OpError, ValueError) as e:
-    raise ValueError(f"{prefix}: corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-  return prefix
 
 
 def encode_split(encoder, split: data_lib.Split, layers) -> dict:
@@ -231,7 +184,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   strategy = distribute.make_strategy(options.strategy)
   chief = distribute.is_chief(strategy)
   # Damaged inputs fail here, before data loading or encoder pre-training.
-  restore_from = check_checkpoints(os.path.join(options.workdir, run_files.CHECKPOINTS_DIR))
+  restore_from = trained_run.check_checkpoints(os.path.join(options.workdir, run_files.CHECKPOINTS_DIR))
   if os.path.isfile(os.path.join(options.encoder_path, encoder_lib.ENCODER_FILE)):
     encoder_lib.load_encoder(options.encoder_path)
   files.make_directory(options.workdir, f"--workdir={options.workdir}")
@@ -269,7 +222,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
     logging.info("Resumed from %s at generator step %d, critic step %d", restore_from,
                  int(model.generator_steps.numpy()), int(model.critic_steps.numpy()))
   if chief:
-    write_json(os.path.join(options.workdir, CONFIG_FILE), config_to_json(config))
+    write_json(os.path.join(options.workdir, CONFIG_FILE), trained_run.config_to_json(config))
     write_json(os.path.join(options.workdir, OPTIONS_FILE), {
         **dataclasses.asdict(options),
         "encoder_dir": os.path.abspath(options.encoder_dir) if options.encoder_dir else None})
@@ -293,7 +246,7 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
                                                 os.path.join(options.workdir, run_files.RECONSTRUCTIONS_DIR))
 
   # Read by the TensorBoard sample grid and by the end of the run: computed once.
-  code_prior = functools.cache(lambda: compute_code_prior(model, train_split))
+  code_prior = functools.cache(lambda: trained_run.compute_code_prior(model, train_split))
 
   tensorboard_images = None
   if chief:
@@ -373,13 +326,19 @@ def train(config: PPGNConfig, options: RunOptions) -> dict:
   }
   if chief:
     write_run_pictures(model, step_log.history, options.workdir, recon_grid)
-    prior = save_code_prior(model, train_split, options.workdir, code_prior())
+    prior = trained_run.save_code_prior(model, train_split, options.workdir, code_prior())
     end_samples = None
     if options.sample_per_class:
-      summary["samples"], end_samples = write_samples(model, options, prior)
+      logging.info("Sampling %d chains per class (%d MALA steps, %s sampler)", options.sample_per_class,
+                   options.sampler_config.steps, options.sampler_preset)
+      summary["samples"], end_samples = trained_run.write_samples(
+          model, options.sampler_config, options.sample_per_class,
+          os.path.join(options.workdir, run_files.SAMPLES_DIR), prior, options.precision)
     tensorboard_images.write(model, end_samples)  # The end's grid: those samples (no grid without them).
     if options.export:
-      summary["export"] = export_sampler(model, options, prior)
+      summary["export"] = trained_run.export_sampler(
+          model, options.sampler_config, os.path.join(options.workdir, run_files.EXPORT_DIR), prior,
+          options.precision, options.export_training_codes)
     write_json(os.path.join(options.workdir, SUMMARY_FILE), summary)
     logging.info("Summary: %s", json.dumps({k: summary[k] for k in ("generator_steps", "critic_steps", "wall_seconds")}))
   return summary
@@ -394,109 +353,6 @@ def _preempted(signum, signal_watch, manager, model, chief) -> preemption.Preemp
              "to resume")
   logging.warning("%s", message)
   return preemption.Preempted(signum, message)
-
-
-def config_from_json(obj: dict) -> PPGNConfig:
-  fields = with_config_defaults(obj)
-  fields["schedule"] = CriticSchedule(**fields["schedule"])
-  for key in ("latent_critics", "critic_weights", "recon_layers", "recon_weights"):
-    fields[key] = tuple(fields[key])
-  return PPGNConfig(**fields)
-
-
-def kept_checkpoints(workdir: str) -> list[tuple[int, str]]:
-  """(G step, checkpoint path) of each checkpoint kept by --keep_checkpoint_every, in order of G steps."""
-  directory = os.path.join(workdir, run_files.CHECKPOINTS_DIR, KEPT_CHECKPOINTS)
-  state = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
-  paths = list(state.all_model_checkpoint_paths) if state else []
-  return sorted((int(path.rsplit("-", 1)[1]), path) for path in paths)
-
-
-def checkpoint_elapsed_seconds(path: str) -> float | None:
-  """The training seconds (G and critics, all invocations) a checkpoint was written at; None if it has none."""
-  reader = tf.train.load_checkpoint(path)
-  key = "elapsed_seconds/.ATTRIBUTES/VARIABLE_VALUE"
-  return float(reader.get_tensor(key)) if reader.has_tensor(key) else None
-
-
-def load_trained(workdir: str, checkpoint: str | None = None) -> PPGN:
-  """The PPGN of a workdir at its latest checkpoint (or at `checkpoint`), for sampling and export.
-
-  Raises ValueError (one line) when the workdir holds no finished checkpoint.
-  """
-  run_files.check_workdir(workdir)
-  config = config_from_json(run_files.read_json(os.path.join(workdir, CONFIG_FILE)))
-  latest = checkpoint or check_checkpoints(os.path.join(workdir, run_files.CHECKPOINTS_DIR))
-  if not latest:
-    raise ValueError(f"{workdir}/checkpoints: no checkpoint (train first)")
-  model = PPGN(encoder_lib.load_encoder(run_files.encoder_dir(workdir)), config)
-  try:
-    tf.train.Checkpoint(**model.checkpoint_items()).restore(latest).expect_partial().assert_existing_objects_matched()
-  except (tf.errors.OpError, AssertionError, ValueError) as e:
-    raise ValueError(f"{latest}: cannot restore ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-  return model
-
-
-def compute_code_prior(model: PPGN, train_split: data_lib.Split):
-  """The codes E(x) of (at most 10,000) training images and their classes (a mala_sampler.CodePrior)."""
-  return mala_sampler.CodePrior.from_encoder(model.encoder, data_lib.normalize(train_split.images).numpy(),
-                                             train_split.labels, model.config.code_layer, seed=model.config.seed)
-
-
-def save_code_prior(model: PPGN, train_split: data_lib.Split, workdir: str, prior=None):
-  """WORKDIR/code_prior.npz: the codes E(x) of (at most 10,000) training images, which the sampler's
-  h_0 and percentile clipping read. E is frozen, so they are computed once (`prior`, when given)."""
-  if prior is None:
-    prior = compute_code_prior(model, train_split)
-  prior.save(os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE))
-  return prior
-
-
-def load_code_prior(workdir: str, model: PPGN):
-  """The real codes of a workdir's training images, with their classes (computed and saved there if the
-  run predates them, or predates the classes)."""
-  path = os.path.join(workdir, mala_sampler.CODE_PRIOR_FILE)
-  if os.path.isfile(path):
-    prior = mala_sampler.CodePrior.load(path)
-    if prior.labels is not None:
-      return prior
-  options = run_files.read_options(workdir)
-  logging.info("%s: absent or without classes; encoding the training images of %s once", path,
-               options["dataset"])
-  train_split, _ = data_lib.load_arrays(options["dataset"], options.get("data_dir"))
-  return save_code_prior(model, train_split, workdir)
-
-
-def make_sampler(workdir: str, model: PPGN, config, precision: str = precision_lib.FP32):
-  """The library sampler of a trained run: its averaged G when it keeps one, and its real codes when
-  `config` reads them; G and E compute in `precision` (fp32 or bf16)."""
-  prior = load_code_prior(workdir, model) if config.needs_code_prior else None
-  return sample_lib.model_sampler(model, config, prior, precision)
-
-
-def write_samples(model: PPGN, options: RunOptions, prior=None) -> tuple[dict, np.ndarray]:
-  """WORKDIR/samples: a class-conditional grid and chains GIF with the run's sampler settings.
-
-  Returns what sample_lib.write_outputs returns, and the images (one class after another, in [0, 1])."""
-  config = options.sampler_config
-  logging.info("Sampling %d chains per class (%d MALA steps, %s sampler)", options.sample_per_class, config.steps,
-               options.sampler_preset)
-  images, frames, probs = sample_lib.sample_grid_from_model(
-      model, config, options.sample_per_class, seed=model.config.seed, prior=prior, precision=options.precision)
-  title = f"generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
-  return sample_lib.write_outputs(images, frames, probs, os.path.join(options.workdir, run_files.SAMPLES_DIR),
-                                  options.sample_per_class, title), images
-
-
-def export_sampler(model: PPGN, options: RunOptions, prior=None) -> str:
-  """Exports the sampler (the run's sampler settings) to WORKDIR/export/N, TensorFlow Serving's layout."""
-  config = options.sampler_config
-  archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
-                                  precision=options.precision, embed_training_codes=options.export_training_codes)
-  path = serving.write(archive, os.path.join(options.workdir, run_files.EXPORT_DIR), settings=config,
-                       precision=options.precision, embedded=serving.embedded_data(config, prior))
-  logging.info("Exported the sampler to %s", path)
-  return path
 
 
 def write_run_pictures(model: PPGN, history: dict, workdir: str, recon_grid) -> None:
