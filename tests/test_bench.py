@@ -95,11 +95,11 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
 
 def _tiny_export(base, precision, max_batch):
   """An untrained tiny G and E exported with 2 steps of the thesis' sampler."""
-  from ppgn_tf.model import encoder as encoder_lib
   from ppgn_tf.model.generator import build_generator
   from ppgn_tf.sampling import serving
   from ppgn_tf.sampling.sampler_config import SamplerConfig
-  encoder = encoder_lib.build_tiny_encoder()
+  from tiny_networks import tiny_encoder
+  encoder = tiny_encoder()
   config = SamplerConfig(steps=2)
   archive = serving.build_archive(build_generator((64,), 2), encoder, config, precision=precision,
                                   max_batch=max_batch)

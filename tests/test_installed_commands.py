@@ -74,4 +74,5 @@ def test_every_program_has_its_console_command():
     scripts = tomllib.load(f)["project"]["scripts"]
   assert sorted(target.split(":")[0].rsplit(".", 1)[1] for target in scripts.values()) == programs
   assert all(target.endswith(":run") for target in scripts.values())
-  assert sorted(scripts) == sorted(COMMANDS) == sorted(f"ppgn-{p}" for p in programs)
+  # A command is the program's module name with dashes: train_classifier -> ppgn-train-classifier.
+  assert sorted(scripts) == sorted(COMMANDS) == sorted(f"ppgn-{p.replace('_', '-')}" for p in programs)

@@ -31,6 +31,8 @@ PROGRAMS = {
     "sweep": ("ppgn_tf.cli.sweep", ("python -m ppgn_tf.sweep", "ppgn-sweep")),
     "report": ("ppgn_tf.cli.report", ("python -m ppgn_tf.report", "ppgn-report")),
     "bench": ("ppgn_tf.cli.bench", ("python -m ppgn_tf.bench", "ppgn-bench")),
+    "train_classifier": ("ppgn_tf.cli.train_classifier",
+                         ("python -m ppgn_tf.cli.train_classifier", "ppgn-train-classifier")),
 }
 ABSL = "absl"  # The key of absl's own flags (--flagfile, --helpfull, --verbosity, ...), which every program takes.
 # Handled by absl's parser itself, not defined as flags.

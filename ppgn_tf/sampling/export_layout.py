@@ -28,8 +28,10 @@ NOT_SETTINGS = (EMBEDDED_KEY, CONDITION_KEY, UNIT_CONDITION_KEY)
 
 
 # What one request may ask of an export, so that none can hold a TensorFlow Serving thread for long: at most this
-# many rows (chains, images or codes), and at most this many steps through the `sample` signature.
-DEFAULT_MAX_BATCH = 64
+# many rows (chains, images or codes), and at most this many steps through the `sample` signature. 16 rows: the
+# samples per second of serving_default stop rising by 10 rows (docs/serving_speed.md), and 16 rows of the
+# default preset hold a thread about 1.5 s in fp32 on 2 cores where 64 held it 6 to 9 s.
+DEFAULT_MAX_BATCH = 16
 DEFAULT_MAX_STEPS = 200
 
 
