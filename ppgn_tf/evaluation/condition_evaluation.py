@@ -33,7 +33,8 @@ GRID_COLUMNS = 10  # Chains per row in the PNG.
 
 
 def _chains(plan: Plan, config, spec: condition_spec.ConditionSpec):
-  """(condition record, the settings that ran, run(epsilon2) -> ((targets, seeds) -> numpy outputs), source info)."""
+  """(condition record, the settings that ran, run(epsilon2) -> ((targets, seeds) -> numpy outputs), G(E(x)) of
+  images in [0, 1] (the copy test's and the ceiling's), source info)."""
   if plan.workdir is not None:
     model = trained_run.load_trained(plan.workdir)
     condition = condition_model.resolve(spec, model.encoder)
@@ -46,21 +47,26 @@ def _chains(plan: Plan, config, spec: condition_spec.ConditionSpec):
                                                       condition=condition)
       return lambda targets, seeds: {k: v.numpy() for k, v in samplers[epsilon2].sample(targets, seeds).items()}
     info = {"workdir": os.path.abspath(plan.workdir), "generator_steps": int(model.generator_steps.numpy())}
-    return condition.record(), config, run, info
+    return condition.record(), config, run, evaluate_lib.library_reconstruct(model), info
   record = sample_lib.saved_model_condition(plan.saved_model, spec.unit)
   if record["kind"] != condition_spec.CLASSIFIER:
     raise ValueError("with --saved_model, the condition evaluation runs an export conditioned on a classifier "
                      "(--unit: evaluate a --workdir; sample_unit has no epsilon2 for the unconditioned chains)")
   settings = config or export_layout.read_export_settings(plan.saved_model)
-  signature = tf.saved_model.load(plan.saved_model).signatures["sample"]
+  signatures = tf.saved_model.load(plan.saved_model).signatures
+  signature = signatures["sample"]
   max_batch = export_layout.read_max_batch(plan.saved_model)
+
+  def reconstruct(images01):
+    codes = sample_lib.call_in_requests(signatures["encode"], max_batch, images=tf.constant(images01, tf.float32))
+    return sample_lib.call_in_requests(signatures["generate"], max_batch, codes=codes["codes"])["images"]
 
   def run(epsilon2):
     return lambda targets, seeds: sample_lib.call_in_requests(
         signature, max_batch, class_id=tf.constant(targets, tf.int32), seed=tf.constant(seeds, tf.int64),
         steps=tf.constant(settings.steps, tf.int32), epsilon1=tf.constant(settings.epsilon1, tf.float32),
         epsilon2=tf.constant(epsilon2, tf.float32), epsilon3=tf.constant(settings.epsilon3, tf.float32))
-  return record, settings, run, {"saved_model": os.path.abspath(plan.saved_model), "signature": "sample"}
+  return record, settings, run, reconstruct, {"saved_model": os.path.abspath(plan.saved_model), "signature": "sample"}
 
 
 def _in_batches(run, targets, seeds, batch: int, what: str) -> dict:
@@ -114,7 +120,7 @@ def evaluate_condition(plan: Plan, config, spec: condition_spec.ConditionSpec, *
   chains, then the same chains unconditioned); returns the JSON's contents. `config` None: an export's own
   settings."""
   start = time.time()
-  record, settings, run, info = _chains(plan, config, spec)
+  record, settings, run, reconstruct, info = _chains(plan, config, spec)
   targets, row_labels = condition_spec.grid_targets(record, plan.per_class)
   seeds = random_streams.chain_seeds(seed, len(targets))
   reference = evaluate_lib.Reference(plan, len(targets), seed)
@@ -122,14 +128,25 @@ def evaluate_condition(plan: Plan, config, spec: condition_spec.ConditionSpec, *
   unconditioned = _in_batches(run(0.0), targets, seeds, plan.batch, "unconditioned (epsilon2 = 0)")
   for out in (conditioned, unconditioned):
     evaluate_lib.check_finite_samples(out["images"])
+  # G's ceiling, its reconstructions of held-out digits, and the copy test against those of the training digits.
+  _, heldout, ceiling = reference.reconstructions(reconstruct, plan.recon_images)
+  judged = {}
+  for name, out in (("conditioned", conditioned), ("unconditioned", unconditioned)):
+    copying = reference.copying(out["images"], heldout, reconstruct)
+    judged[name] = {**_judge(out, targets, record, reference),
+                    **{k: copying[k] for k in ("copy_ratio", "near_copy_share", "exact_duplicate_pairs",
+                                               "near_duplicate_pairs", "heldout_near_duplicate_pairs")}}
   real_probs = eval_classifier.predict(reference.classifier, data_lib.normalize(reference.test.images).numpy())
   result = {
       "source": info, "dataset": plan.dataset, "condition": record, "per_class": plan.per_class,
       "num_samples": int(len(targets)), "seed": seed,
       "sampler": {k: v for k, v in dataclasses.asdict(settings).items() if k != "keep_every"},
       "eval_classifier": {"dir": os.path.abspath(plan.eval_classifier_dir), **reference.classifier_metrics},
-      "conditioned": _judge(conditioned, targets, record, reference),
-      "unconditioned": _judge(unconditioned, targets, record, reference),
+      **judged,
+      "G(E(x_test))": {"images": int(len(heldout)), "accuracy": ceiling["accuracy"],
+                       "frechet_distance": ceiling["frechet_distance"],
+                       "frechet_vs_floor": metrics.ratio(ceiling["frechet_distance"], reference.floor),
+                       "diversity": ceiling["diversity"]},
       # The yardstick of "still digits": the evaluation classifier on the real test digits.
       "real_digits": {"eval_classifier_mean_top_probability": float(np.mean(real_probs.max(1))),
                       "eval_classifier_confident_share": float(np.mean(real_probs.max(1) >= CONFIDENT)),
@@ -172,6 +189,11 @@ def format_condition(result: dict) -> str:
            num(u["eval_classifier_confident_share"]), num(real["eval_classifier_confident_share"])),
       line("Frechet distance / real floor", num(c["frechet_vs_floor"], 2), num(u["frechet_vs_floor"], 2), "1.00"),
       line("diversity (pixels, within a row)", num(c["diversity"]), num(u["diversity"])),
+      line("copy ratio (1: as new as unseen digits)", num(c["copy_ratio"]), num(u["copy_ratio"])),
+      line("exact duplicate pairs", str(c["exact_duplicate_pairs"]), str(u["exact_duplicate_pairs"])),
+      "",
+      f"G(E(x_test)), G's ceiling: Frechet distance / real floor {num(result['G(E(x_test))']['frechet_vs_floor'], 2)}"
+      f", diversity {num(result['G(E(x_test))']['diversity'])} (within a digit class)",
   ]
   if on_classifier:
     lines += ["", f"{'class':>5}{'p conditioned':>15}{'p eps2=0':>11}"]
