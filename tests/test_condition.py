@@ -25,6 +25,7 @@ from ppgn_tf.sampling.condition_spec import ConditionSpec
 from ppgn_tf.sampling.mala_sampler import CodePrior, MalaSampler, SamplerConfig, initial_codes, mala_step
 
 from conftest import REPO
+from serving_requests import NO_PACKAGE_PREAMBLE
 
 # The fixtures' G (2 G steps) draws nearly the same image from every code, so a condition shows only with a large
 # epsilon2 (as in test_mala_sampler); the quick start's G needs the thesis' 1 (docs/conditioning.md).
@@ -279,15 +280,7 @@ def test_hidden_unit_conditioning_raises_the_unit_above_unconditioned_chains(net
 
 # --- The export: the classifier baked in, a unit per row, the limits --------------------------------------
 
-STANDALONE = r'''
-import json, sys
-try:
-  import ppgn_tf
-except ImportError:
-  pass
-else:
-  sys.exit("ppgn_tf is importable: " + ppgn_tf.__file__)
-import numpy as np
+STANDALONE = NO_PACKAGE_PREAMBLE + r'''import numpy as np
 import tensorflow as tf
 
 path, unit = sys.argv[1], int(sys.argv[2])

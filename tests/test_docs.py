@@ -38,6 +38,7 @@ from ppgn_tf.sampling import trained_run
 from ppgn_tf.training import train_lib
 
 from conftest import REPO, tiny_config
+from serving_requests import rest_to_tensors
 
 README = os.path.join(REPO, "README.md")
 DOCS = os.path.join(REPO, "docs")
@@ -462,16 +463,7 @@ class FakeTensorFlowServing(server.ThreadingHTTPServer):
     if not match:
       raise KeyError(f"no model at {path}")
     signature = self.model.signatures[body.get("signature_name", "serving_default")]
-    specs = signature.structured_input_signature[1]
-    if "instances" in body:
-      rows = body["instances"]
-      columns = {name: [row[name] for row in rows] for name in rows[0]}
-    else:
-      columns = body["inputs"]
-    if set(columns) != set(specs):
-      raise ValueError(f"inputs {sorted(columns)}, the signature takes {sorted(specs)}")
-    outputs = {k: v.numpy() for k, v in signature(**{n: tf.constant(v, specs[n].dtype)
-                                                       for n, v in columns.items()}).items()}
+    outputs = {k: v.numpy() for k, v in signature(**rest_to_tensors(body, signature)).items()}
     self.requests.append((body.get("signature_name", "serving_default"), "instances" in body))
     if "instances" in body:
       rows = [{k: v[i].tolist() for k, v in outputs.items()} for i in range(len(next(iter(outputs.values()))))]

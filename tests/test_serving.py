@@ -22,6 +22,7 @@ from ppgn_tf.sampling import trained_run
 from ppgn_tf.sampling.mala_sampler import MalaSampler, SamplerConfig, initial_codes
 
 from conftest import REPO
+from serving_requests import NO_PACKAGE_PREAMBLE, rest_to_tensors
 
 STEPS = 10
 SIGNATURES = {"serving_default", "sample", "inpaint", "generate", "encode"}
@@ -67,15 +68,7 @@ def _serve(signature, class_id, seed, **scalars):
 
 # --- Loading without the package --------------------------------------------------------------
 
-STANDALONE = r'''
-import json, sys
-try:
-  import ppgn_tf
-except ImportError:
-  pass
-else:
-  sys.exit("ppgn_tf is importable: " + ppgn_tf.__file__)
-import numpy as np
+STANDALONE = NO_PACKAGE_PREAMBLE + r'''import numpy as np
 import tensorflow as tf
 
 path = sys.argv[1]
@@ -181,24 +174,12 @@ def test_invalid_inputs_name_the_input(loaded, signature, args, name):
     loaded.signatures[signature](**kwargs)
 
 
-def _rest_to_tensors(body: dict, signature) -> dict:
-  """A TF Serving REST predict body (row or columnar form) as the signature's input tensors."""
-  specs = signature.structured_input_signature[1]
-  if "instances" in body:
-    rows = body["instances"]
-    columns = {name: [row[name] for row in rows] for name in rows[0]}
-  else:
-    columns = body["inputs"]
-  assert set(columns) == set(specs)
-  return {name: tf.constant(values, specs[name].dtype) for name, values in columns.items()}
-
-
 def test_rest_row_and_columnar_bodies(loaded):
   sig = loaded.signatures["serving_default"]
   rows = json.loads('{"instances": [{"class_id": 3, "seed": 7}, {"class_id": 5, "seed": 1}]}')
   columns = json.loads('{"inputs": {"class_id": [3, 5], "seed": [7, 1]}}')
-  from_rows = {k: v.numpy() for k, v in sig(**_rest_to_tensors(rows, sig)).items()}
-  from_columns = {k: v.numpy() for k, v in sig(**_rest_to_tensors(columns, sig)).items()}
+  from_rows = {k: v.numpy() for k, v in sig(**rest_to_tensors(rows, sig)).items()}
+  from_columns = {k: v.numpy() for k, v in sig(**rest_to_tensors(columns, sig)).items()}
   np.testing.assert_array_equal(from_rows["images"], from_columns["images"])
   direct = _serve(sig, [3, 5], [7, 1])
   np.testing.assert_allclose(from_rows["images"], direct["images"], atol=1e-6)
