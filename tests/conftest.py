@@ -26,9 +26,9 @@ import ppgn_tf.cli  # noqa: E402,F401
 # per worker and per chunk; and the long modules start first, so the short ones even out the two workers' ends.
 # Modules not listed follow in alphabetical order.
 SLOWEST_MODULES_FIRST = ("test_reliability", "test_training", "test_serving", "test_evaluate_report",
-                         "test_generator_ema", "test_docs", "test_bad_input", "test_encoder_and_cli",
-                         "test_storage_errors", "test_bench", "test_precision", "test_installed_commands",
-                         "test_tensorboard_images", "test_mala_sampler")
+                         "test_generator_ema", "test_condition", "test_docs", "test_bad_input",
+                         "test_encoder_and_cli", "test_storage_errors", "test_bench", "test_precision",
+                         "test_installed_commands", "test_tensorboard_images", "test_mala_sampler")
 
 
 def pytest_collection_modifyitems(items):

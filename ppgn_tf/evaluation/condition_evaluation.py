@@ -18,6 +18,7 @@ from ppgn_tf import files
 from ppgn_tf import plots
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.data.idx_format import IMAGE_SHAPE
 from ppgn_tf.evaluation import eval_classifier
 from ppgn_tf.evaluation import evaluate_lib
 from ppgn_tf.evaluation import metrics
@@ -29,7 +30,6 @@ from ppgn_tf.sampling import sample_lib
 from ppgn_tf.sampling import trained_run
 
 CONFIDENT = 0.9  # The evaluation classifier's top probability above which it calls an image a digit "confidently".
-GRID_COLUMNS = 10  # Chains per row in the PNG.
 
 
 def _chains(plan: Plan, config, spec: condition_spec.ConditionSpec):
@@ -153,10 +153,10 @@ def evaluate_condition(plan: Plan, config, spec: condition_spec.ConditionSpec, *
                       "frechet_real_floor": reference.floor, "frechet_real_floor_size": reference.floor_size},
       "confident": CONFIDENT,
   }
-  columns = min(plan.per_class, GRID_COLUMNS)
+  columns = min(plan.per_class, evaluate_lib.GRID_COLUMNS)
   rows = len(row_labels)
-  shown = lambda images: images.reshape(rows, plan.per_class, 28, 28, 1)[:, :columns]
-  grid = np.stack([shown(conditioned["images"]), shown(unconditioned["images"])], 1).reshape(-1, 28, 28, 1)
+  shown = lambda images: images.reshape(rows, plan.per_class, *IMAGE_SHAPE)[:, :columns]
+  grid = np.stack([shown(conditioned["images"]), shown(unconditioned["images"])], 1).reshape(-1, *IMAGE_SHAPE)
   grid_path = os.path.splitext(plan.output)[0] + "_samples.png"
   os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
   plots.save_image_grid(grid, grid_path, nrow=columns,

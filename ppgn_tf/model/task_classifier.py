@@ -13,6 +13,7 @@ import numpy as np
 from ppgn_tf import files
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
+from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 
 # Task name -> the names of its classes; a digit's class is TASK_OF_DIGIT[task][digit].
 TASKS = {
@@ -21,9 +22,9 @@ TASKS = {
     "pairs": ("0-1", "2-3", "4-5", "6-7", "8-9"),
 }
 TASK_OF_DIGIT = {
-    "odd_even": np.arange(10) % 2,
-    "low_high": np.arange(10) // 5,
-    "pairs": np.arange(10) // 2,
+    "odd_even": np.arange(NUM_CLASSES) % 2,
+    "low_high": np.arange(NUM_CLASSES) // 5,
+    "pairs": np.arange(NUM_CLASSES) // 2,
 }
 BATCH_SIZE = 64
 
@@ -42,7 +43,7 @@ def task_labels(task: str, digits) -> np.ndarray:
 def build_mlp(num_classes: int, hidden: int = 64, probabilities: bool = False) -> keras.Model:
   """Pixels in [0, 1] -> Flatten -> Dense(hidden, ReLU) -> Dense(num_classes): logits, or with `probabilities` their
   softmax (both are valid condition classifiers)."""
-  images = keras.Input((28, 28, 1), name="images")
+  images = keras.Input(IMAGE_SHAPE, name="images")
   x = keras.layers.Dense(hidden, activation="relu", name="hidden")(keras.layers.Flatten()(images))
   outputs = keras.layers.Dense(num_classes, activation="softmax" if probabilities else None, name="classes")(x)
   return keras.Model(images, outputs, name="task_mlp")

@@ -12,11 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling.condition_spec import CLASS, ConditionSpec
 
-IMAGE_SHAPE = (28, 28, 1)
 SAVED_MODEL_ENDPOINT = "serving_default"  # The signature of a SavedModel classifier that is called.
 PROBE_ROWS = 8  # Images of the probe batch that checks a classifier's output before any work.
 PROBABILITY_TOLERANCE = 1e-3  # How far from 1 a row of probabilities may sum.
