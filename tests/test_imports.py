@@ -35,7 +35,6 @@ FUNCTION_LEVEL_IMPORTS = {
                                 ("ppgn_tf.cli.sweep", "ppgn_tf.evaluation.sweep_lib"),
                                 ("ppgn_tf.cli.sample", "ppgn_tf.sampling.sample_lib"),
                                 ("ppgn_tf.cli.sample", "ppgn_tf.sampling.trained_run"),
-                                ("ppgn_tf.cli.export", "ppgn_tf.sampling.serving"),
                                 ("ppgn_tf.cli.export", "ppgn_tf.sampling.trained_run"),
                                 ("ppgn_tf.cli.export", "ppgn_tf.sampling.condition_model"),
                                 ("ppgn_tf.cli.sample", "ppgn_tf.sampling.condition_model"),

@@ -63,20 +63,16 @@ def main(argv):
     run_files.check_workdir(FLAGS.workdir)
     # TensorFlow loads after the input is checked: bad input fails in about a second.
     from ppgn_tf.sampling import condition_model
-    from ppgn_tf.sampling import serving
     from ppgn_tf.sampling import trained_run
     # The classifier first: a file the sampler cannot use fails before the run is loaded.
     classifier = condition_model.load_classifier(condition.model_path) if condition.model_path else None
     model = trained_run.load_trained(FLAGS.workdir)
     prior = trained_run.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
-    # The averaged G when the run keeps one.
     precision = precision_lib.resolve(FLAGS.precision, "export")
-    archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
-                                    precision=precision, embed_training_codes=FLAGS.export_training_codes,
-                                    max_batch=FLAGS.max_batch, max_steps=FLAGS.max_steps,
-                                    condition_model=classifier, unit_layer=condition.layer)
-    path = serving.write(archive, FLAGS.export_dir, version, settings=config, precision=precision,
-                         embedded=serving.embedded_data(config, prior))
+    path = trained_run.export_sampler(model, config, FLAGS.export_dir, prior, precision,
+                                      embed_training_codes=FLAGS.export_training_codes, version=version,
+                                      max_batch=FLAGS.max_batch, max_steps=FLAGS.max_steps,
+                                      condition_model=classifier, unit_layer=condition.layer)
   except (ValueError, files.StorageError) as e:
     print(f"export.py: error: {e}", file=sys.stderr)
     return 1

@@ -167,12 +167,14 @@ def write_samples(model: PPGN, config, per_class: int, output_dir: str, prior=No
 
 
 def export_sampler(model: PPGN, config, export_dir: str, prior=None, precision: str = precision_lib.FP32,
-                   embed_training_codes: bool = False) -> str:
+                   embed_training_codes: bool = False, version: int | None = None, **archive_options) -> str:
   """Exports the sampler (serving_default with the settings `config`) to EXPORT_DIR/N, TensorFlow Serving's
-  layout (N one above the highest existing version); returns that path."""
+  layout (N `version`, or one above the highest existing version); returns that path. `archive_options`:
+  serving.build_archive's request limits and conditions (max_batch, max_steps, condition_model, unit_layer)."""
   archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
-                                  precision=precision, embed_training_codes=embed_training_codes)
-  path = serving.write(archive, export_dir, settings=config, precision=precision,
+                                  precision=precision, embed_training_codes=embed_training_codes,
+                                  **archive_options)
+  path = serving.write(archive, export_dir, version, settings=config, precision=precision,
                        embedded=serving.embedded_data(config, prior))
   logging.info("Exported the sampler to %s", path)
   return path
