@@ -31,3 +31,14 @@ def one_of(flag: str, value, choices, error=ValueError) -> None:
   """--flag must be one of `choices`."""
   if value not in choices:
     raise error(f"--{flag}={value}: choose from {', '.join(str(c) for c in choices)}")
+
+
+def whole_numbers(flag: str, values, minimum: int, error=ValueError) -> tuple[int, ...]:
+  """--flag (a comma-separated list) as whole numbers, each >= minimum, at least one."""
+  try:
+    numbers = tuple(int(v) for v in values)
+  except ValueError:
+    numbers = ()
+  if not numbers or min(numbers) < minimum:
+    raise error(f"--{flag}: expected whole numbers >= {minimum}, got {','.join(str(v) for v in values)}")
+  return numbers

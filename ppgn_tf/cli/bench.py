@@ -92,17 +92,17 @@ def _check_serving_flags() -> tuple[int, ...]:
     raise ValueError("--serving needs --saved_models (comma-separated exports to time)")
   for path in FLAGS.saved_models:
     export_layout.newest_version(path)
-  try:
-    batches = tuple(int(b) for b in FLAGS.serving_batches)
-  except ValueError:
-    batches = ()
-  if not batches or min(batches) < 1:
-    raise ValueError(f"--serving_batches: expected whole numbers >= 1, got {','.join(FLAGS.serving_batches)}")
-  if FLAGS.repeats is not None and FLAGS.repeats < 1:
-    raise ValueError(f"--repeats must be >= 1, got {FLAGS.repeats}")
+  batches = checks.whole_numbers("serving_batches", FLAGS.serving_batches, 1)
+  if FLAGS.repeats is not None:
+    checks.at_least("repeats", FLAGS.repeats, 1)
+  _check_output()
+  return batches
+
+
+def _check_output() -> None:
+  """--output's folder must exist (the JSON is written at the end, after minutes of timing)."""
   if FLAGS.output and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
     raise ValueError(f"--output={FLAGS.output}: no such directory")
-  return batches
 
 
 def _check_flags() -> tuple[int, ...]:
@@ -118,15 +118,8 @@ def _check_flags() -> tuple[int, ...]:
     if getattr(FLAGS, name) is not None:
       checks.at_least(name, getattr(FLAGS, name), 1)
   checks.at_least("inter_op_threads", FLAGS.inter_op_threads, 0)
-  if FLAGS.output and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
-    raise ValueError(f"--output={FLAGS.output}: no such directory")
-  try:
-    peer_threads = tuple(int(n) for n in FLAGS.peer_threads)
-  except ValueError:
-    peer_threads = ()
-  if not peer_threads or min(peer_threads) < 0:
-    raise ValueError(f"--peer_threads: expected whole numbers >= 0, got {','.join(FLAGS.peer_threads)}")
-  return peer_threads
+  _check_output()
+  return checks.whole_numbers("peer_threads", FLAGS.peer_threads, 0)
 
 
 def main(argv):
