@@ -26,6 +26,7 @@ from ppgn_tf.sampling.mala_sampler import CodePrior, MalaSampler, SamplerConfig,
 
 from conftest import REPO
 from serving_requests import NO_PACKAGE_PREAMBLE
+from tiny_networks import linear_encoder, linear_generator
 
 # The fixtures' G (2 G steps) draws nearly the same image from every code, so a condition shows only with a large
 # epsilon2 (as in test_mala_sampler); the quick start's G needs the thesis' 1 (docs/conditioning.md).
@@ -169,15 +170,8 @@ def test_a_step_conditioned_on_a_classifier_matches_hand_computation():
   w = {"A": rng.normal(0, 0.05, (code, 784)), "B": rng.normal(0, 0.1, (784, code)), "b1": rng.normal(0, 0.1, code),
        "W": rng.normal(0, 0.3, (784, 3)), "b": rng.normal(0, 0.1, 3)}
   w = {k: v.astype(np.float32).astype(np.float64) for k, v in w.items()}
-  codes = keras.Input((code,))
-  dense_g = keras.layers.Dense(784, use_bias=False)
-  generator = keras.Model(codes, keras.layers.Reshape((28, 28, 1))(dense_g(codes)))
-  dense_g.set_weights([w["A"].astype(np.float32)])
-  images = keras.Input((28, 28, 1))
-  fc1_layer = keras.layers.Dense(code)
-  fc1 = fc1_layer(keras.layers.Flatten()(images))
-  encoder = keras.Model(images, {"fc1": fc1, "fc2": keras.layers.Dense(10)(fc1)})
-  fc1_layer.set_weights([w["B"].astype(np.float32), w["b1"].astype(np.float32)])
+  generator = linear_generator(w["A"])
+  encoder = linear_encoder(w["B"], w["b1"])
   pixels_in = keras.Input((28, 28, 1))
   clf_layer = keras.layers.Dense(3)
   classifier = keras.Model(pixels_in, clf_layer(keras.layers.Flatten()(pixels_in)))

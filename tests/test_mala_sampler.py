@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,6 +16,8 @@ from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.sampling import trained_run
 from ppgn_tf.sampling.mala_sampler import (CodePrior, MalaSampler, SamplerConfig, check_inpaint_inputs, clip_bounds,
                                   initial_codes, mala_step, named_mask, preset, row_normal, run_chains)
+
+from tiny_networks import linear_encoder, linear_generator
 
 CODE = 4  # Code size of the tiny hand-checked networks.
 
@@ -31,18 +32,7 @@ def tiny():
        "b1": rng.normal(0, 0.1, CODE), "C": rng.normal(0, 1.0, (CODE, 10)), "b2": rng.normal(0, 0.1, 10)}
   w = {k: v.astype(np.float32).astype(np.float64) for k, v in w.items()}
 
-  codes = keras.Input((CODE,))
-  dense_g = keras.layers.Dense(784, use_bias=False)
-  generator = keras.Model(codes, keras.layers.Reshape((28, 28, 1))(dense_g(codes)))
-  dense_g.set_weights([w["A"].astype(np.float32)])
-
-  images = keras.Input((28, 28, 1))
-  fc1_layer, fc2_layer = keras.layers.Dense(CODE), keras.layers.Dense(10)
-  fc1 = fc1_layer(keras.layers.Flatten()(images))
-  encoder = keras.Model(images, {"fc1": fc1, "fc2": fc2_layer(fc1)})
-  fc1_layer.set_weights([w["B"].astype(np.float32), w["b1"].astype(np.float32)])
-  fc2_layer.set_weights([w["C"].astype(np.float32), w["b2"].astype(np.float32)])
-  return generator, encoder, w
+  return linear_generator(w["A"]), linear_encoder(w["B"], w["b1"], w["C"], w["b2"]), w
 
 
 def _hand_parts(h, w):
