@@ -19,6 +19,7 @@ import os
 from absl import flags
 from absl import logging
 
+from ppgn_tf import checks
 from ppgn_tf import files
 from ppgn_tf.cli import runner
 from ppgn_tf.data import datasets as data_lib
@@ -46,8 +47,7 @@ def main(argv):
     if not FLAGS.output.endswith(".keras"):
       raise ValueError(f"--output={FLAGS.output}: a Keras model file name ends in .keras")
     for name in ("epochs", "hidden"):
-      if getattr(FLAGS, name) < 1:
-        raise ValueError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
+      checks.at_least(name, getattr(FLAGS, name), 1)
     sources.check_source(FLAGS.dataset)
     files.make_directory(os.path.dirname(os.path.abspath(FLAGS.output)), f"--output={FLAGS.output}")
     train, test = data_lib.load_arrays(FLAGS.dataset, FLAGS.data_dir)

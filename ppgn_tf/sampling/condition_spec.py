@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from ppgn_tf import checks
+
 CLASS = "class"  # Condition on E's classes: log C_c = the log-softmax of fc2 at class c.
 
 # The kinds of condition, as recorded in an export's assets.extra/sampler.json.
@@ -49,8 +51,8 @@ class ConditionSpec:
       raise ValueError(f"--unit={self.unit} needs --condition_layer (the layer of E the unit belongs to)")
     if self.layer is not None and self.unit is None:
       raise ValueError(f"--condition_layer={self.layer} needs --unit (which of its units to condition on)")
-    if self.unit is not None and self.unit < 0:
-      raise ValueError(f"--unit must be >= 0, got {self.unit}")
+    if self.unit is not None:
+      checks.at_least("unit", self.unit, 0)
 
   @property
   def kind(self) -> str:
