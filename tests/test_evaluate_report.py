@@ -15,6 +15,7 @@ import pytest
 
 from ppgn_tf.evaluation import evaluate_lib as evaluate
 from ppgn_tf.evaluation import evaluation_plan
+from ppgn_tf.evaluation import metrics
 from ppgn_tf.sampling import mala_sampler
 
 from conftest import REPO
@@ -25,9 +26,12 @@ KEYS = {"accuracy", "mean_requested_probability", "encoder_accuracy", "frechet_d
 # G's ceiling, added later: evaluations written before lack these.
 CEILING_KEYS = {"reconstructions", "diversity_vs_reconstructions", "frechet_vs_reconstructions", "frechet_vs_floor",
                 "diversity_vs_real"}
+# The tiny data's test set: 128 digits, 6 of each class held out for G's ceiling and the floor, 68 the reference.
+HELDOUT = 60
 # Copying, added later still.
 COPY_KEYS = {"copying", "copy_ratio", "median_code_move"}
 RECONSTRUCTION_KEYS = {"images", "accuracy", "mean_requested_probability", "frechet_distance", "diversity",
+                       "frechet_distance_of_each_set",
                        "per_class_table"}
 
 
@@ -71,13 +75,14 @@ def test_evaluate_workdir_writes_metrics_in_range(evaluated_run, small_idx_dir, 
   assert 0 <= result["frechet_real_floor"] < result["frechet_distance"]
   assert result["real_diversity"] > 1.0  # Distinct real digits (L2 over 784 pixels in [0, 1]).
   assert result["diversity"] >= 0
-  assert 0 < result["reconstruction_mse"] < 1 and result["reconstruction_images"] == 128
+  assert 0 < result["reconstruction_mse"] < 1 and result["reconstruction_images"] == HELDOUT
   table = result["per_class_table"]
   assert [row["class"] for row in table] == list(range(10)) and all(row["samples"] == 2 for row in table)
   assert np.mean([row["accuracy"] for row in table]) == pytest.approx(result["accuracy"])
   assert os.path.isfile(os.path.join(workdir, result["samples_png"]))
   text = evaluate.format_tables(result)
-  assert "Frechet distance" in text and len(text.splitlines()) == 14 + 10
+  assert "Frechet distance" in text and len(text.splitlines()) == 15 + 10
+  assert "sets of 20 images against the same 68 real test digits" in text
   assert text.splitlines()[0].split() == ["metric", "samples", "G(E(x))", "real"]
   assert "copy ratio" in text and "exact duplicate pairs" in text
 
@@ -107,20 +112,23 @@ def test_evaluate_finds_copies_of_training_digits(evaluated_run, tmp_path, share
 
 
 def test_evaluate_workdir_measures_the_reconstructions(evaluated_run):
-  """G's ceiling on the tiny run: G(E(x)) of all 128 test images, judged against their true labels."""
+  """G's ceiling on the tiny run: G(E(x)) of the held-out half of the test images, judged against their true
+  labels, in sets as large as the samples' against the other half."""
   _, result = evaluated_run
   assert CEILING_KEYS <= set(result)
   recon = result["reconstructions"]
-  assert set(recon) == RECONSTRUCTION_KEYS and recon["images"] == result["reconstruction_images"] == 128
+  assert set(recon) == RECONSTRUCTION_KEYS and recon["images"] == result["reconstruction_images"] == HELDOUT
   assert 0.0 <= recon["accuracy"] <= 1.0 and 0.0 <= recon["mean_requested_probability"] <= 1.0
   # Two G steps reconstruct no digit: farther from real images than real images are from each other.
   assert np.isfinite(recon["frechet_distance"]) and recon["frechet_distance"] > result["frechet_real_floor"]
   assert recon["diversity"] > 0
   table = recon["per_class_table"]
-  assert [row["class"] for row in table] == list(range(10)) and sum(row["samples"] for row in table) == 128
+  assert [row["samples"] for row in table] == [HELDOUT // 10] * 10  # As many of each class.
   assert "real_diversity" not in table[0]  # The real images' are the samples' table's.
-  weighted = sum(row["accuracy"] * row["samples"] for row in table) / 128  # Classes differ in size.
-  assert weighted == pytest.approx(recon["accuracy"])
+  assert np.mean([row["accuracy"] for row in table]) == pytest.approx(recon["accuracy"])
+  # One yardstick: every FD from sets of the samples' size (20) against the 68 reference digits.
+  assert result["frechet_yardstick"]["set_size"] == 20 and result["frechet_yardstick"]["reference_size"] == 68
+  assert len(recon["frechet_distance_of_each_set"]) == HELDOUT // 20
   assert result["diversity_vs_reconstructions"] == pytest.approx(result["diversity"] / recon["diversity"])
   assert result["frechet_vs_reconstructions"] == pytest.approx(result["frechet_distance"] / recon["frechet_distance"])
   assert result["frechet_vs_floor"] == pytest.approx(result["frechet_distance"] / result["frechet_real_floor"])
@@ -202,7 +210,7 @@ def _stand_in_source(reconstruct, calls: list):
   return StandIn
 
 
-@pytest.mark.parametrize("kind,recon_images", [("identity", 0), ("gray", 64)])
+@pytest.mark.parametrize("kind,recon_images", [("identity", 0), ("gray", 30)])
 def test_reconstruction_metrics_are_those_of_the_reconstructions(kind, recon_images, evaluated_run, monkeypatch,
                                                                  tmp_path, shared_classifier_dir):
   """With G(E(x)) = x, the ceiling is the real test images' own figures; with a constant gray G(E(x)), none of
@@ -219,8 +227,10 @@ def test_reconstruction_metrics_are_those_of_the_reconstructions(kind, recon_ima
   got = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2))
   recon = got["reconstructions"]
   train, test = data.load_arrays(got["dataset"])
-  n = recon_images or len(test)
-  labels = test.labels[:n]
+  heldout, reference = evaluate.split_test_set(test.labels)
+  assert len(heldout) == HELDOUT and not set(heldout) & set(reference) and len(heldout) + len(reference) == len(test)
+  heldout = heldout[:recon_images or len(heldout)]
+  n, labels = len(heldout), test.labels[heldout]
   # Test images reconstructed once, for the MSE, the metrics and the copy test; the training images once.
   assert calls == [min(256, n - lo) for lo in range(0, n, 256)] + [
       min(256, len(train) - lo) for lo in range(0, len(train), 256)] and n == recon["images"]
@@ -228,16 +238,19 @@ def test_reconstruction_metrics_are_those_of_the_reconstructions(kind, recon_ima
   assert [row["samples"] for row in recon["per_class_table"]] == np.bincount(labels, minlength=10).tolist()
   if kind == "identity":
     assert got["reconstruction_mse"] == 0.0
-    assert recon["accuracy"] == pytest.approx(got["eval_classifier"]["test_accuracy"])
-    assert recon["frechet_distance"] == pytest.approx(0.0, abs=1e-3)  # The real features against themselves.
-    assert recon["diversity"] == pytest.approx(got["real_diversity"])  # All 13 per class, as the real figure.
-    assert got["frechet_vs_reconstructions"] is None or got["frechet_vs_reconstructions"] > 1e3
+    # The held-out real digits, as the floor: G(E(x)) is judged against digits it was not made from.
+    assert recon["frechet_distance"] == pytest.approx(got["frechet_real_floor"], rel=1e-3)
+    real = test.images[heldout] / 255.0
+    assert recon["diversity"] == pytest.approx(np.mean([metrics.mean_pairwise_distance(real[labels == c])
+                                                        for c in range(10)]), rel=1e-5)
+    assert got["frechet_vs_reconstructions"] == pytest.approx(got["frechet_vs_floor"], rel=1e-3)
     classifier, _ = evaluate.load_eval_classifier(shared_classifier_dir, got["dataset"], None)
     right = eval_classifier.predict(classifier, data.normalize(test.images).numpy()).argmax(1) == test.labels
     assert [row["accuracy"] for row in recon["per_class_table"]] == pytest.approx(
-        [np.mean(right[test.labels == c]) for c in range(10)])
+        [np.mean(right[heldout][labels == c]) for c in range(10)])
+    assert recon["accuracy"] == pytest.approx(np.mean(right[heldout]))
   else:
-    assert got["reconstruction_mse"] == pytest.approx(np.mean((test.images[:n] / 255.0 - 0.5) ** 2), rel=1e-6)
+    assert got["reconstruction_mse"] == pytest.approx(np.mean((test.images[heldout] / 255.0 - 0.5) ** 2), rel=1e-6)
     classifier, _ = evaluate.load_eval_classifier(shared_classifier_dir, got["dataset"], None)
     gray_label = eval_classifier.predict(classifier, data.normalize(np.full((1, 28, 28, 1), 0.5)).numpy()).argmax()
     assert recon["accuracy"] == pytest.approx(np.mean(labels == gray_label))
@@ -248,12 +261,12 @@ def test_reconstruction_metrics_are_those_of_the_reconstructions(kind, recon_ima
 def test_batching_does_not_change_the_samples(evaluated_run, tmp_path, shared_classifier_dir):
   workdir, result = evaluated_run
   plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir,
-                                   output=str(tmp_path / "again.json"), per_class=2, batch=20, recon_images=16)
+                                   output=str(tmp_path / "again.json"), per_class=2, batch=20, recon_images=40)
   again = evaluate.evaluate(plan, mala_sampler.SamplerConfig(steps=2))
   for key in ("accuracy", "mean_requested_probability", "frechet_distance", "diversity"):
     assert again[key] == pytest.approx(result[key], rel=1e-4, abs=1e-6), key
-  assert again["reconstruction_images"] == again["reconstructions"]["images"] == 16
-  assert sum(row["samples"] for row in again["reconstructions"]["per_class_table"]) == 16
+  assert again["reconstruction_images"] == again["reconstructions"]["images"] == 40
+  assert [row["samples"] for row in again["reconstructions"]["per_class_table"]] == [4] * 10
 
 
 def test_saved_model_gives_the_workdir_figures(evaluated_run, shared_classifier_dir):
@@ -474,7 +487,8 @@ def test_report_and_tables_build_from_an_evaluation_without_reconstructions(eval
   """evaluation.json written before G's ceiling and copying were measured: "-" where their figures would be."""
   from ppgn_tf.evaluation import report_lib as report
   workdir, result = evaluated_run
-  old = {k: v for k, v in json.loads(json.dumps(result)).items() if k not in CEILING_KEYS | COPY_KEYS}
+  old = {k: v for k, v in json.loads(json.dumps(result)).items()
+         if k not in CEILING_KEYS | COPY_KEYS | {"frechet_yardstick"}}
   run = tmp_path / "old_run"
   run.mkdir()
   shutil.copy(os.path.join(workdir, "summary.json"), run / "summary.json")

@@ -103,20 +103,52 @@ def test_image_set_metrics_gathers_the_metrics_of_one_set():
   probs = np.eye(10)[labels]
   probs[:3] = np.eye(10)[7]  # The three zeros are judged sevens.
   feats, real_feats = rng.normal(size=(30, 5)), rng.normal(1.0, 1.0, size=(40, 5))
-  result = metrics.image_set_metrics(images, labels, probs, feats, real_feats)
+  result = metrics.image_set_metrics(images, labels, probs, feats, real_feats, 30)
   assert result["accuracy"] == pytest.approx(0.9)
   assert result["mean_requested_probability"] == pytest.approx(0.9)
   assert result["frechet_distance"] == pytest.approx(metrics.frechet_distance(feats, real_feats))
+  # Sets of 10 (one image of each class): the mean of three FDs, each of one image per class.
+  in_tens = metrics.image_set_metrics(images, labels, probs, feats, real_feats, 10)
+  firsts = np.arange(0, 30, 3)
+  assert in_tens["frechet_distance_of_each_set"][0] == pytest.approx(metrics.frechet_distance(feats[firsts], real_feats))
+  assert in_tens["frechet_distance"] == pytest.approx(np.mean(in_tens["frechet_distance_of_each_set"]))
+  assert len(in_tens["frechet_distance_of_each_set"]) == 3
   per_class = [metrics.mean_pairwise_distance(images[labels == c]) for c in range(10)]
   assert result["diversity"] == pytest.approx(np.mean(per_class))
   assert [row["diversity"] for row in result["per_class_table"]] == pytest.approx(per_class)
   assert result["per_class_table"][0]["accuracy"] == 0.0 and "real_diversity" not in result
   # Real images with labels add their diversity, averaged over the classes that have a pair.
   real = np.array([[0.0, 0.0], [0.0, 2.0], [1.0, 1.0], [1.0, 4.0]])
-  with_real = metrics.image_set_metrics(images, labels, probs, feats, real_feats, real, np.array([0, 0, 1, 1]))
+  with_real = metrics.image_set_metrics(images, labels, probs, feats, real_feats, 30, real,
+                                       np.array([0, 0, 1, 1]))
   assert with_real["real_diversity"] == pytest.approx((2.0 + 3.0) / 2)
-  against_themselves = metrics.image_set_metrics(images, labels, probs, feats, feats)
+  against_themselves = metrics.image_set_metrics(images, labels, probs, feats, feats, 30)
   assert against_themselves["frechet_distance"] == pytest.approx(0.0, abs=1e-8)
+
+
+def test_round_robin_subsets_are_disjoint_with_every_class_in_equal_shares():
+  labels = np.repeat(np.arange(10), 7)  # Ordered by class, as an evaluation's chains are.
+  subsets = metrics.round_robin_subsets(labels, 20)
+  assert len(subsets) == 3  # 70 rows: three sets of 20, the last 10 rows dropped.
+  assert all(np.bincount(labels[rows], minlength=10).tolist() == [2] * 10 for rows in subsets)
+  assert len(np.unique(np.concatenate(subsets))) == 60
+  with pytest.raises(ValueError, match="size must be >= 2"):
+    metrics.round_robin_subsets(labels, 1)
+
+
+def test_frechet_over_subsets_compares_sets_of_one_size():
+  """FD's upward bias depends on the set size: a set of 200 real-like rows reads closer to the reference than
+  one of 50 from the same distribution. Judged at one size, both read alike."""
+  rng = np.random.default_rng(3)
+  reference = rng.normal(size=(400, 8))
+  big, labels = rng.normal(size=(200, 8)), np.repeat(np.arange(10), 20)
+  small, small_labels = big[::4], labels[::4]
+  assert metrics.frechet_distance(small, reference) > 2 * metrics.frechet_distance(big, reference)
+  big_in_fifties, each = metrics.frechet_over_subsets(big, labels, reference, 50)
+  small_at_fifty, _ = metrics.frechet_over_subsets(small, small_labels, reference, 50)
+  assert len(each) == 4 and big_in_fifties == pytest.approx(small_at_fifty, rel=0.35)
+  with pytest.raises(ValueError, match="fewer than one set of 60"):
+    metrics.frechet_over_subsets(small, small_labels, reference, 60)
 
 
 def test_ratio_is_none_without_a_denominator():

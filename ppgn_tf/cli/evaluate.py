@@ -55,7 +55,9 @@ flags.DEFINE_string("eval_classifier_dir", None, "Where the evaluation classifie
 flags.DEFINE_string("output", None, "The JSON written (default WORKDIR/evaluation.json or next to the SavedModel).")
 flags.DEFINE_integer("batch", 200, "Chains per sampler call (progress is logged after each).")
 flags.DEFINE_integer("seed", 0, "Seed of the chains (the same chains as ppgn_tf.sample's).")
-flags.DEFINE_integer("recon_images", 0, "Test images for the reconstruction error (0: all).")
+flags.DEFINE_integer("recon_images", 0, "Held-out test digits G reconstructs for its ceiling, as many of each "
+                     "class (0: all of them, half the test set); fewer also makes every Frechet distance's sets "
+                     "smaller.")
 flags.DEFINE_bool("checkpoints", False, "Evaluate every checkpoint a run kept (train.py --keep_checkpoint_every) "
                   "and its latest one instead (--workdir only): writes WORKDIR/quality_vs_time.json (or --output) "
                   "and its PNG, accuracy, diversity and FD of the samples and of G(E(x_test)) against G steps "

@@ -101,7 +101,7 @@ def _judge(out: dict, targets: np.ndarray, record: dict, reference: evaluate_lib
     verdict.update(mean_activation=float(np.mean(out["objective"])),
                    median_activation=float(np.median(out["objective"])),
                    active_share=float(np.mean(out["objective"] > 0)))
-  fd = metrics.frechet_distance(feats, reference.real_feats)
+  fd = reference.frechet(feats, targets)
   verdict.update(
       eval_classifier_mean_top_probability=float(np.mean(top)),
       eval_classifier_confident_share=float(np.mean(top >= CONFIDENT)),
@@ -123,13 +123,13 @@ def evaluate_condition(plan: Plan, config, spec: condition_spec.ConditionSpec, *
   record, settings, run, reconstruct, info = _chains(plan, config, spec)
   targets, row_labels = condition_spec.grid_targets(record, plan.per_class)
   seeds = random_streams.chain_seeds(seed, len(targets))
-  reference = evaluate_lib.Reference(plan, len(targets), seed)
+  reference = evaluate_lib.Reference(plan, len(targets))
   conditioned = _in_batches(run(settings.epsilon2), targets, seeds, plan.batch, "conditioned")
   unconditioned = _in_batches(run(0.0), targets, seeds, plan.batch, "unconditioned (epsilon2 = 0)")
   for out in (conditioned, unconditioned):
     evaluate_lib.check_finite_samples(out["images"])
   # G's ceiling, its reconstructions of held-out digits, and the copy test against those of the training digits.
-  _, heldout, ceiling = reference.reconstructions(reconstruct, plan.recon_images)
+  _, heldout, ceiling = reference.reconstructions(reconstruct)
   judged = {}
   for name, out in (("conditioned", conditioned), ("unconditioned", unconditioned)):
     copying = reference.copying(out["images"], heldout, reconstruct)
@@ -150,7 +150,7 @@ def evaluate_condition(plan: Plan, config, spec: condition_spec.ConditionSpec, *
       # The yardstick of "still digits": the evaluation classifier on the real test digits.
       "real_digits": {"eval_classifier_mean_top_probability": float(np.mean(real_probs.max(1))),
                       "eval_classifier_confident_share": float(np.mean(real_probs.max(1) >= CONFIDENT)),
-                      "frechet_real_floor": reference.floor, "frechet_real_floor_size": reference.floor_size},
+                      "frechet_real_floor": reference.floor, "frechet_yardstick": reference.yardstick()},
       "confident": CONFIDENT,
   }
   columns = min(plan.per_class, evaluate_lib.GRID_COLUMNS)

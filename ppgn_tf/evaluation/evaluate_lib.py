@@ -178,28 +178,63 @@ def _reconstruction_mse(reconstructions: np.ndarray, images_uint8: np.ndarray) -
   return float(np.mean((reconstructions.astype(np.float64) - x) ** 2))
 
 
+def split_test_set(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The test set's two fixed parts (row indices): the held-out digits G reconstructs and whose real images give
+  the floor, as many of each class (the rarest class' half), and the reference, every other test digit, against
+  which every Fréchet distance is measured. The split does not depend on any seed, so every evaluation of one
+  data set is judged against the same reference digits."""
+  rng = random_streams.numpy_generator(0, random_streams.EVALUATION_FLOOR_SPLIT)
+  per_class = min(int(np.sum(labels == c)) for c in range(NUM_CLASSES)) // 2
+  heldout = []
+  for c in range(NUM_CLASSES):
+    heldout.append(rng.permutation(np.flatnonzero(labels == c))[:per_class])
+  heldout = np.stack(heldout, 1).reshape(-1)  # Class by class in turn: 0, 1, ..., 9, 0, 1, ...
+  return heldout, np.setdiff1d(np.arange(len(labels)), heldout)
+
+
 class Reference:
   """What every set of images is judged against: the evaluation classifier and the real test images.
 
+  The yardstick of every Fréchet distance (FD): sets of one size, `set_size` images with the classes in equal
+  shares, each measured against one reference set of real test digits that none of them was made from. The
+  test set is split once (`split_test_set`) into held-out digits and the reference. The floor is the held-out
+  real digits, G's ceiling is G(E(x)) of those same held-out digits, and samples are judged in disjoint sets of
+  `set_size` (the FD their mean). The set size is the samples' count, at most the held-out digits' count.
   Built once per evaluation (or once for a whole sweep of sampler settings).
   """
 
-  def __init__(self, plan: Plan, sample_count: int, seed: int = 0):
+  def __init__(self, plan: Plan, sample_count: int):
     self.train, self.test = data_lib.load_arrays(plan.dataset, plan.data_dir)
     self._train_reconstructions = (None, None)  # (the `reconstruct` they were made with, G(E(x_train)))
     self.classifier, self.classifier_metrics = load_eval_classifier(plan.eval_classifier_dir, plan.dataset,
                                                                     plan.data_dir)
-    self.real_feats = eval_classifier.features(self.classifier, data_lib.normalize(self.test.images).numpy())
-    # The floor: the same distance between real images, as many as the samples (at most half the test set).
-    rng = random_streams.numpy_generator(seed, random_streams.EVALUATION_FLOOR_SPLIT)
-    order = rng.permutation(len(self.test))
-    self.floor_size = min(sample_count, len(self.test) // 2)
-    self.floor = metrics.frechet_distance(self.real_feats[order[:self.floor_size]],
-                                          self.real_feats[order[self.floor_size:]])
+    self.heldout_rows, reference_rows = split_test_set(self.test.labels)
+    if plan.recon_images:  # Fewer held-out digits to reconstruct, still as many of each class.
+      self.heldout_rows = self.heldout_rows[:max(NUM_CLASSES, plan.recon_images // NUM_CLASSES * NUM_CLASSES)]
+    test_feats = eval_classifier.features(self.classifier, data_lib.normalize(self.test.images).numpy())
+    self.reference_feats = test_feats[reference_rows]
+    self.set_size = min(sample_count, len(self.heldout_rows)) // NUM_CLASSES * NUM_CLASSES
+    if self.set_size < 2:
+      raise ValueError(f"{plan.dataset}: too few test digits for a Frechet distance "
+                       f"({len(self.heldout_rows)} held out, {sample_count} samples)")
+    self.floor, _ = metrics.frechet_over_subsets(test_feats[self.heldout_rows], self.test.labels[self.heldout_rows],
+                                                 self.reference_feats, self.set_size)
     keep = np.concatenate([np.flatnonzero(self.test.labels == c)[:REAL_DIVERSITY_PER_CLASS]
                            for c in range(NUM_CLASSES)])
     self._real_pixels = self.test.images[keep].astype(np.float32) / 255.0
     self._real_labels = self.test.labels[keep]
+
+  def yardstick(self) -> dict:
+    """How FDs were measured, for the JSON."""
+    return {"set_size": self.set_size, "reference_size": len(self.reference_feats),
+            "heldout_digits": len(self.heldout_rows), "floor": self.floor,
+            "rule": "sets of set_size images (classes in equal shares) against one fixed reference half of the "
+                    "test digits; the floor is the other half's real digits, G(E(x)) is of those same digits, "
+                    "samples are the mean over their disjoint sets of set_size"}
+
+  def frechet(self, feats: np.ndarray, groups: np.ndarray) -> float:
+    """FD of a set of features in sets of `set_size`, rows grouped by `groups` (classes in equal shares)."""
+    return metrics.frechet_over_subsets(feats, groups, self.reference_feats, self.set_size)[0]
 
   def predict(self, images01: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The evaluation classifier's class probabilities and features of images with pixels in [0, 1]."""
@@ -210,19 +245,19 @@ class Reference:
     """metrics.image_set_metrics of images meant to show `labels` (with the real images' diversity)."""
     probs, feats = self.predict(images01)
     real = (self._real_pixels, self._real_labels) if real_diversity else (None, None)
-    return metrics.image_set_metrics(images01, labels, probs, feats, self.real_feats, *real)
+    return metrics.image_set_metrics(images01, labels, probs, feats, self.reference_feats, self.set_size, *real)
 
-  def reconstructions(self, reconstruct, count: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
-    """G's ceiling: (test images, G(E(x)) of them by `reconstruct`, their metrics against the true labels)."""
-    originals = self.test.images[:count] if count > 0 else self.test.images
-    logging.info("Reconstructing %d test images", len(originals))
+  def reconstructions(self, reconstruct) -> tuple[np.ndarray, np.ndarray, dict]:
+    """G's ceiling: (the held-out test images, G(E(x)) of them by `reconstruct`, their metrics against the
+    true labels)."""
+    originals = self.test.images[self.heldout_rows]
+    logging.info("Reconstructing %d held-out test images", len(originals))
     reconstructions = _reconstruct_all(reconstruct, originals)
     bad = _non_finite_rows(reconstructions)
     if bad:
       raise ValueError(f"G(E(x)) is not finite for {bad} of {len(reconstructions)} test images")
-    return originals, reconstructions, self.judge(reconstructions, self.test.labels[:len(originals)],
+    return originals, reconstructions, self.judge(reconstructions, self.test.labels[self.heldout_rows],
                                                   real_diversity=False)
-
 
   def copying(self, samples01: np.ndarray, heldout_reconstructions: np.ndarray, reconstruct) -> dict:
     """metrics.copy_metrics of the samples against G(E(x)) of every training image (computed once per
@@ -253,7 +288,7 @@ def evaluate(plan: Plan, sampler_config=None, *, seed: int = 0, command: str | N
   per_class = plan.per_class
   start = time.time()
   source = _Source(plan, sampler_config)  # First: it refuses settings a SavedModel cannot run.
-  reference = Reference(plan, per_class * NUM_CLASSES, seed)
+  reference = Reference(plan, per_class * NUM_CLASSES)
 
   chains = sample_chains(source.sample, per_class, seed, plan.batch, source.start_codes)
   samples, encoder_probs, requested = chains.images, chains.encoder_probs, chains.requested
@@ -261,10 +296,10 @@ def evaluate(plan: Plan, sampler_config=None, *, seed: int = 0, command: str | N
   judged = reference.judge(samples, requested)
   # G's ceiling: its reconstructions of the test images, judged against their true labels exactly as the
   # samples are against the requested ones. Computed once, for the MSE and the copy test too.
-  originals, reconstructions, recon_judged = reference.reconstructions(source.reconstruct, plan.recon_images)
+  originals, reconstructions, recon_judged = reference.reconstructions(source.reconstruct)
   mse = _reconstruction_mse(reconstructions, originals)
   copying = reference.copying(samples, reconstructions, source.reconstruct)
-  real_floor, m, clf_metrics = reference.floor, reference.floor_size, reference.classifier_metrics
+  real_floor, clf_metrics = reference.floor, reference.classifier_metrics
 
   grid_path = os.path.splitext(plan.output)[0] + "_samples.png"
   columns = min(per_class, GRID_COLUMNS)
@@ -286,7 +321,7 @@ def evaluate(plan: Plan, sampler_config=None, *, seed: int = 0, command: str | N
       "encoder_accuracy": metrics.conditional_accuracy(encoder_probs, requested),  # Biased upward; for contrast.
       "frechet_distance": judged["frechet_distance"],
       "frechet_real_floor": real_floor,
-      "frechet_real_floor_size": m,
+      "frechet_yardstick": reference.yardstick(),
       "diversity": judged["diversity"],  # Mean over classes of the mean pairwise L2 distance, pixels in [0, 1].
       "real_diversity": judged["real_diversity"],
       "reconstruction_mse": mse,
@@ -338,6 +373,10 @@ def format_tables(result: dict) -> str:
            _num(result["real_diversity"])),
       line("reconstruction MSE G(E(x))", "", _num(result["reconstruction_mse"], 4)),
   ]
+  yardstick = result.get("frechet_yardstick")  # Absent from results written before sets were of one size.
+  if yardstick:
+    lines.append(f"(Frechet distances: sets of {yardstick['set_size']} images against the same "
+                 f"{yardstick['reference_size']} real test digits, none of which any set was made from)")
   copying = result.get("copying")  # Absent from results written before it was measured.
   if copying:
     lines += [
@@ -381,7 +420,7 @@ def evaluate_inpainting(plan: Plan, sampler_config, mask_name: str, *, seed: int
   mask = sampler_config_lib.named_mask(mask_name)
   model = trained_run.load_trained(plan.workdir)
   sampler = trained_run.make_sampler(plan.workdir, model, sampler_config)
-  reference = Reference(plan, plan.per_class * NUM_CLASSES, seed)
+  reference = Reference(plan, plan.per_class * NUM_CLASSES)
   test = reference.test
   rows = np.concatenate([np.flatnonzero(test.labels == c)[:plan.per_class] for c in range(NUM_CLASSES)])
   images = test.images[rows].astype(np.float32) / 255.0
@@ -468,7 +507,7 @@ def evaluate_checkpoints(plan: Plan, sampler_config, *, seed: int = 0, command: 
   encoder_metrics = run_files.read_json(os.path.join(run_files.encoder_dir(plan.workdir),
                                                     encoder_lib.METRICS_FILE)) or {}
   encoder_seconds = encoder_metrics.get("train_seconds", 0.0)
-  reference = Reference(plan, plan.per_class * NUM_CLASSES, seed)
+  reference = Reference(plan, plan.per_class * NUM_CLASSES)
   points = []
   for i, path in enumerate(checkpoints):
     model = trained_run.load_trained(plan.workdir, path)
@@ -479,7 +518,7 @@ def evaluate_checkpoints(plan: Plan, sampler_config, *, seed: int = 0, command: 
     chains = sample_chains(sample, plan.per_class, seed, plan.batch)
     check_finite_samples(chains.images)
     judged = reference.judge(chains.images, chains.requested)
-    _, heldout, recon = reference.reconstructions(reconstruct, plan.recon_images)
+    _, heldout, recon = reference.reconstructions(reconstruct)
     copying = reference.copying(chains.images, heldout, reconstruct)
     elapsed = trained_run.checkpoint_elapsed_seconds(path)
 

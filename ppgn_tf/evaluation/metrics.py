@@ -45,6 +45,36 @@ def frechet_distance(feats_a, feats_b) -> float:
   return max(mean_term + float(np.trace(cov_a) + np.trace(cov_b)) - 2 * trace_sqrt, 0.0)
 
 
+def round_robin_subsets(groups, size: int) -> list[np.ndarray]:
+  """Disjoint subsets of `size` row indices, each with the groups in equal shares (as far as the rows allow).
+
+  The rows are taken in turn from each group (first row of every group, then the second, ...) and cut into
+  consecutive subsets of `size`; a remainder shorter than `size` is dropped. Rows of `size // number of groups`
+  per group in each subset when the groups are equally large and `size` is a multiple of their number.
+  """
+  groups = np.asarray(groups).reshape(-1)
+  if size < 2:
+    raise ValueError(f"round_robin_subsets: size must be >= 2, got {size}")
+  ranks = np.empty(len(groups), np.int64)
+  for g in np.unique(groups):
+    rows = np.flatnonzero(groups == g)
+    ranks[rows] = np.arange(len(rows))
+  order = np.lexsort((groups, ranks))  # By rank within its group, then by group.
+  return [order[lo:lo + size] for lo in range(0, len(order) - size + 1, size)]
+
+
+def frechet_over_subsets(feats, groups, reference_feats, size: int) -> tuple[float, list[float]]:
+  """The Fréchet distance of sets of exactly `size` rows to `reference_feats`: the mean over the disjoint
+  `round_robin_subsets` of `feats`, and each subset's. FD's bias grows as the sets shrink, so two sets' FDs
+  compare only at one size; more subsets make the mean steadier, not biased differently."""
+  subsets = round_robin_subsets(groups, size)
+  if not subsets:
+    raise ValueError(f"frechet_over_subsets: {len(np.asarray(groups).reshape(-1))} rows, fewer than one set of {size}")
+  feats = _rows(feats, "frechet_over_subsets feats", size)
+  each = [frechet_distance(feats[rows], reference_feats) for rows in subsets]
+  return float(np.mean(each)), each
+
+
 def _check_requested(probs, requested) -> tuple[np.ndarray, np.ndarray]:
   probs = np.asarray(probs, np.float64)
   requested = np.asarray(requested, np.int64).reshape(-1)
@@ -105,20 +135,23 @@ def _mean_of_rows(table: list[dict], key: str) -> float | None:
   return float(np.mean(values)) if values else None
 
 
-def image_set_metrics(images, labels, probs, feats, real_feats, real_images=None, real_labels=None,
-                      num_classes: int = NUM_CLASSES) -> dict:
+def image_set_metrics(images, labels, probs, feats, reference_feats, set_size: int, real_images=None,
+                      real_labels=None, num_classes: int = NUM_CLASSES) -> dict:
   """What the evaluation classifier makes of a set of images, one way for samples and for G(E(x)).
 
   `labels`: the class each image should show (requested of samples, true of reconstructions);
-  `probs`, `feats`: the classifier's on the images; `real_feats`: the real images' features the
-  Fréchet distance is measured against. Diversity is the mean over classes of the within-class mean
-  pairwise distance; given real images with labels, their diversity too ("real_diversity").
+  `probs`, `feats`: the classifier's on the images; `reference_feats`: the real images' features the
+  Fréchet distance is measured against, from sets of `set_size` images (`frechet_over_subsets`, classes in
+  equal shares). Diversity is the mean over classes of the within-class mean pairwise distance; given real
+  images with labels, their diversity too ("real_diversity").
   """
   table = per_class_table(labels, probs, images, real_images, real_labels, num_classes)
+  frechet, each = frechet_over_subsets(feats, labels, reference_feats, set_size)
   result = {
       "accuracy": conditional_accuracy(probs, labels),
       "mean_requested_probability": mean_requested_probability(probs, labels),
-      "frechet_distance": frechet_distance(feats, real_feats),
+      "frechet_distance": frechet,
+      "frechet_distance_of_each_set": each,
       "diversity": _mean_of_rows(table, "diversity"),
       "per_class_table": table,
   }

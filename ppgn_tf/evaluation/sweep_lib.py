@@ -56,7 +56,7 @@ def run_sweep(plan: Plan, names: list[str], seed: int, min_accuracy: float, min_
   call, on plan.workdir's run; returns the results (rows, ceiling, floor, choice, grids). `plan` comes from
   evaluation_plan.make_plan, which checked its sizes and workdir."""
   workdir, per_class = plan.workdir, plan.per_class
-  reference = evaluate.Reference(plan, per_class * NUM_CLASSES, seed)
+  reference = evaluate.Reference(plan, per_class * NUM_CLASSES)
   model = trained_run.load_trained(workdir)
   # G(E(x)) with the G the chains use (the averaged one when the run keeps it).
   reconstruct = evaluate.library_reconstruct(model)
@@ -87,7 +87,7 @@ def run_sweep(plan: Plan, names: list[str], seed: int, min_accuracy: float, min_
           # How the run was trained, so the report names it (the sweep itself samples in fp32).
           "training_precision": summary.get("precision"), "training_cpu": summary.get("cpu"),
           "averaged_generator": model.sampling_generator is not model.generator,
-          "floor": reference.floor, "real_diversity": judged["real_diversity"],
+          "floor": reference.floor, "frechet_yardstick": reference.yardstick(), "real_diversity": judged["real_diversity"],
           "ceiling": {k: ceiling[k] for k in ("accuracy", "mean_requested_probability", "frechet_distance",
                                               "diversity")},
           "rows": rows, "choice": choose(rows, min_accuracy, max(min_diversity_ratio * ceiling["diversity"],
