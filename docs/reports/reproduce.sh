@@ -1,64 +1,109 @@
 #!/usr/bin/env bash
-# Regenerates docs/reports/reproduction.md: the six experiments of the thesis (Fig. 3a-3f) and a three-critic run, each
-# at every seed of $SEEDS, all at the scale of flags/cpu_scale.cfg with one shared encoder, then evaluation with
-# the thesis' sampler and the report, which groups the seeds and decides each claim from seed-paired differences.
-#   bash docs/reports/reproduce.sh            (from the repository root, in the venv of the README)
-#   SEEDS="0 1 2 3 4" bash docs/reports/reproduce.sh      (more seeds: narrower intervals)
-# The default three seeds: 21 runs, 2 h 0 min of training and 2 h 1 min of evaluation summed over the runs, on a
-# 2-core Xeon shared with other jobs (docs/reports/reproduction.md, "How the runs were made"); at most about 4 h end to end.
-# RUNS=runs/repro by default; a rerun skips finished runs and evaluations and resumes interrupted runs.
+# The reproduction of the thesis' experiments (Fig. 3a-3f) and a three-critic run at the scale of
+# flags/hour_scale.cfg, over seeds: trains what is missing, evaluates it, keeps each finished run's small files in
+# the repository and rebuilds docs/reports/reproduction.md from them.
+#   bash docs/reports/reproduce.sh                 # the whole campaign: resumes, skips what is done
+#   REPORT_ONLY=1 bash docs/reports/reproduce.sh   # only the report, from the committed run files
+#   ONLY="3a_vanilla:0 3e_combined:0" bash docs/reports/reproduce.sh   # some runs only
+# From the repository root, in the README's venv. Every run trains and is evaluated by the code of one commit,
+# $PIN, checked out in a git worktree at $RUNS/code, whatever the repository holds now; E and the evaluation
+# classifier are the committed ones in $RESULTS (their SHA-256 are checked). Runs checkpoint and resume: stop the
+# script at any time and start it again, on any CPU. JOBS=2 runs two at a time (one trains while one is
+# evaluated; measured in docs/reports/reproduction.md). COMMIT=1 commits each finished run's files at once.
 set -euo pipefail
-RUNS=${RUNS:-runs/repro}
-SEEDS=${SEEDS:-"0 1 2"}
-PER_CLASS=${PER_CLASS:-20}
-ENCODER="$RUNS/encoder/encoder"  # Pre-trained once (at the default seed), shared by every run and seed.
-# 300 G steps instead of ~5,000: L_gan weighted 0.1 wherever the experiment has one (the thesis' code uses 1),
-# so that G learns to reconstruct within the budget. Experiment 3d has no L_gan and keeps 0.
-GAN="--beta_gan=0.1"
-# fp32 on every machine: a rerun that resumes on another CPU (this takes hours) must train the same way, and a
-# group of seeds is one configuration only if its precision is one (the report groups by it). At DIM 8 bf16 does not
-# pay anyway (docs/reports/bench/quickstart.json).
-PRECISION="--precision=fp32"
+REPO=$(git rev-parse --show-toplevel)
+PIN=${PIN:-fe79678d2cd8a0d41eac4be3ec88d7dc6b2cbdcc}  # The campaign's commit: training and evaluation code.
+RUNS=${RUNS:-$REPO/runs/repro_hour}  # Checkpoints and everything large (never committed).
+RESULTS=$REPO/docs/reports/reproduction_runs  # Each finished run's small files, committed.
+JOBS=${JOBS:-2}
+PER_CLASS=${PER_CLASS:-100}  # Chains per class of each evaluation.
+ENCODER_SHA256=98598138c86f7fb4d9d641bdc7902d43c38a3f05e0f14484244e415d63454d72  # Checked, not trusted.
+EVAL_CLASSIFIER_SHA256=b79eb548353c312a3622685174cbac9118372a160be0f80294227f576a6fec66
 
-for seed in $SEEDS; do
-  [[ "$seed" =~ ^[0-9]+$ ]] || { echo "reproduce.sh: error: SEEDS must be non-negative integers, got '$seed'" >&2; exit 2; }
-done
-set -- $SEEDS
-if (( $# < 3 )); then echo "reproduce.sh: warning: $# seed(s): the claims need at least 3 to be decided" >&2; fi
+# name, flagfile, extra flags: each experiment's own flagfile, then the scale. L_gan is weighted 0.1 wherever the
+# experiment has one (3d has none and keeps 0), as in the small-scale report: at this length and Adam step,
+# beta_gan = 1 lets the critics dominate G before it has learned to reconstruct.
+declare -A FLAGFILE=([3a_vanilla]=vanilla [3c_fc1_full]=fc1_full [3d_fc1_no_gan]=fc1_no_gan
+                     [3e_combined]=combined [3f_randomized]=randomized [3g_three_critics]=combined)
+declare -A EXTRA=([3a_vanilla]="--beta_gan=0.1" [3c_fc1_full]="--beta_gan=0.1" [3d_fc1_no_gan]=""
+                  [3e_combined]="--beta_gan=0.1" [3f_randomized]="--beta_gan=0.1"
+                  [3g_three_critics]="--beta_gan=0.1 --latent_critics=fc1,conv3")
+# The central claims rest on 3a, 3e and 3f: five seeds each, and they go first. 3b is decided (the small-scale
+# report); it is not rerun.
+QUEUE="3a_vanilla:0 3e_combined:0 3f_randomized:0 3a_vanilla:1 3e_combined:1 3f_randomized:1
+       3a_vanilla:2 3e_combined:2 3f_randomized:2 3a_vanilla:3 3e_combined:3 3f_randomized:3
+       3a_vanilla:4 3e_combined:4 3f_randomized:4
+       3c_fc1_full:0 3d_fc1_no_gan:0 3g_three_critics:0 3c_fc1_full:1 3d_fc1_no_gan:1 3g_three_critics:1
+       3c_fc1_full:2 3d_fc1_no_gan:2 3g_three_critics:2"
+# The first seed of 3a and of 3e also judges every kept checkpoint: the curve that chose the scale's G steps.
+CURVES="3a_vanilla:0 3e_combined:0"
+# What is kept of a run: everything the report reads, nothing large.
+SMALL_FILES="summary.json config.json options.json history.json losses.png wasserstein.png evaluation.json
+             evaluation_samples.png evaluation_default.json evaluation_default_samples.png quality_vs_time.json
+             quality_vs_time.png"
 
-python train.py --dataset=mnist_offline --encoder_recipe=small_data --encoder_epochs=3 \
-  --workdir="$RUNS/encoder" --encoder_only
-
-run() {  # name, seed, flagfile, extra flags...  ->  $RUNS/name/seedN
-  local name=$1 seed=$2 flagfile=$3; shift 3
-  local workdir="$RUNS/$name/seed$seed"
-  if [[ -f "$workdir/summary.json" ]]; then echo "$name seed $seed: done"; return; fi
-  python train.py --flagfile="$flagfile" --flagfile=flags/cpu_scale.cfg --encoder_dir="$ENCODER" \
-    --seed="$seed" --workdir="$workdir" --verbose=2 $PRECISION "$@"
-}
-# The runs whose seconds per G step the claims compare (3a, 3e, 3f, 3g) go back to back within a seed: the
-# seed-paired differences then compare runs made one after another, on one CPU (each summary names its CPU).
-for seed in $SEEDS; do
-  run 3a_vanilla       "$seed" flags/vanilla.cfg      $GAN
-  run 3e_combined      "$seed" flags/combined.cfg     $GAN
-  run 3f_randomized    "$seed" flags/randomized.cfg   $GAN
-  run 3g_three_critics "$seed" flags/combined.cfg     $GAN --latent_critics=fc1,conv3
-  run 3b_fc1_gan_only  "$seed" flags/fc1_gan_only.cfg $GAN
-  run 3c_fc1_full      "$seed" flags/fc1_full.cfg     $GAN
-  run 3d_fc1_no_gan    "$seed" flags/fc1_no_gan.cfg
-done
-
-# Evaluation with the thesis sampler (the claims are about training; one evaluation classifier for all runs). A
-# run's seed also seeds its evaluation's chains: the seed changes every draw, and runs paired by seed share chains.
-# Then the report, with docs/reports/reproduction_notes.md as its findings.
-workdirs=()
-for name in 3a_vanilla 3b_fc1_gan_only 3c_fc1_full 3d_fc1_no_gan 3e_combined 3f_randomized 3g_three_critics; do
-  for seed in $SEEDS; do
-    d="$RUNS/$name/seed$seed"
-    [[ -f "$d/evaluation.json" ]] || python -m ppgn_tf.evaluate --workdir="$d" --per_class="$PER_CLASS" \
-      --seed="$seed" --sampler_preset=thesis --eval_classifier_dir="$RUNS/eval_classifier"
-    workdirs+=("$d")
+report() {
+  local workdirs=()
+  for entry in $QUEUE; do
+    local d="$RESULTS/${entry%%:*}/seed${entry##*:}"
+    [[ -f "$d/evaluation.json" ]] && workdirs+=("$d")
   done
-done
-python -m ppgn_tf.report "${workdirs[@]}" --output=docs/reports/reproduction.md --notes=docs/reports/reproduction_notes.md \
-  --title="Reproducing the thesis' six experiments (Fig. 3, Fig. 4) on a 2-core CPU, over seeds"
+  (cd "$REPO" && python -m ppgn_tf.report "${workdirs[@]}" --output=docs/reports/reproduction.md \
+    --notes=docs/reports/reproduction_notes.md --default_sampler_output=evaluation_default.json \
+    --title="Reproducing the thesis' experiments where G draws digits (DIM 16, 2,000 G steps), over seeds")
+}
+
+check_sha256() {  # file, expected
+  local got
+  got=$(sha256sum "$1" | cut -d' ' -f1)
+  [[ "$got" == "$2" ]] || { echo "reproduce.sh: error: $1 has SHA-256 $got, not the campaign's $2" >&2; exit 2; }
+}
+
+one_run() {  # NAME:SEED -> trained, evaluated, its small files in $RESULTS/NAME/seedSEED
+  local name=${1%%:*} seed=${1##*:}
+  local workdir="$RUNS/$name/seed$seed" kept="$RESULTS/$name/seed$seed"
+  if [[ -f "$kept/evaluation.json" && -f "$kept/evaluation_default.json" ]]; then echo "$name seed $seed: done"; return; fi
+  cd "$RUNS/code"
+  echo "$name seed $seed: training ($(date -u +%H:%M))"
+  [[ -f "$workdir/summary.json" ]] || python train.py --flagfile="flags/${FLAGFILE[$name]}.cfg" --flagfile=flags/hour_scale.cfg \
+    --encoder_dir="$RESULTS/encoder" --seed="$seed" --workdir="$workdir" --verbose=2 --precision=fp32 \
+    ${EXTRA[$name]} > "$RUNS/logs/${name}_seed$seed.log" 2>&1
+  local evaluate=(python -m ppgn_tf.evaluate --workdir="$workdir" --per_class="$PER_CLASS" --seed="$seed"
+                  --eval_classifier_dir="$RESULTS/eval_classifier")
+  echo "$name seed $seed: evaluating ($(date -u +%H:%M))"
+  # The thesis' sampler decides the claims; the default one's figures stand beside them.
+  [[ -f "$workdir/evaluation.json" ]] || "${evaluate[@]}" --sampler_preset=thesis \
+    --output="$workdir/evaluation.json" >> "$RUNS/logs/${name}_seed$seed.log" 2>&1
+  [[ -f "$workdir/evaluation_default.json" ]] || "${evaluate[@]}" --sampler_preset=default \
+    --output="$workdir/evaluation_default.json" >> "$RUNS/logs/${name}_seed$seed.log" 2>&1
+  if [[ " $CURVES " == *" $1 "* && ! -f "$workdir/quality_vs_time.json" ]]; then
+    # G(E(x_test)) at each kept checkpoint, in sets of 250 as every other figure (25 chains per class).
+    "${evaluate[@]/--per_class=$PER_CLASS/--per_class=25}" --checkpoints \
+      --output="$workdir/quality_vs_time.json" >> "$RUNS/logs/${name}_seed$seed.log" 2>&1
+  fi
+  mkdir -p "$kept.tmp"
+  for f in $SMALL_FILES; do [[ -f "$workdir/$f" ]] && cp "$workdir/$f" "$kept.tmp/"; done
+  rm -rf "$kept" && mv "$kept.tmp" "$kept"  # Whole or not at all.
+  echo "$name seed $seed: kept in $kept ($(date -u +%H:%M))"
+  if [[ "${COMMIT:-0}" == 1 ]]; then
+    # One commit at a time (two runs may finish together); only these paths, whatever else is staged.
+    (flock 9
+     git -C "$REPO" add "$kept"
+     git -C "$REPO" commit -q -m "Reproduction at hour scale: $name seed $seed (trained and evaluated at $PIN)" \
+       -- "$kept" || echo "reproduce.sh: warning: could not commit $kept (commit it by hand)" >&2
+    ) 9> "$RUNS/commit.lock"
+  fi
+}
+
+if [[ "${REPORT_ONLY:-0}" == 1 ]]; then report; exit 0; fi
+if [[ "${1:-}" == --one ]]; then one_run "$2"; exit 0; fi
+
+check_sha256 "$RESULTS/encoder/encoder.keras" "$ENCODER_SHA256"
+check_sha256 "$RESULTS/eval_classifier/eval_classifier.keras" "$EVAL_CLASSIFIER_SHA256"
+mkdir -p "$RUNS/logs"
+if [[ ! -d "$RUNS/code" ]]; then git -C "$REPO" worktree add --detach "$RUNS/code" "$PIN"; fi
+[[ "$(git -C "$RUNS/code" rev-parse HEAD)" == "$(git -C "$REPO" rev-parse "$PIN^{commit}")" ]] || {
+  echo "reproduce.sh: error: $RUNS/code is not at the campaign's commit $PIN" >&2; exit 2; }
+export RUNS RESULTS PIN PER_CLASS
+echo ${ONLY:-$QUEUE} | tr ' ' '\n' | grep . | xargs -P "$JOBS" -I{} bash "$0" --one {}
+report
