@@ -202,6 +202,45 @@ def save_band_curves(curves, path: str, title: str | None = None, xlabel: str = 
     _label_axes(ax, xlabel, ylabel, title)
 
 
+def save_interval_rows(rows, path: str, title: str | None = None, xlabel: str | None = None,
+                       reference: float | None = None) -> None:
+  """Writes a PNG with one row per item and, on it, one marker per series with its interval as a bar.
+
+  `rows`: [(label, note, {series: (mean, low, high)})], low and high None without an interval; `note` is written
+  at the row's right (e.g. what the thesis says of it). `reference`: a vertical line (e.g. 1 for a ratio).
+  """
+  rows = [(str(label), note or "", dict(series)) for label, note, series in rows]
+  if not rows or not any(series for _, _, series in rows):
+    raise ValueError("save_interval_rows: nothing to plot")
+  names = list(dict.fromkeys(name for _, _, series in rows for name in series))
+  fig, ax = plt.subplots(figsize=(8.0, 0.55 * len(rows) + 1.4), dpi=_DPI)
+  with _saved_figure(fig, path):
+    offsets = np.linspace(-0.15, 0.15, len(names)) if len(names) > 1 else [0.0]
+    for offset, name in zip(offsets, names):
+      ys, means, errors = [], [], [[], []]
+      for y, (_, _, series) in enumerate(rows):
+        if name in series and series[name][0] is not None:
+          mean, low, high = series[name]
+          ys.append(y + offset)
+          means.append(mean)
+          errors[0].append(0.0 if low is None else mean - low)
+          errors[1].append(0.0 if high is None else high - mean)
+      ax.errorbar(means, ys, xerr=errors, fmt="o", capsize=3, label=name)
+    if reference is not None:
+      ax.axvline(reference, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_yticks(range(len(rows)), [label for label, _, _ in rows])
+    ax.invert_yaxis()
+    for y, (_, note, _) in enumerate(rows):
+      if note:
+        ax.annotate(note, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+    if xlabel:
+      ax.set_xlabel(xlabel)
+    if title:
+      ax.set_title(title)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+
+
 def save_setting_bars(names, series, path: str, title: str | None = None) -> None:
   """Writes a PNG of grouped horizontal bars: one group per name (e.g. a sampler setting), one bar per series
   (`series` maps label -> one value per name); a dashed line at 1 marks ratios' parity."""

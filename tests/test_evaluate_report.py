@@ -338,7 +338,8 @@ def test_report_builds_from_two_tiny_runs(evaluated_run, trained_workdir, tmp_pa
   assert "| run_b G(E(x)) | " + " | ".join(f"{row['accuracy']:.2f}" for row in recon_b["per_class_table"]) in per_class
   images = [cell.split("](")[1].rstrip(") |") for line in markdown.splitlines() for cell in line.split("| ")
             if "![" in cell]
-  assert len(images) == 3  # The sample grid of each run, the Wasserstein band of their configuration.
+  # The sample grid of each run, the Wasserstein band of their configuration, the FD picture of configurations.
+  assert len(images) == 4
   for image in images:
     path = output.parent / image
     assert path.is_file() and not path.is_symlink() and path.stat().st_size > 0, image
@@ -426,6 +427,39 @@ def test_report_groups_seeds_and_decides_claims_from_paired_differences(two_seed
   # Only what the markdown links is copied: each run's samples grid and each group's band picture.
   copied = {p.name for p in (tmp_path / "docs" / "report_images").iterdir()}
   assert copied == {os.path.basename(link) for link in re.findall(r"\]\((report_images/[^)]+)\)", markdown)}
+
+
+def test_report_shows_a_second_evaluation_beside_and_each_configurations_scale(two_seed_runs, tmp_path):
+  """The claims' evaluation and, beside it, another one of the same runs (e.g. the default sampler's); each group's
+  scale in the JSON; the FD picture with the thesis' reading of each configuration."""
+  from ppgn_tf.evaluation import report_lib as report
+  workdirs = []
+  for w in two_seed_runs:
+    copy = tmp_path / "runs" / os.path.basename(os.path.dirname(w)) / os.path.basename(w)
+    shutil.copytree(w, copy)
+    with open(copy / "evaluation.json") as f:
+      other = json.load(f)
+    other["accuracy"], other["sampler"] = 0.5 + 0.1 * int(w[-1]), {"steps": 25, "h0": "class_gaussian"}
+    (copy / "evaluation_default.json").write_text(json.dumps(other))
+    workdirs.append(str(copy))
+  output = tmp_path / "docs" / "report.md"
+  markdown = report.build_report(workdirs, str(output), beside="evaluation_default.json")
+  numbers = json.loads((tmp_path / "docs" / "report.json").read_text())
+  group = numbers["groups"][0]
+  assert group["beside"]["file"] == "evaluation_default.json"
+  assert group["beside"]["metrics"]["accuracy"]["mean"] == pytest.approx(0.55)
+  trained_in = json.loads((tmp_path / "runs" / "3a_vanilla" / "seed0" / "summary.json").read_text())["precision"]
+  assert group["scale"] == {"dim": 2, "batch_size": 8, "generator_steps": 2, "dataset": group["scale"]["dataset"],
+                            "precision": trained_in, "chains_per_class": 2, "sampler_steps": 2, "frechet_set_size": 10}
+  assert group["scale"]["dataset"].startswith("idx:") and trained_in in ("fp32", "bf16")
+  section = markdown.split("### Beside: `evaluation_default.json`")[1].split("\n## ")[0]
+  assert '"h0": "class_gaussian"' in section and "| 3a_vanilla | 0, 1 | 0.550 [" in section
+  assert "![FD by configuration](report_images/frechet_by_configuration.png)" in markdown
+  assert (tmp_path / "docs" / "report_images" / "frechet_by_configuration.png").stat().st_size > 1000
+  os.remove(os.path.join(workdirs[0], "evaluation_default.json"))
+  with pytest.raises(ValueError, match="evaluation_default.json: missing"):
+    report.build_report(workdirs, str(tmp_path / "again.md"), beside="evaluation_default.json")
+  assert not (tmp_path / "again.md").exists()
 
 
 def test_report_shows_a_long_command_and_a_configurations_seeds_once():

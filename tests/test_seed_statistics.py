@@ -179,3 +179,24 @@ def test_timings_pair_only_runs_on_one_cpu():
                                    "3e": {"frechet_distance": [301.0, 309.0, 306.0], "accuracy": [0.9] * 3}})
   comparable = next(c for c in st.thesis_claims() if c.name == "3e comparable to 3a")
   assert st.decide_claim(comparable, groups, metric_values, run_cpu)["parts"][0]["interval"]["n"] == 3
+
+
+def test_seeds_to_decide_is_the_first_seed_count_whose_interval_clears_the_boundary():
+  # Differences with mean 1 and standard deviation 2: n seeds give the half-width t(n-1) * 2 / sqrt(n).
+  interval = st.Interval(mean=1.0, low=None, high=None, std=2.0, n=3)
+  n = st.seeds_to_decide(interval, "above")
+  assert st.t_quantile_975(n - 1) * 2 / math.sqrt(n) < 1 <= st.t_quantile_975(n - 2) * 2 / math.sqrt(n - 1)
+  assert n == 18
+  # 'within' a margin of 1.5: the room is 0.5, so four times as many seeds, about.
+  assert st.seeds_to_decide(interval, "within", 1.5) > 4 * (n - 3)
+  assert st.seeds_to_decide(interval, "within", 1.0) is None  # The mean on the margin: no count decides it.
+  assert st.seeds_to_decide(st.Interval(1.0, None, None, None, 1), "above") is None  # One seed: no spread known.
+  assert st.seeds_to_decide(st.Interval(1e-3, None, None, 5.0, 3), "above") is None  # Beyond the cap.
+
+
+def test_an_undecided_comparison_says_how_many_seeds_would_decide_it():
+  part = st.Comparison("3a", "3e", "frechet_distance", "above")
+  undecided = st.decide_comparison(part, {0: 10.0, 1: 10.0, 2: 10.0}, {0: 11.0, 1: 13.0, 2: 9.0})
+  assert undecided["verdict"] == st.UNDECIDED and undecided["seeds_to_decide"] == 18
+  decided = st.decide_comparison(part, {0: 10.0, 1: 10.0, 2: 10.0}, {0: 12.0, 1: 12.5, 2: 11.5})
+  assert decided["verdict"] == st.HOLDS and decided["seeds_to_decide"] is None

@@ -49,7 +49,7 @@ report() {
     [[ -f "$d/evaluation.json" ]] && workdirs+=("$d")
   done
   (cd "$REPO" && python -m ppgn_tf.report "${workdirs[@]}" --output=docs/reports/reproduction.md \
-    --notes=docs/reports/reproduction_notes.md --default_sampler_output=evaluation_default.json \
+    --notes=docs/reports/reproduction_notes.md --beside_evaluation=evaluation_default.json \
     --title="Reproducing the thesis' experiments where G draws digits (DIM 16, 2,000 G steps), over seeds")
 }
 
@@ -83,6 +83,21 @@ one_run() {  # NAME:SEED -> trained, evaluated, its small files in $RESULTS/NAME
   fi
   mkdir -p "$kept.tmp"
   for f in $SMALL_FILES; do [[ -f "$workdir/$f" ]] && cp "$workdir/$f" "$kept.tmp/"; done
+  # The kept options.json names E by its place in the repository (the report groups runs by it), once E's bytes
+  # are checked to be the committed ones: the same E, wherever the run found it.
+  python - "$kept.tmp/options.json" "$ENCODER_SHA256" <<'PY'
+import hashlib, json, os, sys
+path, expected = sys.argv[1:]
+with open(path) as f:
+  options = json.load(f)
+with open(os.path.join(options["encoder_dir"], "encoder.keras"), "rb") as f:
+  got = hashlib.sha256(f.read()).hexdigest()
+if got != expected:
+  sys.exit(f"reproduce.sh: error: {options['encoder_dir']} is not the campaign's E (SHA-256 {got})")
+options["encoder_dir"] = "docs/reports/reproduction_runs/encoder"
+with open(path, "w") as f:
+  json.dump(options, f, indent=2)
+PY
   rm -rf "$kept" && mv "$kept.tmp" "$kept"  # Whole or not at all.
   echo "$name seed $seed: kept in $kept ($(date -u +%H:%M))"
   if [[ "${COMMIT:-0}" == 1 ]]; then
@@ -104,6 +119,6 @@ mkdir -p "$RUNS/logs"
 if [[ ! -d "$RUNS/code" ]]; then git -C "$REPO" worktree add --detach "$RUNS/code" "$PIN"; fi
 [[ "$(git -C "$RUNS/code" rev-parse HEAD)" == "$(git -C "$REPO" rev-parse "$PIN^{commit}")" ]] || {
   echo "reproduce.sh: error: $RUNS/code is not at the campaign's commit $PIN" >&2; exit 2; }
-export RUNS RESULTS PIN PER_CLASS
+export RUNS RESULTS PIN PER_CLASS ENCODER_SHA256
 echo ${ONLY:-$QUEUE} | tr ' ' '\n' | grep . | xargs -P "$JOBS" -I{} bash "$0" --one {}
 report

@@ -34,6 +34,9 @@ flags.DEFINE_string("output", "docs/reports/reproduction.md", "The markdown writ
 flags.DEFINE_string("title", "PPGN runs", "Its title.")
 flags.DEFINE_string("notes", None, "A markdown file placed after the title (conclusions drawn from the numbers).")
 flags.DEFINE_string("images_dir", None, "Where pictures are copied (default: OUTPUT_STEM_images beside it).")
+flags.DEFINE_string("beside_evaluation", None, "The file name of a second evaluation in each WORKDIR (e.g. "
+                    "evaluation_default.json) whose figures are shown beside evaluation.json's, which decides the "
+                    "claims.")
 flags.DEFINE_bool("evaluate", False, "Run ppgn_tf.evaluate for workdirs without evaluation.json.")
 flags.DEFINE_integer("per_class", 100, "With --evaluate: chains per class.")
 flags.DEFINE_integer("batch", 200, "With --evaluate: chains per sampler call.")
@@ -73,7 +76,8 @@ def main(argv):
         logging.info("Evaluating %s", plan.workdir)
         evaluate_lib.evaluate(plan, config, command=_evaluate_command(plan.workdir, config))
     report_lib.build_report(workdirs, FLAGS.output, FLAGS.title, FLAGS.images_dir,
-                            command=shlex.join(["python", "-m", "ppgn_tf.report", *sys.argv[1:]]), notes=notes)
+                            command=shlex.join(["python", "-m", "ppgn_tf.report", *sys.argv[1:]]), notes=notes,
+                            beside=FLAGS.beside_evaluation)
   except ValueError as e:
     return runner.error("report", e)
   print(FLAGS.output)

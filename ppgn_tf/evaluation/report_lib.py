@@ -6,6 +6,7 @@ program, and what a WORKDIR must hold: ppgn_tf/cli/report.py.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ from ppgn_tf import files
 from ppgn_tf import plots
 from ppgn_tf import hardware
 from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.evaluation import metrics
 from ppgn_tf.evaluation import seed_statistics as stats
 from ppgn_tf.evaluation.evaluation_plan import EVALUATION_FILE
 from ppgn_tf.training import run_files
@@ -90,15 +92,29 @@ METRICS = (
     ("accuracy", "accuracy", 3),
     ("mean_requested_probability", "mean p", 3),
     ("frechet_distance", "FD", 1),
+    ("frechet_vs_floor", "FD / floor", 2),
     ("diversity", "diversity", 3),
     ("copy_ratio", "copy ratio", 2),
     ("reconstruction_mse", "recon MSE", 4),
     ("recon_accuracy", "G(E(x)) accuracy", 3),
     ("recon_frechet_distance", "G(E(x)) FD", 1),
+    ("recon_frechet_vs_floor", "G(E(x)) FD / floor", 2),
     ("recon_diversity", "G(E(x)) diversity", 3),
     ("seconds_per_generator_step", "s / G step", 2),
 )
 _LABELS = {name: (label, digits) for name, label, digits in METRICS}
+# The figures of a second evaluation of each run shown beside the first (e.g. the default sampler's beside the
+# thesis' sampler's, which decides the claims).
+BESIDE_METRICS = (
+    ("accuracy", "accuracy", 3),
+    ("frechet_vs_floor", "FD / floor", 2),
+    ("diversity", "diversity", 3),
+    ("copy_ratio", "copy ratio", 2),
+)
+# What the thesis says of each experiment (its Sec. 5), beside the measured figures in the report's picture.
+THESIS_READINGS = {"3a": "the baseline", "3b": "thesis: poor", "3c": "thesis: below 3a, not as sharp",
+                   "3d": "thesis: mixed", "3e": "thesis: comparable to 3a, slower",
+                   "3f": "thesis: comparable to 3a, faster than 3e", "3g": "no claim (the thesis' future work)"}
 
 # The reproduction at paper scale on a GPU, at three seeds, with one E for every run.
 PAPER_SCALE_COMMANDS = """```bash
@@ -133,23 +149,43 @@ def run_metrics(evaluation: dict, summary: dict) -> dict:
       "accuracy": evaluation.get("accuracy"),
       "mean_requested_probability": evaluation.get("mean_requested_probability"),
       "frechet_distance": evaluation.get("frechet_distance"),
+      "frechet_vs_floor": evaluation.get("frechet_vs_floor"),
       "diversity": evaluation.get("diversity"),
       "copy_ratio": evaluation.get("copy_ratio"),  # Absent from evaluations written before it was measured.
       "reconstruction_mse": evaluation.get("reconstruction_mse"),
       "recon_accuracy": recon.get("accuracy"),
       "recon_frechet_distance": recon.get("frechet_distance"),
+      "recon_frechet_vs_floor": metrics.ratio(recon.get("frechet_distance"), evaluation.get("frechet_real_floor")),
       "recon_diversity": recon.get("diversity"),
       "seconds_per_generator_step": wall / steps if wall and steps else None,
   }
 
 
-def group_metrics(group: dict) -> dict:
-  """{metric: {mean, low, high, std, n, values: {seed: value}}} over a group's seeds (None: never measured)."""
+def group_metrics(group: dict, key: str = "metrics", names=tuple(name for name, _, _ in METRICS)) -> dict:
+  """{metric: {mean, low, high, std, n, values: {seed: value}}} over a group's seeds of each run's `key` dict
+  (None: never measured)."""
   out = {}
-  for name, _, _ in METRICS:
-    values = {r["seed"]: r["metrics"][name] for r in group["runs"] if r["metrics"][name] is not None}
+  for name in names:
+    values = {r["seed"]: r[key][name] for r in group["runs"] if (r.get(key) or {}).get(name) is not None}
     out[name] = {**stats.mean_interval(list(values.values())).as_dict(), "values": values} if values else None
   return out
+
+
+def group_scale(group: dict) -> dict:
+  """The scale a group was trained and judged at, each value as the runs have it (a list where they differ)."""
+  def one(values):
+    values = sorted({json.dumps(v, sort_keys=True) for v in values})
+    return json.loads(values[0]) if len(values) == 1 else [json.loads(v) for v in values]
+  runs = group["runs"]
+  config = lambda r: run_files.read_json(os.path.join(r["path"], CONFIG_FILE)) or {}
+  return {"dim": one(config(r).get("dim") for r in runs),
+          "batch_size": one(config(r).get("batch_size") for r in runs),
+          "generator_steps": one(r["summary"].get("generator_steps") for r in runs),
+          "dataset": one(r["options"].get("dataset") for r in runs),
+          "precision": one(r["summary"].get("precision") or r["options"].get("precision") for r in runs),
+          "chains_per_class": one(r["evaluation"].get("per_class") for r in runs),
+          "sampler_steps": one(r["evaluation"]["sampler"].get("steps") for r in runs),
+          "frechet_set_size": one((r["evaluation"].get("frechet_yardstick") or {}).get("set_size") for r in runs)}
 
 
 def _interval_cell(metric: dict | None, digits: int) -> str:
@@ -175,6 +211,10 @@ def _comparison_text(part: dict) -> str:
     text += f" (comparable: within ±{part['margin']:.{digits}f})"
   if part["test"] == "mixed":
     text += f": {part['verdict']}"
+  if part.get("seeds_to_decide"):
+    text += f"; about {part['seeds_to_decide']} seeds would decide it at this spread"
+  elif part["verdict"] == stats.UNDECIDED and interval["n"] >= 2:
+    text += f"; more than {stats.SEEDS_TO_DECIDE_CAP} seeds would be needed at this spread"
   for seed, cpus in (part.get("other_cpu_seeds") or {}).items():
     text += f" (seed {seed} left out: trained on different CPUs, {cpus})"
   return text
@@ -223,13 +263,53 @@ def _wasserstein_band_picture(group: dict, path: str) -> bool:
   return True
 
 
+def _beside_section(groups: list[dict], beside: str, runs: list[dict]) -> list[str]:
+  """The second evaluation's figures per configuration (mean [95% interval] over seeds)."""
+  samplers = sorted({json.dumps(r["beside_sampler"], sort_keys=True) for r in runs if r["beside_sampler"]})
+  lines = [f"### Beside: `{beside}`", "",
+           f"The same runs judged by a second evaluation (`{beside}` in each run; its sampler: "
+           + "; ".join(f"`{s}`" for s in samplers) + "). The claims are decided on the first.", "",
+           "| configuration | seeds | " + " | ".join(label for _, label, _ in BESIDE_METRICS) + " |",
+           "|" + " --- |" * (2 + len(BESIDE_METRICS))]
+  for group in groups:
+    seeds = ", ".join(str(r["seed"]) for r in group["runs"])
+    lines.append(f"| {group['name']} | {seeds} | " + " | ".join(
+        _interval_cell(group["beside_metrics"][name], digits) for name, _, digits in BESIDE_METRICS) + " |")
+  return lines + [""]
+
+
+def _frechet_picture(groups: list[dict], path: str) -> bool:
+  """Each configuration's samples' and G(E(x))'s FD / floor with intervals, the thesis' reading beside."""
+  rows = []
+  for group in groups:
+    series = {}
+    for metric, label in (("frechet_vs_floor", "samples"), ("recon_frechet_vs_floor", "G(E(x_test))")):
+      m = group["metrics"].get(metric)
+      if m is not None:
+        series[label] = (m["mean"], m["low"], m["high"])
+    reading = next((text for gid, text in THESIS_READINGS.items() if stats.find_group([group], gid)), "")
+    if series:
+      rows.append((f"{group['name']} ({len(group['runs'])} seeds)", reading, series))
+  if not rows:
+    return False
+  plots.save_interval_rows(rows, path, title="FD / real floor (mean, 95% t interval over seeds)",
+                           xlabel="FD / floor (1: as close as held-out real digits)", reference=1.0)
+  return True
+
+
 def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", images_dir: str | None = None,
-                 command: str | None = None, notes: str | None = None) -> str:
+                 command: str | None = None, notes: str | None = None, beside: str | None = None) -> str:
   """Writes the markdown (atomically) and the copied pictures; returns the markdown.
 
   `notes`: markdown placed after the title (the reader's conclusions; numbers below it are generated).
+  `beside`: the file name of a second evaluation in each workdir (e.g. evaluation_default.json) whose figures
+  are shown beside the first's; the claims are decided on the first (evaluation.json).
   """
   check_workdirs(workdirs, evaluate_missing=False)
+  if beside:
+    missing = [w for w in workdirs if not os.path.isfile(os.path.join(w, beside))]
+    if missing:
+      raise ValueError(f"{missing[0]}/{beside}: missing (the evaluation shown beside)")
   out_dir = os.path.dirname(os.path.abspath(output))
   images_dir = images_dir or os.path.join(out_dir, os.path.splitext(os.path.basename(output))[0] + "_images")
   os.makedirs(images_dir, exist_ok=True)
@@ -248,13 +328,20 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
       pictures["samples"] = os.path.relpath(target, out_dir).replace(os.sep, "/")
       pictures["samples_is_fallback"] = found != grids[0]
     summary = run_files.read_json(os.path.join(w, SUMMARY_FILE))
+    beside_evaluation = run_files.read_json(os.path.join(w, beside)) if beside else None
     runs.append({**run_identity(w, name), "summary": summary, "evaluation": evaluation,
+                 "beside": None if beside_evaluation is None else {
+                     name_: beside_evaluation.get(name_) for name_, _, _ in BESIDE_METRICS},
+                 "beside_sampler": None if beside_evaluation is None else beside_evaluation.get("sampler"),
                  "options": run_files.read_json(os.path.join(w, OPTIONS_FILE)) or {}, "pictures": pictures,
                  "metrics": run_metrics(evaluation, summary),
                  "history": run_files.read_json(os.path.join(w, HISTORY_FILE)) or {}})
   groups = stats.group_runs(runs)
   for group in groups:
     group["metrics"] = group_metrics(group)
+    group["scale"] = group_scale(group)
+    if beside:
+      group["beside_metrics"] = group_metrics(group, "beside", [name for name, _, _ in BESIDE_METRICS])
   def device_of(group, seed):
     return next(run_device(r["summary"]) for r in group["runs"] if r["seed"] == seed)
 
@@ -285,13 +372,22 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
     lines.append(f"| {group['name']} | {seeds} | {critics} | "
                  + " | ".join(_interval_cell(group["metrics"][name], digits) for name, _, digits in METRICS) + " |")
   lines.append("")
+  if beside:
+    lines += _beside_section(groups, beside, runs)
+  figure = os.path.join(images_dir, "frechet_by_configuration.png")
+  if _frechet_picture(groups, figure):
+    lines += ["### Distance to real digits, by configuration", "",
+              "Each configuration's FD over the floor (1: as close as held-out real digits), samples and G(E(x)), "
+              "with the 95% t interval of the mean over seeds, and what the thesis says of it.", "",
+              f"![FD by configuration]({os.path.relpath(figure, out_dir).replace(os.sep, '/')})", ""]
   if claims:
     lines += _claims_section(claims)
   lines += ["## Metrics", "",
             "Each run (each seed). Judged by an evaluation classifier independent of E "
             "(`ppgn_tf/evaluation/eval_classifier.py`). Accuracy: share "
             "of samples labelled as the requested class; mean p: its mean probability of that class; FD: Fréchet "
-            "distance of its features, samples vs real test images (floor: real vs real, as many images); "
+            "distance of its features to the reference real test digits, in sets of one size (floor: held-out "
+            "real digits, judged the same way; docs/evaluation.md, the FD yardstick); "
             "diversity: mean pairwise L2 distance within a class, pixels in [0, 1] (real test images in "
             "brackets); copy ratio: the median distance of a sample to its nearest G(E(x)) of a training "
             "image over the same median for G(E(x)) of test images (1: as new as unseen digits, 0: copies; "
@@ -361,7 +457,9 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   markdown = "\n".join(lines)
   files.write_json(_json_path(output), {"command": command,
       "groups": [{"name": g["name"], "seeds": [r["seed"] for r in g["runs"]], "runs": [r["name"] for r in g["runs"]],
-                  "metrics": g["metrics"]} for g in groups],
+                  "scale": g["scale"], "metrics": g["metrics"],
+                  **({"beside": {"file": beside, "metrics": g["beside_metrics"]}} if beside else {})}
+                 for g in groups],
       "claims": claims, "compute": compute})
   files.atomic_write(output, lambda out: out.write(markdown.encode()))
   return markdown

@@ -226,6 +226,32 @@ def find_group(groups: list[dict], group_id: str) -> dict | None:
   return next((g for g in groups if re.match(rf"{re.escape(group_id)}(?![0-9a-z])", g["name"])), None)
 
 
+SEEDS_TO_DECIDE_CAP = 1000  # Beyond this many seeds "more than" is all a report needs to say.
+
+
+def seeds_to_decide(interval: Interval | None, test: str, margin: float | None = None) -> int | None:
+  """How many seeds would make an undecided comparison decided, if the paired differences kept their measured
+  mean and spread: the smallest n whose 95% t half-width t(n-1) s / sqrt(n) is below the distance from the mean
+  to the boundary that decides (0 for 'above' and 'below'; the nearer of +-margin for 'within'). None when the
+  spread is unknown (fewer than 2 seeds), the mean sits on the boundary, or more than SEEDS_TO_DECIDE_CAP."""
+  if interval is None or interval.std is None or interval.n < 2:
+    return None
+  if test == "within":
+    if margin is None:
+      return None
+    room = abs(margin - abs(interval.mean))
+  else:
+    room = abs(interval.mean)
+  if room <= 0:
+    return None
+  if interval.std == 0:
+    return interval.n
+  for n in range(2, SEEDS_TO_DECIDE_CAP + 1):
+    if t_quantile_975(n - 1) * interval.std / math.sqrt(n) < room:
+      return n
+  return None
+
+
 def decide_comparison(part: Comparison, a_values: dict, b_values: dict) -> dict:
   """The seed-paired difference b - a of one metric, its interval and the verdict of `part.test`."""
   differences = paired_differences(a_values, b_values)
@@ -245,7 +271,8 @@ def decide_comparison(part: Comparison, a_values: dict, b_values: dict) -> dict:
     raise ValueError(f"unknown comparison test '{part.test}'")
   return {"a": part.a, "b": part.b, "metric": part.metric, "test": part.test, "margin": margin,
           "differences": differences, "interval": None if interval is None else interval.as_dict(),
-          "verdict": verdict}
+          "verdict": verdict,
+          "seeds_to_decide": seeds_to_decide(interval, part.test, margin) if verdict == UNDECIDED else None}
 
 
 def _direction_verdicts(result: dict) -> tuple[str, str]:
