@@ -17,7 +17,7 @@ ENCODER="$RUNS/encoder/encoder"  # Pre-trained once (at the default seed), share
 GAN="--beta_gan=0.1"
 # fp32 on every machine: a rerun that resumes on another CPU (this takes hours) must train the same way, and a
 # group of seeds is one configuration only if its precision is one (the report groups by it). At DIM 8 bf16 does not
-# pay anyway (docs/reports/bench/quickstart.json).
+# pay anyway (docs/reports/bench/cpu_scale.json).
 PRECISION="--precision=fp32"
 
 for seed in $SEEDS; do

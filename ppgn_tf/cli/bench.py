@@ -53,7 +53,8 @@ from ppgn_tf.sampling import export_layout
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum("config", "paper", list(bench_lib.CONFIGS), "Scale: paper (DIM 64, batch 32), quickstart "
-                  "(DIM 8) or tiny (DIM 2, a self-test).")
+                  "(DIM 16: flags/quickstart.cfg, cpu_hour.cfg and hour_scale.cfg), cpu_scale (DIM 8: "
+                  "flags/cpu_scale.cfg) or tiny (DIM 2, a self-test).")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
 flags.DEFINE_list("precision", ["auto"], "Comma-separated, each timed in turn: fp32, bf16 (mixed bfloat16 for "
                   "G and the critics; E stays fp32 in training as in train.py, and bf16 in the sampler), or auto "

@@ -53,8 +53,12 @@ class BenchConfig:
 CONFIGS = {
     "paper": BenchConfig(dim=64, batch_size=32, repeats=3, sampler_steps=4,
                          sampler_batch=64, train_images=1024),
-    "quickstart": BenchConfig(dim=8, batch_size=32, repeats=5, sampler_steps=20,
+    # flags/quickstart.cfg's width (and flags/cpu_hour.cfg's and flags/hour_scale.cfg's).
+    "quickstart": BenchConfig(dim=16, batch_size=32, repeats=5, sampler_steps=20,
                               sampler_batch=64, train_images=1024),
+    # flags/cpu_scale.cfg's width: the small-scale reproduction.
+    "cpu_scale": BenchConfig(dim=8, batch_size=32, repeats=5, sampler_steps=20,
+                             sampler_batch=64, train_images=1024),
     "tiny": BenchConfig(dim=2, batch_size=8, encoder_widths=(2, 2, 2), repeats=2, sampler_steps=2,
                         sampler_batch=8, train_images=64),
 }
