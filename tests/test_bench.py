@@ -91,6 +91,14 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
   # Random selection trains D or D_fc1 (p = 0.5): its useful work lies between D_fc1 alone and both.
   assert fc1_only["critic_iteration_flop"] < randomized["critic_iteration_flop"]
   assert results["load_start"]["load_1m"] >= 0
+  # The two experiments were timed in interleaved rounds, each round's seconds kept for pairing by round.
+  rounds = results["by_precision"][expected]["experiment_rounds"]
+  repeats = results["bench"]["repeats"]
+  assert rounds["order"] == [["randomized", "fc1"] if r % 2 == 0 else ["fc1", "randomized"] for r in range(repeats)]
+  for name in ("randomized", "fc1"):
+    assert len(rounds["g_iteration_s"][name]) == repeats
+    assert results["experiments"][name]["g_iteration_s"] == pytest.approx(
+        statistics.median(rounds["g_iteration_s"][name]))
 
 
 def _tiny_export(base, precision, max_batch):

@@ -6,7 +6,10 @@ r"""Benchmark: training and sampling speed against this machine's peak, in fp32 
 
 Measures, after warm-up and as medians over `--repeats` rounds: seconds per
 critic iteration, per G step and per steady-state G iteration (5 critic
-iterations + 1 G step) of the chosen experiments, and seconds per 200-step
+iterations + 1 G step) of the chosen experiments, timed in interleaved rounds
+(one G iteration of each in turn; each round's seconds are in the JSON's
+experiment_rounds, so two experiments compare round by round on a loaded
+machine), and seconds per 200-step
 MALA sample at batch 1 and batched, once per --precision. Each is set against
 its useful FLOPs (`ppgn_tf.perf.flops`), the FLOP/s of a large convolution measured
 here first (the best of several repeats), and the theoretical peak of these

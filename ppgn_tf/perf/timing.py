@@ -143,16 +143,6 @@ class ProjectRounds:
     tf.profiler.experimental.stop()
 
 
-def time_training(model, split, bench: bench_lib.BenchConfig, profile_dir: str | None = None) -> dict:
-  """Per-step seconds over `bench.repeats` rounds after the warm-up rounds, all in one block."""
-  rounds = ProjectRounds(model, split, bench)
-  rounds.warm_up()
-  timed = [rounds.one_round() for _ in range(bench.repeats)]
-  if profile_dir:
-    rounds.profile_round(profile_dir)
-  return {**summarize_rounds(timed), "warmup_s": rounds.warmup_s}
-
-
 def time_sampler(generator, encoder, batch: int, steps: int, repeats: int) -> float:
   """Seconds for one `steps`-step run of `batch` chains (median of `repeats` after a warm-up)."""
   sampler = mala_sampler.MalaSampler(generator, encoder, mala_sampler.SamplerConfig(steps=steps))
@@ -194,27 +184,44 @@ def time_project(encoder, split, bench: bench_lib.BenchConfig, precision: str, e
   """This project's training experiments and sampler in one precision (fp32 or bf16).
 
   Experiments in `timed` (name: entry) were already timed against the peer (`time_with_peer`) and are taken as
-  they are; the others are timed here, each in a block of rounds.
+  they are. The others are built and warmed up first, then timed in interleaved rounds (one G iteration of each
+  in turn, `interleave`), so that comparisons between them see the same machine however its load drifts; each
+  round's seconds are kept under "experiment_rounds" for seed-like pairing by round.
   """
   timed = timed or {}
   out = {"experiments": {}}
-  model = None
+  names = [name for name in experiments if name not in timed]
+  models, contestants = {}, {}
+  for name in names:
+    log(f"Building and warming up, {precision}: {name} ...")
+    models[name] = build_model(encoder, bench, bench_lib.EXPERIMENTS[name], precision)
+    contestants[name] = ProjectRounds(models[name], split, bench)
+    contestants[name].warm_up()
+  if names:
+    log(f"Training steps, {precision}: {', '.join(names)} in {bench.repeats} interleaved rounds ...")
+    rounds, order = interleave(contestants, bench.repeats)
+    for name in names:
+      timing = {**summarize_rounds(rounds[name]), "warmup_s": contestants[name].warmup_s}
+      out["experiments"][name] = with_useful_flops(models[name], timing, bench)
+      if profile_dir:
+        contestants[name].profile_round(os.path.join(profile_dir, precision, name))
+    out["experiment_rounds"] = {"method": INTERLEAVED_EXPERIMENTS_METHOD, "order": order,
+                                "g_iteration_s": {n: [r.g_iteration_s for r in rounds[n]] for n in names}}
   for name in experiments:
     if name in timed:
       out["experiments"][name] = timed[name]
-      continue
-    if model is not None:  # Only the last experiment's model is kept, for the sampler.
-      model = None
-      keras.backend.clear_session()
-    log(f"Training steps, {precision}: {name} ...")
-    model = build_model(encoder, bench, bench_lib.EXPERIMENTS[name], precision)
-    timing = time_training(model, split, bench,
-                           profile_dir=os.path.join(profile_dir, precision, name) if profile_dir else None)
-    out["experiments"][name] = with_useful_flops(model, timing, bench)
-  if model is None:  # Every experiment was timed against the peer. The sampler's speed does not depend on weights.
-    model = build_model(encoder, bench, bench_lib.EXPERIMENTS[experiments[0]], precision)
+  out["experiments"] = {name: out["experiments"][name] for name in experiments}  # In the order asked.
+  # The sampler's speed does not depend on the weights: the last experiment's G and E.
+  model = models[names[-1]] if names else build_model(encoder, bench, bench_lib.EXPERIMENTS[experiments[0]],
+                                                      precision)
   out["sampler"] = time_project_sampler(model, bench, precision, profile_dir, log)
   return out
+
+
+INTERLEAVED_EXPERIMENTS_METHOD = (
+    "every experiment was built and warmed up first; then each round timed one G iteration (5 critic iterations "
+    "and a G step) of each experiment in turn, starting one experiment later every round; g_iteration_s lists "
+    "each experiment's seconds by round, so two experiments compare round by round")
 
 
 def time_project_sampler(model, bench: bench_lib.BenchConfig, precision: str, profile_dir: str | None, log) -> dict:
