@@ -462,6 +462,28 @@ def test_report_shows_a_second_evaluation_beside_and_each_configurations_scale(t
   assert not (tmp_path / "again.md").exists()
 
 
+def test_report_decides_timing_claims_from_the_benchmarks_interleaved_rounds(two_seed_runs, tmp_path):
+  """With a benchmark, "3e slower than 3a" pairs the benchmark's rounds, not the runs' wall times."""
+  from ppgn_tf.evaluation import report_lib as report
+  from ppgn_tf.evaluation import seed_statistics
+  bench = {"command": "python -m ppgn_tf.bench --config=quickstart", "precisions": ["fp32"], "config": "quickstart",
+           "bench": {"dim": 16}, "cpu": {"model_name": "Test CPU"},
+           "by_precision": {"fp32": {"experiment_rounds": {"g_iteration_s": {
+               "vanilla": [1.0, 1.2, 0.9, 1.1], "combined": [1.5, 1.8, 1.3, 1.6]}}}}}
+  markdown = report.build_report(two_seed_runs, str(tmp_path / "report.md"), bench=bench)
+  claims = {c["claim"]: c for c in json.loads((tmp_path / "report.json").read_text())["claims"]}
+  slower = claims["3e slower than 3a"]
+  assert slower["verdict"] == seed_statistics.HOLDS
+  part = slower["parts"][0]
+  assert part["paired_by"] == "round" and part["differences"] == {"0": 0.5, "1": pytest.approx(0.6),
+                                                                  "2": pytest.approx(0.4), "3": 0.5}
+  assert "+0.50 [" in markdown and "4 rounds of the benchmark" in markdown and "on Test CPU (DIM 16, fp32)" in markdown
+  assert claims["3e comparable to 3a"]["parts"][0]["paired_by"] == "seed"
+  without_rounds = {**bench, "by_precision": {"fp32": {}}}
+  with pytest.raises(ValueError, match="no interleaved rounds"):
+    report.build_report(two_seed_runs, str(tmp_path / "again.md"), bench=without_rounds)
+
+
 def test_report_shows_a_long_command_and_a_configurations_seeds_once():
   """A report of 21 runs opened with a screen-long command, and its commands section held 21 near-identical pairs."""
   from ppgn_tf.evaluation import report_lib as report

@@ -16,6 +16,7 @@ Fig. 4 shows each group's mean Wasserstein estimates with that interval as a ban
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -37,6 +38,8 @@ flags.DEFINE_string("images_dir", None, "Where pictures are copied (default: OUT
 flags.DEFINE_string("beside_evaluation", None, "The file name of a second evaluation in each WORKDIR (e.g. "
                     "evaluation_default.json) whose figures are shown beside evaluation.json's, which decides the "
                     "claims.")
+flags.DEFINE_string("bench", None, "A python -m ppgn_tf.bench JSON (--output) whose interleaved rounds decide the "
+                    "timing claims (paired by round) instead of the runs' wall times.")
 flags.DEFINE_bool("evaluate", False, "Run ppgn_tf.evaluate for workdirs without evaluation.json.")
 flags.DEFINE_integer("per_class", 100, "With --evaluate: chains per class.")
 flags.DEFINE_integer("batch", 200, "With --evaluate: chains per sampler call.")
@@ -64,6 +67,13 @@ def main(argv):
       with open(FLAGS.notes) as f:
         notes = f.read()
     report_lib.check_workdirs(workdirs, FLAGS.evaluate)
+    bench = None
+    if FLAGS.bench:
+      if not os.path.isfile(FLAGS.bench):
+        raise ValueError(f"--bench={FLAGS.bench}: no such file")
+      with open(FLAGS.bench) as f:
+        bench = json.load(f)
+      report_lib.bench_rounds(bench)  # Refuses a benchmark without interleaved rounds before any work.
     if FLAGS.evaluate:
       config = sampler_flags.sampler_config_from_flags()
       plans = [evaluation_plan.make_plan(workdir=w, eval_classifier_dir=FLAGS.eval_classifier_dir,
@@ -77,7 +87,7 @@ def main(argv):
         evaluate_lib.evaluate(plan, config, command=_evaluate_command(plan.workdir, config))
     report_lib.build_report(workdirs, FLAGS.output, FLAGS.title, FLAGS.images_dir,
                             command=shlex.join(["python", "-m", "ppgn_tf.report", *sys.argv[1:]]), notes=notes,
-                            beside=FLAGS.beside_evaluation)
+                            beside=FLAGS.beside_evaluation, bench=bench)
   except ValueError as e:
     return runner.error("report", e)
   print(FLAGS.output)

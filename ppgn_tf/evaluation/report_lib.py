@@ -111,6 +111,9 @@ BESIDE_METRICS = (
     ("diversity", "diversity", 3),
     ("copy_ratio", "copy ratio", 2),
 )
+# The benchmark's experiment (`ppgn_tf.perf.bench.EXPERIMENTS`) that times each configuration's training step.
+BENCH_EXPERIMENT_OF = {"3a": "vanilla", "3b": "fc1", "3c": "fc1", "3d": "fc1", "3e": "combined", "3f": "randomized",
+                       "3g": "three_critics"}
 # What the thesis says of each experiment (its Sec. 5), beside the measured figures in the report's picture.
 THESIS_READINGS = {"3a": "the baseline", "3b": "thesis: poor", "3c": "thesis: below 3a, not as sharp",
                    "3d": "thesis: mixed", "3e": "thesis: comparable to 3a, slower",
@@ -206,21 +209,24 @@ def _comparison_text(part: dict) -> str:
   text = f"{head}: {interval['mean']:+.{digits}f}"
   if interval["low"] is not None:
     text += f" [{interval['low']:+.{digits}f}, {interval['high']:+.{digits}f}]"
-  text += f", {interval['n']} seed{'s' if interval['n'] != 1 else ''}"
+  unit = part.get("paired_by", "seed")
+  text += f", {interval['n']} {unit}{'s' if interval['n'] != 1 else ''}"
+  if unit == "round":
+    text += " of the benchmark"
   if part["margin"] is not None:
     text += f" (comparable: within ±{part['margin']:.{digits}f})"
   if part["test"] == "mixed":
     text += f": {part['verdict']}"
   if part.get("seeds_to_decide"):
-    text += f"; about {part['seeds_to_decide']} seeds would decide it at this spread"
+    text += f"; about {part['seeds_to_decide']} {unit}s would decide it at this spread"
   elif part["verdict"] == stats.UNDECIDED and interval["n"] >= 2:
-    text += f"; more than {stats.SEEDS_TO_DECIDE_CAP} seeds would be needed at this spread"
+    text += f"; more than {stats.SEEDS_TO_DECIDE_CAP} {unit}s would be needed at this spread"
   for seed, cpus in (part.get("other_cpu_seeds") or {}).items():
     text += f" (seed {seed} left out: trained on different CPUs, {cpus})"
   return text
 
 
-def _claims_section(claims: list[dict]) -> list[str]:
+def _claims_section(claims: list[dict], bench: dict | None = None) -> list[str]:
   lines = ["## The thesis' claims, from seed-paired differences", "",
            "Each claim compares two configurations through the differences of their runs at the same seed, "
            "with the 95% t interval of the mean difference. A difference holds when its interval excludes 0 on "
@@ -235,6 +241,11 @@ def _claims_section(claims: list[dict]) -> list[str]:
     else:
       evidence = "; ".join(_comparison_text(p) for p in claim["parts"])
     lines.append(f"| {claim['claim']} | {evidence} | **{claim['verdict']}** |")
+  if bench:
+    cpu = (bench.get("cpu") or {}).get("model_name") or "a CPU not recorded"
+    lines += ["", f"Timing claims are decided by the benchmark, not by the runs' wall times: `{bench.get('command')}` "
+              f"on {cpu} (DIM {bench['bench']['dim']}, {bench['precisions'][0]}), each configuration's training step "
+              "timed in interleaved rounds and paired by round."]
   open_claims = [c for c in claims if c["verdict"] == stats.UNDECIDED or c["needs_paper_scale"]]
   if open_claims:
     lines += ["", "### Claims that need paper scale", ""]
@@ -297,13 +308,27 @@ def _frechet_picture(groups: list[dict], path: str) -> bool:
   return True
 
 
+def bench_rounds(bench: dict, precision: str | None = None) -> dict:
+  """{experiment: {round: G iteration seconds}} of a `ppgn_tf.bench` JSON's interleaved rounds (its first
+  precision unless `precision`)."""
+  part = bench["by_precision"][precision or bench["precisions"][0]]
+  rounds = (part.get("experiment_rounds") or {}).get("g_iteration_s")
+  if not rounds:
+    raise ValueError("the benchmark has no interleaved rounds of experiments (rerun python -m ppgn_tf.bench "
+                     "with the experiments to compare)")
+  return {name: dict(enumerate(seconds)) for name, seconds in rounds.items()}
+
+
 def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", images_dir: str | None = None,
-                 command: str | None = None, notes: str | None = None, beside: str | None = None) -> str:
+                 command: str | None = None, notes: str | None = None, beside: str | None = None,
+                 bench: dict | None = None) -> str:
   """Writes the markdown (atomically) and the copied pictures; returns the markdown.
 
   `notes`: markdown placed after the title (the reader's conclusions; numbers below it are generated).
   `beside`: the file name of a second evaluation in each workdir (e.g. evaluation_default.json) whose figures
   are shown beside the first's; the claims are decided on the first (evaluation.json).
+  `bench`: a `ppgn_tf.bench` JSON whose interleaved rounds decide the timing claims (paired by round), instead
+  of the runs' wall times (paired by seed).
   """
   check_workdirs(workdirs, evaluate_missing=False)
   if beside:
@@ -345,8 +370,19 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
   def device_of(group, seed):
     return next(run_device(r["summary"]) for r in group["runs"] if r["seed"] == seed)
 
-  claims = [stats.decide_claim(c, groups, lambda g, m: (g["metrics"][m] or {}).get("values", {}), device_of)
+  rounds = bench_rounds(bench) if bench else None
+
+  def values_of(group, metric):
+    if rounds is not None and metric in stats.TIMED_METRICS:
+      experiment = next((e for gid, e in BENCH_EXPERIMENT_OF.items() if stats.find_group([group], gid)), None)
+      return rounds.get(experiment, {})
+    return (group["metrics"][metric] or {}).get("values", {})
+
+  claims = [stats.decide_claim(c, groups, values_of, None if rounds is not None else device_of)
             for c in stats.thesis_claims()]
+  for claim in claims:
+    for part in claim["parts"]:
+      part["paired_by"] = "round" if rounds is not None and part["metric"] in stats.TIMED_METRICS else "seed"
   if all(c["verdict"] == stats.MISSING for c in claims):
     claims = []  # Not the thesis' experiments.
 
@@ -381,7 +417,7 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
               "with the 95% t interval of the mean over seeds, and what the thesis says of it.", "",
               f"![FD by configuration]({os.path.relpath(figure, out_dir).replace(os.sep, '/')})", ""]
   if claims:
-    lines += _claims_section(claims)
+    lines += _claims_section(claims, bench)
   lines += ["## Metrics", "",
             "Each run (each seed). Judged by an evaluation classifier independent of E "
             "(`ppgn_tf/evaluation/eval_classifier.py`). Accuracy: share "
@@ -460,7 +496,9 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
                   "scale": g["scale"], "metrics": g["metrics"],
                   **({"beside": {"file": beside, "metrics": g["beside_metrics"]}} if beside else {})}
                  for g in groups],
-      "claims": claims, "compute": compute})
+      "claims": claims, "compute": compute,
+      **({"bench": {k: bench.get(k) for k in ("command", "config", "precisions", "cpu", "load_start", "load_end")}}
+         if bench else {})})
   files.atomic_write(output, lambda out: out.write(markdown.encode()))
   return markdown
 
