@@ -484,6 +484,17 @@ def test_report_decides_timing_claims_from_the_benchmarks_interleaved_rounds(two
     report.build_report(two_seed_runs, str(tmp_path / "again.md"), bench=without_rounds)
 
 
+def test_report_writes_into_its_first_workdir_by_default(evaluated_run, tmp_path):
+  """Without --output the report lands beside the runs it reads, never over a report the repository ships."""
+  workdir, _ = evaluated_run
+  run = tmp_path / "run_a"
+  shutil.copytree(workdir, run)
+  out = _run(["-m", "ppgn_tf.report", str(run)])
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.strip().endswith(str(run / "report.md"))
+  assert (run / "report.md").read_text().startswith("# PPGN runs") and (run / "report.json").is_file()
+
+
 def test_report_shows_a_long_command_and_a_configurations_seeds_once():
   """A report of 21 runs opened with a screen-long command, and its commands section held 21 near-identical pairs."""
   from ppgn_tf.evaluation import report_lib as report

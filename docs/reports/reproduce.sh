@@ -48,8 +48,11 @@ report() {
     local d="$RESULTS/${entry%%:*}/seed${entry##*:}"
     [[ -f "$d/evaluation.json" ]] && workdirs+=("$d")
   done
+  # The timing claims: the benchmark's interleaved rounds at this width (python -m ppgn_tf.bench --config=quickstart
+  # --experiments=vanilla,combined,randomized,fc1,three_critics --precision=fp32 --repeats=20 --sampler_steps=2).
   (cd "$REPO" && python -m ppgn_tf.report "${workdirs[@]}" --output=docs/reports/reproduction.md \
     --notes=docs/reports/reproduction_notes.md --beside_evaluation=evaluation_default.json \
+    --bench=docs/reports/bench/hour_scale.json \
     --title="Reproducing the thesis' experiments where G draws digits (DIM 16, 2,000 G steps), over seeds")
 }
 

@@ -31,7 +31,10 @@ from ppgn_tf.evaluation import report_lib
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("output", "docs/reports/reproduction.md", "The markdown written.")
+flags.DEFINE_string("output", None, "The markdown written (numbers in OUTPUT_STEM.json, pictures in OUTPUT_STEM_images/; "
+                    "default: report.md in the first WORKDIR).")
+DEFAULT_OUTPUT = "report.md"  # In the first workdir: never over a report the repository ships unless --output names it.
+
 flags.DEFINE_string("title", "PPGN runs", "Its title.")
 flags.DEFINE_string("notes", None, "A markdown file placed after the title (conclusions drawn from the numbers).")
 flags.DEFINE_string("images_dir", None, "Where pictures are copied (default: OUTPUT_STEM_images beside it).")
@@ -59,6 +62,7 @@ def _evaluate_command(workdir: str, config) -> str:
 
 def main(argv):
   workdirs = argv[1:]
+  output = FLAGS.output or os.path.join(workdirs[0] if workdirs else ".", DEFAULT_OUTPUT)
   try:
     notes = None
     if FLAGS.notes:
@@ -85,12 +89,12 @@ def main(argv):
       for plan in plans:
         logging.info("Evaluating %s", plan.workdir)
         evaluate_lib.evaluate(plan, config, command=_evaluate_command(plan.workdir, config))
-    report_lib.build_report(workdirs, FLAGS.output, FLAGS.title, FLAGS.images_dir,
+    report_lib.build_report(workdirs, output, FLAGS.title, FLAGS.images_dir,
                             command=shlex.join(["python", "-m", "ppgn_tf.report", *sys.argv[1:]]), notes=notes,
                             beside=FLAGS.beside_evaluation, bench=bench)
   except ValueError as e:
     return runner.error("report", e)
-  print(FLAGS.output)
+  print(output)
   return 0
 
 

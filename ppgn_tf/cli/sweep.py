@@ -37,9 +37,12 @@ flags.DEFINE_float("min_diversity_ratio", 0.85, "The choice rule's diversity thr
                    "diversity of G's reconstructions G(E(x)).")
 flags.DEFINE_float("min_real_diversity_ratio", 0.4, "The choice rule's other diversity threshold, as a share "
                    "of the real test digits' diversity.")
+DEFAULT_OUTPUT = "sweep.md"  # In the workdir: never over a report the repository ships unless --output names it.
+
 flags.DEFINE_integer("best", 4, "Settings shown as sample grids besides the thesis'.")
 flags.DEFINE_string("eval_classifier_dir", None, "Evaluation classifier (default WORKDIR/eval_classifier).")
-flags.DEFINE_string("output", "docs/reports/sampler.md", "The markdown written (pictures in OUTPUT_STEM_images/).")
+flags.DEFINE_string("output", None, "The markdown written (pictures in OUTPUT_STEM_images/, numbers in OUTPUT_STEM.json; "
+                    "default WORKDIR/sweep.md).")
 
 
 def main(argv):
@@ -55,17 +58,18 @@ def main(argv):
     checks.in_interval("min_accuracy", FLAGS.min_accuracy, 0, 1)
     for name in ("min_diversity_ratio", "min_real_diversity_ratio"):
       checks.at_least(name, FLAGS[name].value, 0)
+    output = FLAGS.output or os.path.join(FLAGS.workdir, DEFAULT_OUTPUT)
     command = shlex.join(["python", "-m", "ppgn_tf.sweep", *sys.argv[1:]])
     # TensorFlow loads after the input is checked: bad input fails in about a second.
     from ppgn_tf.evaluation import sweep_lib
     result = sweep_lib.run_sweep(plan, FLAGS.grid, FLAGS.seed, FLAGS.min_accuracy, FLAGS.min_diversity_ratio,
                                  FLAGS.min_real_diversity_ratio)
-    sweep_lib.write_report(result, FLAGS.output, FLAGS.best, command)
-    files.write_json(os.path.splitext(FLAGS.output)[0] + ".json",
+    sweep_lib.write_report(result, output, FLAGS.best, command)
+    files.write_json(os.path.splitext(output)[0] + ".json",
                      {k: v for k, v in result.items() if k != "grids"})
   except ValueError as e:
     return runner.error("sweep", e)
-  print(FLAGS.output)
+  print(output)
   return 0
 
 
