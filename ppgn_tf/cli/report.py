@@ -1,6 +1,6 @@
 r"""A markdown report across training runs: metrics, sample grids (Fig. 3), Wasserstein curves (Fig. 4).
 
-  python -m ppgn_tf.report runs/repro/3a_vanilla runs/repro/3e_combined --output=docs/reports/reproduction.md
+  python -m ppgn_tf.report runs/repro/3a_vanilla runs/repro/3e_combined    # -> runs/repro/3a_vanilla/report.md
   python -m ppgn_tf.report runs/repro/3* --evaluate --eval_classifier_dir=runs/repro/eval_classifier
 
 Each WORKDIR needs summary.json (a finished run) and evaluation.json (from
