@@ -221,7 +221,8 @@ def check_command(where: str, words: list[str], program_flags: dict) -> list[str
   if program is None:
     return problems
   known = _flag_names(program_flags[program]) | set(program_flags[flag_reference.ABSL])
-  for argument in arguments:
+  redirection = next((i for i, a in enumerate(arguments) if re.match(r"^\d*[<>]", a)), len(arguments))
+  for argument in arguments[:redirection]:  # What follows a redirection (> log 2>&1) is the shell's.
     if argument.startswith("$"):  # A shell variable: flags the script builds (reproduce.sh's "$PRECISION").
       continue
     if not argument.startswith("--"):

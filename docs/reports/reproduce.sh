@@ -42,18 +42,25 @@ SMALL_FILES="summary.json config.json options.json history.json losses.png wasse
              evaluation_samples.png evaluation_default.json evaluation_default_samples.png quality_vs_time.json
              quality_vs_time.png"
 
+TITLE="Reproducing the thesis' experiments where G draws digits (DIM 16, 2,000 G steps), over seeds"
+
 report() {
   local workdirs=()
   for entry in $QUEUE; do
     local d="$RESULTS/${entry%%:*}/seed${entry##*:}"
     [[ -f "$d/evaluation.json" ]] && workdirs+=("$d")
   done
+  if (( ${#workdirs[@]} == 0 )); then  # Nothing judged yet: the rules and the status, no table.
+    { echo "# $TITLE"; echo; cat "$REPO/docs/reports/reproduction_notes.md"; echo
+      echo "No run of this scale has been judged yet."; } > "$REPO/docs/reports/reproduction.md"
+    return
+  fi
   # The timing claims: the benchmark's interleaved rounds at this width (python -m ppgn_tf.bench --config=quickstart
   # --experiments=vanilla,combined,randomized,fc1,three_critics --precision=fp32 --repeats=20 --sampler_steps=2).
   (cd "$REPO" && python -m ppgn_tf.report "${workdirs[@]}" --output=docs/reports/reproduction.md \
     --notes=docs/reports/reproduction_notes.md --beside_evaluation=evaluation_default.json \
     --bench=docs/reports/bench/hour_scale.json \
-    --title="Reproducing the thesis' experiments where G draws digits (DIM 16, 2,000 G steps), over seeds")
+    --title="$TITLE")
 }
 
 check_sha256() {  # file, expected
@@ -74,16 +81,17 @@ one_run() {  # NAME:SEED -> trained, evaluated, its small files in $RESULTS/NAME
   local evaluate=(python -m ppgn_tf.evaluate --workdir="$workdir" --per_class="$PER_CLASS" --seed="$seed"
                   --eval_classifier_dir="$RESULTS/eval_classifier")
   echo "$name seed $seed: evaluating ($(date -u +%H:%M))"
+  # First, for the runs that chose the scale's G steps: every kept checkpoint judged (G(E(x_test)) and the
+  # default sampler's samples, in sets of 250 as every other figure: 25 chains per class).
+  if [[ " $CURVES " == *" $1 "* && ! -f "$workdir/quality_vs_time.json" ]]; then
+    "${evaluate[@]/--per_class=$PER_CLASS/--per_class=25}" --checkpoints \
+      --output="$workdir/quality_vs_time.json" >> "$RUNS/logs/${name}_seed$seed.log" 2>&1
+  fi
   # The thesis' sampler decides the claims; the default one's figures stand beside them.
   [[ -f "$workdir/evaluation.json" ]] || "${evaluate[@]}" --sampler_preset=thesis \
     --output="$workdir/evaluation.json" >> "$RUNS/logs/${name}_seed$seed.log" 2>&1
   [[ -f "$workdir/evaluation_default.json" ]] || "${evaluate[@]}" --sampler_preset=default \
     --output="$workdir/evaluation_default.json" >> "$RUNS/logs/${name}_seed$seed.log" 2>&1
-  if [[ " $CURVES " == *" $1 "* && ! -f "$workdir/quality_vs_time.json" ]]; then
-    # G(E(x_test)) at each kept checkpoint, in sets of 250 as every other figure (25 chains per class).
-    "${evaluate[@]/--per_class=$PER_CLASS/--per_class=25}" --checkpoints \
-      --output="$workdir/quality_vs_time.json" >> "$RUNS/logs/${name}_seed$seed.log" 2>&1
-  fi
   mkdir -p "$kept.tmp"
   for f in $SMALL_FILES; do [[ -f "$workdir/$f" ]] && cp "$workdir/$f" "$kept.tmp/"; done
   # The kept options.json names E by its place in the repository (the report groups runs by it), once E's bytes
