@@ -127,7 +127,11 @@ if [[ "${1:-}" == --one ]]; then one_run "$2"; exit 0; fi
 check_sha256 "$RESULTS/encoder/encoder.keras" "$ENCODER_SHA256"
 check_sha256 "$RESULTS/eval_classifier/eval_classifier.keras" "$EVAL_CLASSIFIER_SHA256"
 mkdir -p "$RUNS/logs"
-if [[ ! -d "$RUNS/code" ]]; then git -C "$REPO" worktree add --detach "$RUNS/code" "$PIN"; fi
+if ! git -C "$RUNS/code" rev-parse HEAD > /dev/null 2>&1; then  # Absent, or left by a clone that is gone.
+  rm -rf "$RUNS/code"
+  git -C "$REPO" worktree prune
+  git -C "$REPO" worktree add --detach "$RUNS/code" "$PIN"
+fi
 [[ "$(git -C "$RUNS/code" rev-parse HEAD)" == "$(git -C "$REPO" rev-parse "$PIN^{commit}")" ]] || {
   echo "reproduce.sh: error: $RUNS/code is not at the campaign's commit $PIN" >&2; exit 2; }
 export RUNS RESULTS PIN PER_CLASS ENCODER_SHA256
