@@ -8,6 +8,7 @@ import os
 import re
 
 from ppgn_tf import checks
+from ppgn_tf import precision as precision_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import sampler_config
@@ -81,7 +82,7 @@ def newest_version(path: str) -> str:
 def read_export_precision(path: str) -> str:
   """fp32 or bf16: what an export's G and E compute in (fp32 for exports older than the file)."""
   info = run_files.read_json(os.path.join(path, EXPORT_INFO_FILE))
-  return "fp32" if info is None else info["precision"]
+  return precision_lib.FP32 if info is None else info["precision"]
 
 
 def read_max_batch(path: str) -> int | None:

@@ -24,6 +24,7 @@ from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import inpaint_inputs
 from ppgn_tf.sampling import mala_sampler
+from ppgn_tf.sampling import sampler_config
 from ppgn_tf.training import run_files
 
 
@@ -38,8 +39,9 @@ def model_sampler(model, config, prior=None, precision: str = precision_lib.FP32
                                   **(condition or condition_model.Condition()).sampler_arguments())
 
 
-def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = 10, prior=None,
-                           precision: str = precision_lib.FP32, condition: condition_model.Condition | None = None):
+def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = sampler_config.GIF_FRAMES,
+                           prior=None, precision: str = precision_lib.FP32,
+                           condition: condition_model.Condition | None = None):
   """Runs the library sampler (`model_sampler`) for every class of the condition (or its unit); returns (images
   [rows*k,28,28,1] in [0,1], frames, outputs: the chains' class_probs (E's), objective and, conditioned on a
   classifier, its condition_probs, as numpy arrays)."""
@@ -84,8 +86,8 @@ def saved_model_condition(path: str, unit: int | None = None) -> dict:
   return {"kind": condition_spec.UNIT, "layer": record["layer"], "unit": unit, "units": record["units"]}
 
 
-def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 0, gif_frames: int = 10,
-                                 unit: int | None = None):
+def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 0,
+                                 gif_frames: int = sampler_config.GIF_FRAMES, unit: int | None = None):
   """The same through an exported SavedModel: its `serving_default` when `config` is None (the settings
   chosen at export), else its `sample` signature with config's steps and epsilons (frames by re-running
   shorter chains); one row per class of the export's condition (E's or its baked-in classifier's). With `unit`,

@@ -42,6 +42,7 @@ from ppgn_tf import files
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import IMAGE_SHAPE
+from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.sampling import condition_model as condition_lib
 from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
@@ -71,7 +72,8 @@ def embedded_data(config: mala_sampler.SamplerConfig, prior: mala_sampler.CodePr
 
 
 def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
-                  code_layer: str = "fc1", prior: mala_sampler.CodePrior | None = None, precision: str = "fp32",
+                  code_layer: str = encoder_lib.CODE_LAYER, prior: mala_sampler.CodePrior | None = None,
+                  precision: str = precision_lib.FP32,
                   embed_training_codes: bool = False, max_batch: int = export_layout.DEFAULT_MAX_BATCH,
                   max_steps: int = export_layout.DEFAULT_MAX_STEPS,
                   condition_model: condition_lib.ConditionClassifier | None = None,
@@ -216,7 +218,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
 
 
 def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None,
-          settings: mala_sampler.SamplerConfig | None = None, precision: str = "fp32",
+          settings: mala_sampler.SamplerConfig | None = None, precision: str = precision_lib.FP32,
           embedded: dict | None = None) -> str:
   """Writes D/N atomically (files.write_atomically: a temporary directory renamed into place). `settings` (those of
   serving_default) and `embedded` (`embedded_data`: what of the training data the graph holds) go to

@@ -35,11 +35,11 @@ class PPGNConfig:
   """Everything that distinguishes one experiment from another."""
   dim: int = 64
   batch_size: int = 32  # Global batch: split across replicas.
-  code_layer: str = "fc1"
+  code_layer: str = encoder_lib.CODE_LAYER
   image_critic: bool = True
   latent_critics: tuple[str, ...] = ()
   critic_weights: tuple[float, ...] = ()  # lambda_k per critic (image first); empty: all 1.
-  recon_layers: tuple[str, ...] = ("fc1",)
+  recon_layers: tuple[str, ...] = (encoder_lib.CODE_LAYER,)
   recon_weights: tuple[float, ...] = (1.0,)
   beta_x: float = 2.0
   beta_h: float = 0.1
