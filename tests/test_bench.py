@@ -103,7 +103,7 @@ def _tiny_export(base, precision, max_batch):
   config = SamplerConfig(steps=2)
   archive = serving.build_archive(build_generator((64,), 2), encoder, config, precision=precision,
                                   max_batch=max_batch)
-  return serving.write(archive, str(base), settings=config, precision=precision)
+  return serving.write(archive, str(base))
 
 
 def test_serving_mode_times_exports_and_writes_every_key(tmp_path):

@@ -323,8 +323,7 @@ def exported(nets, trained_workdir, odd_even, tmp_path_factory):
   config = sampler_config.preset("default")
   archive = serving.build_archive(generator, encoder, config, "fc1", prior, condition_model=plugged,
                                   unit_layer="fc1", max_batch=4)
-  path = serving.write(archive, str(tmp_path_factory.mktemp("export") / "odd_even"), settings=config,
-                       embedded=serving.embedded_data(config, prior))
+  path = serving.write(archive, str(tmp_path_factory.mktemp("export") / "odd_even"))
   copy.unlink()  # Baked in: the export never reads the file again.
   start = encoder(generator(initial_codes(tf.constant([5, 6], tf.int64), [64]), training=False), training=False)
   unit = int(start["fc1"].numpy().mean(0).argmax())

@@ -123,8 +123,8 @@ def _parse_and_train(argv):
   from ppgn_tf.training import train_lib
   train_main.FLAGS.unparse_flags()
   train_main.FLAGS(["train.py"] + argv)
-  config, options = train_main.config_from_flags()
-  return config, train_lib.train(config, options)
+  config, options, run_end = train_main.config_from_flags()
+  return config, train_lib.train(config, options, run_end)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -283,3 +283,26 @@ def test_the_progress_bar_is_for_terminals(verbose, terminal, shown):
       return terminal
 
   assert train_lib.progress_display(verbose, Stdout()) == shown
+
+
+def test_every_training_flag_defaults_to_its_dataclass_field(tmp_path):
+  """train.py's flags with nothing given make exactly the dataclasses' defaults (PPGNConfig, CriticSchedule,
+  RunOptions, RunEnd), and every flag of the program sets one field: a default is stated once."""
+  import dataclasses
+
+  from ppgn_tf.cli import flag_reference
+  from ppgn_tf.sampling.run_end import RunEnd
+  from ppgn_tf.training import train_lib
+  sys.path.insert(0, REPO)
+  import train as train_main
+  from ppgn_tf.cli import train as program
+  assert sorted(f["name"] for f in flag_reference.read_flags()["train"]) == sorted(program.FIELD_OF)
+  workdir = str(tmp_path / "run")
+  train_main.FLAGS.unparse_flags()
+  train_main.FLAGS(["train.py", f"--workdir={workdir}"])
+  config, options, run_end = train_main.config_from_flags()
+  assert config == ppgn.PPGNConfig()
+  assert dataclasses.replace(options, command=None) == train_lib.RunOptions(workdir=workdir)
+  assert run_end == RunEnd()
+  for name, (cls, field) in program.FIELD_OF.items():
+    assert dataclasses.is_dataclass(cls) and field in {f.name for f in dataclasses.fields(cls)}, name

@@ -100,13 +100,6 @@ def read_sampler_settings(path: str) -> sampler_config.SamplerConfig | None:
   return sampler_config.from_json(settings) if settings else None
 
 
-def names_another_condition(records: dict) -> bool:
-  """Whether an export's condition records name more than E's classes (a classifier, or a unit signature)."""
-  return (records.get(UNIT_CONDITION_KEY) is not None
-          or records.get(CONDITION_KEY, {}).get("kind", condition_spec.ENCODER_CLASSES)
-          != condition_spec.ENCODER_CLASSES)
-
-
 def read_condition(path: str) -> dict:
   """What an export's class signatures condition on: {"kind": "encoder_classes", "num_classes": 10} (also for
   exports older than the record) or {"kind": "classifier", "num_classes": K, "model": ..., ...}."""

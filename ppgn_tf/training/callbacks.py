@@ -19,7 +19,6 @@ from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.files import StorageError, cause, write_json
-from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.training.run_files import HISTORY_FILE, read_json
 
 
@@ -247,34 +246,28 @@ class TensorBoardImages(keras.callbacks.Callback):
   """TensorBoard images every `every` G steps (0: none during training) and from `write` at the end.
 
   `images/reconstructions`: fixed test images x next to G(E(x)), pairs side by side. `images/samples`:
-  the class-conditional sample grid, one row per class, of `chains_per_class` MALA chains with the
-  run's sampler settings; at the end, the first chains of the run's end-of-run samples instead (no
-  extra sampling). A fixed, small image set and few chains bound the cost. Chief only.
+  the class-conditional sample grid, one row per class, of `chains_per_class` chains drawn by `sample_images`
+  (classes, seeds -> images in [0, 1]: the run's sampler, ppgn_tf.sampling.run_end; None: no sample grid
+  during training); at the end, the first chains of the run's end-of-run samples instead (no extra sampling).
+  A fixed, small image set and few chains bound the cost. Chief only.
   """
 
-  def __init__(self, summary_dir: str, images: np.ndarray, every: int, sampler_config, chains_per_class: int = 2,
-               prior_fn=lambda: None, seed: int = 0):
+  def __init__(self, summary_dir: str, images: np.ndarray, every: int, sample_images=None,
+               chains_per_class: int = 2, seed: int = 0):
     super().__init__()
     self.writer = tf.summary.create_file_writer(summary_dir)
     self.images = images  # Normalised, float32.
     self.every = every
-    self.sampler_config = sampler_config
+    self.sample_images = sample_images
     self.chains_per_class = chains_per_class
-    self.prior_fn = prior_fn  # The real codes, when the sampler settings read them (computed once, on demand).
     self.seed = seed
-    self._sampler = None
     self._written_step = None
 
-  def _sample_grid(self, model) -> np.ndarray:
-    if self._sampler is None:  # Built once: its traced functions are reused at every write.
-      self._sampler = mala_sampler.MalaSampler(
-          model.sampling_generator, model.encoder, self.sampler_config, code_layer=model.config.code_layer,
-          prior=self.prior_fn() if self.sampler_config.needs_code_prior else None)
+  def _sample_grid(self) -> np.ndarray:
     classes = np.repeat(np.arange(NUM_CLASSES), self.chains_per_class).astype(np.int32)
     # The same chains at every write: the run seed's chain seeds, as ppgn_tf.sample draws them.
     seeds = random_streams.chain_seeds(self.seed, len(classes))
-    images = self._sampler.sample(classes, seeds)["images"].numpy()
-    return plots.image_grid(images, nrow=self.chains_per_class)
+    return plots.image_grid(self.sample_images(classes, seeds), nrow=self.chains_per_class)
 
   def _reconstruction_grid(self, model) -> np.ndarray:
     recon = data_lib.denormalize(model.reconstruct(tf.constant(self.images))).numpy()
@@ -291,8 +284,8 @@ class TensorBoardImages(keras.callbacks.Callback):
     if step == self._written_step:
       return
     grids = {"images/reconstructions": self._reconstruction_grid(model)}
-    if during_training:
-      grids["images/samples"] = self._sample_grid(model)
+    if during_training and self.sample_images is not None:
+      grids["images/samples"] = self._sample_grid()
     elif end_samples is not None:
       per_class = len(end_samples) // NUM_CLASSES
       chains = end_samples.reshape(NUM_CLASSES, per_class, *end_samples.shape[1:])[:, :self.chains_per_class]
