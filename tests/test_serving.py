@@ -220,8 +220,15 @@ def test_the_export_log_reads_and_the_signatures_keep_their_input_names(exported
   """Writing an export logs no line about renamed inputs (TensorFlow's names for the variables the graph captures),
   and each signature takes the inputs by the names serving.md gives."""
   import logging
-  with caplog.at_level(logging.INFO, logger="absl"):
-    path = serving.write(exported[0], str(tmp_path / "logged"))
+
+  from absl import logging as absl_logging
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)  # The lines are INFO, which the programs log.
+  try:
+    with caplog.at_level(logging.INFO, logger="absl"):
+      path = serving.write(exported[0], str(tmp_path / "logged"))
+  finally:
+    absl_logging.set_verbosity(verbosity)
   assert any("Writing fingerprint" in r.getMessage() for r in caplog.records)  # The save's own INFO lines are kept.
   assert not [r.getMessage() for r in caplog.records if serving.CAPTURE_RENAME_LINE in r.getMessage()]
   signatures = tf.saved_model.load(path).signatures
