@@ -85,9 +85,10 @@ _define("integer", "keep_checkpoints", RunOptions, "How many recent checkpoints 
 _define("integer", "keep_checkpoint_every", RunOptions, "Also keep one checkpoint every N G steps for good, in "
         "WORKDIR/checkpoints/kept/ (0: none): python -m ppgn_tf.evaluate --checkpoints plots quality "
         "against time from them.")
-_define("integer", "verbose", RunOptions, "Progress display: 0 silent, 1 Keras' progress bar, 2 one line per epoch "
-        "with the losses (default: 1 when stdout is a terminal, else 2, so a log file gets no "
-        "progress bar).")
+_define("integer", "verbose", RunOptions, "Progress display: 0 silent, 1 Keras' progress bar, 2 plain lines with "
+        f"the losses, one per epoch and within an epoch one at least every {callbacks_lib.PROGRESS_SECONDS:.0f} s "
+        f"or every {callbacks_lib.PROGRESS_GENERATOR_STEPS} G steps, whichever comes first (default: 1 when stdout "
+        "is a terminal, else 2, so a log file gets no progress bar).")
 _define("bool", "deterministic", RunOptions, "Enable TensorFlow op determinism (same seed, same losses).")
 _define("integer", "sample_per_class", RunEnd, "At the end, write WORKDIR/samples (grid, GIF) with this many "
         "MALA chains per class (0: none).")

@@ -50,12 +50,12 @@ from ppgn_tf.training import ppgn
 from ppgn_tf.training.ppgn import PPGN, PPGNConfig
 
 ENCODER_BATCH_SIZE = 64
-VERBOSITIES = (0, 1, 2)  # --verbose: silent, Keras' progress bar, one line per epoch (callbacks.EpochLogLine).
+VERBOSITIES = (0, 1, 2)  # --verbose: silent, Keras' progress bar, plain lines (callbacks.ProgressLog).
 
 
 def progress_display(verbose: int | None, stdout=None) -> int:
-  """--verbose as a run shows its progress: `verbose` when given, else Keras' progress bar on a terminal and one
-  line per epoch elsewhere (a log file would keep every redraw of the bar)."""
+  """--verbose as a run shows its progress: `verbose` when given, else Keras' progress bar on a terminal and plain
+  lines elsewhere (callbacks.ProgressLog; a log file would keep every redraw of the bar)."""
   if verbose is not None:
     return verbose
   stdout = stdout or sys.stdout
@@ -80,7 +80,7 @@ class RunOptions:
   checkpoint_every: int = 500
   keep_checkpoints: int = 3
   keep_checkpoint_every: int = 0  # Also keep one checkpoint every N G steps in checkpoints/kept/ (0: none).
-  verbose: int | None = None  # 0 silent, 1 Keras' progress bar, 2 one line per epoch; None: `progress_display`.
+  verbose: int | None = None  # 0 silent, 1 Keras' progress bar, 2 plain lines; None: `progress_display`.
   deterministic: bool = False
   command: str | None = None  # The command line, recorded in options.json for reports.
   image_every: int = 100  # TensorBoard images every N G steps (0: only at the end).
@@ -314,7 +314,7 @@ def _callbacks(model: PPGN, options: RunOptions, strategy, steps_per_epoch: int,
                                        options.keep_checkpoint_every),
   ]
   if progress_display(options.verbose) == 2:
-    callbacks.append(callbacks_lib.EpochLogLine(options.epochs, config.batch_size))
+    callbacks.append(callbacks_lib.ProgressLog(options.epochs, config.batch_size))
   if chief:
     callbacks += [keras.callbacks.TensorBoard(os.path.join(options.workdir, run_files.TENSORBOARD_DIR),
                                               write_graph=False), recon_grid, tensorboard_images]
