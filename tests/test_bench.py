@@ -90,7 +90,16 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
   randomized, fc1_only = results["experiments"]["randomized"], results["experiments"]["fc1"]
   # Random selection trains D or D_fc1 (p = 0.5): its useful work lies between D_fc1 alone and both.
   assert fc1_only["critic_iteration_flop"] < randomized["critic_iteration_flop"]
-  assert results["load_start"]["load_1m"] >= 0
+  # The machine's load around the run, from os.getloadavg(): the benchmark itself kept a core busy for seconds.
+  assert results["load_start"]["time"] <= results["load_end"]["time"]
+  assert results["load_end"]["load_1m"] > 0
+
+
+def test_load_info_reports_the_load_averages(monkeypatch):
+  monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 1.25, 2.0))
+  info = bench.load_info()
+  assert (info["load_1m"], info["load_5m"], info["load_15m"]) == (0.5, 1.25, 2.0)
+  assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", info["time"])
 
 
 def _tiny_export(base, precision, max_batch):
