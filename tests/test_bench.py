@@ -275,3 +275,14 @@ def test_random_selection_counts_each_critic_by_its_share():
   # Every critic: G(E(x)) and E(G(E(x))) once, then 10 F per critic (2 x train 3F + penalty 4F).
   assert flops.critic_iteration(net, 2) == 2 * (110 + 10 * 7 + 10 * 3)
   assert flops.critic_iteration(net, 2, shares={"image": 0.5, "fc1": 0.5}) == 2 * (110 + 5 * 7 + 5 * 3)
+
+
+def test_rows_go_in_parts_of_at_most_the_limit():
+  """batching.row_slices: how sample_lib.call_in_requests splits a batch past an export's max_batch, and how many
+  requests the serving benchmark reports for it."""
+  from ppgn_tf import batching
+  as_ranges = lambda rows, size: [(s.start, s.stop) for s in batching.row_slices(rows, size)]
+  assert as_ranges(10, 3) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+  assert as_ranges(9, 3) == [(0, 3), (3, 6), (6, 9)]
+  assert as_ranges(3, 16) == [(0, 3)] and as_ranges(100, None) == [(0, 100)] and as_ranges(7, 0) == [(0, 7)]
+  assert as_ranges(0, 3) == [(0, 0)]  # No rows: one empty request, as a client would send.

@@ -36,6 +36,7 @@ import io
 import numpy as np
 import tensorflow as tf
 
+from ppgn_tf import batching
 from ppgn_tf import files
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
@@ -119,7 +120,7 @@ class CodePrior:
       images = images[keep]
       labels = None if labels is None else labels[keep]
     encode = tf.function(lambda x: encoder(x, training=False)[code_layer])
-    codes = [encode(tf.constant(images[lo:lo + batch], tf.float32)).numpy() for lo in range(0, len(images), batch)]
+    codes = [encode(tf.constant(images[part], tf.float32)).numpy() for part in batching.row_slices(len(images), batch)]
     return cls(np.concatenate(codes).astype(np.float32), labels)
 
   def statistics(self, num_classes: int = NUM_CLASSES, components: int = 1, seed: int = 0) -> CodeStatistics:

@@ -13,6 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from ppgn_tf import batching
 from ppgn_tf import files
 from ppgn_tf import plots
 from ppgn_tf import precision as precision_lib
@@ -65,10 +66,9 @@ def call_in_requests(signature, max_batch: int | None, **inputs) -> dict:
   `export_layout.read_max_batch`; None: one request). Scalars go with every request."""
   inputs = {k: tf.convert_to_tensor(v) for k, v in inputs.items()}
   rows = next(int(v.shape[0]) for v in inputs.values() if v.shape.rank)
-  size = rows if not max_batch or rows <= max_batch else max_batch
-  parts = [{k: v.numpy() for k, v in signature(**{k: (v[lo:lo + size] if v.shape.rank else v)
+  parts = [{k: v.numpy() for k, v in signature(**{k: (v[part] if v.shape.rank else v)
                                                    for k, v in inputs.items()}).items()}
-           for lo in range(0, max(rows, 1), size or 1)]
+           for part in batching.row_slices(rows, max_batch)]
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
