@@ -282,6 +282,8 @@ class _Callbacks:
 
 def _callbacks(model: PPGN, options: RunOptions, strategy, steps_per_epoch: int, saving: _Saving, test_split,
                sampling, restored: bool) -> _Callbacks:
+  """fit()'s callbacks in their order: the per-G-step log (continuing a restored run's history.json), the bounds,
+  the signal stop, the checkpoints, the progress lines, and on the chief TensorBoard and the pictures."""
   config, chief = model.config, saving.chief
   bounds = callbacks_lib.StopAtBounds(options.epochs * steps_per_epoch, options.max_generator_steps)
   history = {}
