@@ -432,7 +432,7 @@ def test_the_encoder_example_saves_an_encoder_train_py_takes(tmp_path, small_idx
 
 def test_the_python_api_examples_run(sandbox, small_idx_dir, encoder_dir):
   namespace = run_python_blocks(os.path.join(DOCS, "python_api.md"), sandbox, {
-      "from ppgn_tf.training import train_lib": {
+      "from ppgn_tf.sampling.run_end import RunEnd": {
           "dim=16": "dim=2", '"mnist_offline", encoder_epochs=3': f'"idx:{small_idx_dir}", encoder_dir="{encoder_dir}"',
           "CriticSchedule(iterations=5, long_iterations=20, warmup_generator_steps=10)":
               "CriticSchedule(iterations=2, long_iterations=3, warmup_generator_steps=1)",
