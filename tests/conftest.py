@@ -82,10 +82,11 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory, small_idx_dir, encoder_dir) -> str:
   """A finished tiny run (D and D_fc1, 2 G steps) with checkpoints, as train.py leaves it."""
+  from ppgn_tf.sampling.run_end import RunEnd
   from ppgn_tf.training import train_lib
   workdir = str(tmp_path_factory.mktemp("trained") / "run")
   config = tiny_config()
   options = train_lib.RunOptions(workdir=workdir, dataset=f"idx:{small_idx_dir}", encoder_dir=encoder_dir,
-                                 max_generator_steps=2, verbose=0, checkpoint_every=0, sample_per_class=0)
-  train_lib.train(config, options)
+                                 max_generator_steps=2, verbose=0, checkpoint_every=0)
+  train_lib.train(config, options, RunEnd(sample_per_class=0))
   return workdir

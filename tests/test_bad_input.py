@@ -91,10 +91,10 @@ def test_train_refuses_a_damaged_checkpoint_and_keeps_it(finished, small_idx_dir
 def test_a_lost_index_resumes_from_the_newest_complete_checkpoint(finished, small_idx_dir, encoder_dir):
   """A kill between a first checkpoint's files and its index (or a deleted index) loses nothing; a
   half-written first save (ckpt-N_temp) is ignored."""
-  from ppgn_tf.sampling import trained_run
+  from ppgn_tf.training import checkpoints
   _delete_checkpoint_index(finished)
   os.makedirs(os.path.join(finished, "checkpoints", "ckpt-99_temp"))
-  newest = trained_run.check_checkpoints(os.path.join(finished, "checkpoints"))
+  newest = checkpoints.check_checkpoints(os.path.join(finished, "checkpoints"))
   assert newest and newest.endswith("ckpt-5"), newest  # conftest's run: 5 critic iterations.
   assert _train_main([f"--workdir={finished}", f"--dataset=idx:{small_idx_dir}", f"--encoder_dir={encoder_dir}",
                       *SAME_CONFIG]) == 0
@@ -105,9 +105,10 @@ def test_a_lost_index_resumes_from_the_newest_complete_checkpoint(finished, smal
 
 def test_a_relative_workdir_finds_its_checkpoint(trained_workdir, monkeypatch):
   from ppgn_tf.sampling import trained_run
+  from ppgn_tf.training import checkpoints
   monkeypatch.chdir(os.path.dirname(trained_workdir))
   relative = os.path.join(os.path.basename(trained_workdir), "checkpoints")
-  latest = trained_run.check_checkpoints(relative)
+  latest = checkpoints.check_checkpoints(relative)
   assert latest and os.path.isfile(latest + ".index"), latest
   assert trained_run.load_trained(os.path.basename(trained_workdir)).generator_steps.numpy() == 2
 

@@ -90,7 +90,9 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
   randomized, fc1_only = results["experiments"]["randomized"], results["experiments"]["fc1"]
   # Random selection trains D or D_fc1 (p = 0.5): its useful work lies between D_fc1 alone and both.
   assert fc1_only["critic_iteration_flop"] < randomized["critic_iteration_flop"]
-  assert results["load_start"]["load_1m"] >= 0
+  # The machine's load around the run, from os.getloadavg(): the benchmark itself kept a core busy for seconds.
+  assert results["load_start"]["time"] <= results["load_end"]["time"]
+  assert results["load_end"]["load_1m"] > 0
   # The two experiments were timed in interleaved rounds, each round's seconds kept for pairing by round.
   rounds = results["by_precision"][expected]["experiment_rounds"]
   repeats = results["bench"]["repeats"]
@@ -99,6 +101,13 @@ def test_tiny_benchmark_writes_every_key(tmp_path):
     assert len(rounds["g_iteration_s"][name]) == repeats
     assert results["experiments"][name]["g_iteration_s"] == pytest.approx(
         statistics.median(rounds["g_iteration_s"][name]))
+
+
+def test_load_info_reports_the_load_averages(monkeypatch):
+  monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 1.25, 2.0))
+  info = bench.load_info()
+  assert (info["load_1m"], info["load_5m"], info["load_15m"]) == (0.5, 1.25, 2.0)
+  assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", info["time"])
 
 
 def _tiny_export(base, precision, max_batch):
@@ -111,7 +120,7 @@ def _tiny_export(base, precision, max_batch):
   config = SamplerConfig(steps=2)
   archive = serving.build_archive(build_generator((64,), 2), encoder, config, precision=precision,
                                   max_batch=max_batch)
-  return serving.write(archive, str(base), settings=config, precision=precision)
+  return serving.write(archive, str(base))
 
 
 def test_serving_mode_times_exports_and_writes_every_key(tmp_path):
@@ -274,3 +283,14 @@ def test_random_selection_counts_each_critic_by_its_share():
   # Every critic: G(E(x)) and E(G(E(x))) once, then 10 F per critic (2 x train 3F + penalty 4F).
   assert flops.critic_iteration(net, 2) == 2 * (110 + 10 * 7 + 10 * 3)
   assert flops.critic_iteration(net, 2, shares={"image": 0.5, "fc1": 0.5}) == 2 * (110 + 5 * 7 + 5 * 3)
+
+
+def test_rows_go_in_parts_of_at_most_the_limit():
+  """batching.row_slices: how sample_lib.call_in_requests splits a batch past an export's max_batch, and how many
+  requests the serving benchmark reports for it."""
+  from ppgn_tf import batching
+  as_ranges = lambda rows, size: [(s.start, s.stop) for s in batching.row_slices(rows, size)]
+  assert as_ranges(10, 3) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+  assert as_ranges(9, 3) == [(0, 3), (3, 6), (6, 9)]
+  assert as_ranges(3, 16) == [(0, 3)] and as_ranges(100, None) == [(0, 100)] and as_ranges(7, 0) == [(0, 7)]
+  assert as_ranges(0, 3) == [(0, 0)]  # No rows: one empty request, as a client would send.

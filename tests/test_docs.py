@@ -35,6 +35,7 @@ from ppgn_tf.data import datasets
 from ppgn_tf.sampling import sampler_config
 from ppgn_tf.sampling import serving
 from ppgn_tf.sampling import trained_run
+from ppgn_tf.sampling.run_end import RunEnd
 from ppgn_tf.training import train_lib
 
 from conftest import REPO, tiny_config
@@ -366,7 +367,7 @@ def sandbox(tmp_path_factory, trained_workdir, small_idx_dir):
   prior = trained_run.load_code_prior(str(workdir), model)
   archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior)
   for base in (workdir / "export", root / "models" / "ppgn"):
-    serving.write(archive, str(base), settings=config, embedded=serving.embedded_data(config, prior))
+    serving.write(archive, str(base))
   _, test = datasets.load_arrays(f"idx:{small_idx_dir}")
   Image.fromarray(test.images[0, :, :, 0]).save(root / "digit.png")
   return root
@@ -425,18 +426,18 @@ def test_the_encoder_example_saves_an_encoder_train_py_takes(tmp_path, small_idx
   encoder_dir = str(tmp_path / "encoders" / "small_cnn")
   options = train_lib.RunOptions(workdir=str(tmp_path / "run"), dataset=f"idx:{small_idx_dir}",
                                  encoder_dir=encoder_dir, max_generator_steps=1, verbose=0, checkpoint_every=0,
-                                 sample_per_class=1, image_every=0)
-  summary = train_lib.train(tiny_config(latent_critics=("fc1", "conv3")), options)
+                                 image_every=0)
+  summary = train_lib.train(tiny_config(latent_critics=("fc1", "conv3")), options, RunEnd(sample_per_class=1))
   assert summary["generator_steps"] == 1 and 0 <= summary["encoder_test_accuracy"] <= 1
 
 
 def test_the_python_api_examples_run(sandbox, small_idx_dir, encoder_dir):
   namespace = run_python_blocks(os.path.join(DOCS, "python_api.md"), sandbox, {
-      "from ppgn_tf.training import train_lib": {
+      "from ppgn_tf.sampling.run_end import RunEnd": {
           "dim=16": "dim=2", '"mnist_offline", encoder_epochs=3': f'"idx:{small_idx_dir}", encoder_dir="{encoder_dir}"',
           "CriticSchedule(iterations=5, long_iterations=20, warmup_generator_steps=10)":
               "CriticSchedule(iterations=2, long_iterations=3, warmup_generator_steps=1)",
-          "max_generator_steps=600, sample_per_class=5": "max_generator_steps=2, sample_per_class=1, verbose=0"},
+          "max_generator_steps=600": "max_generator_steps=2, verbose=0", "sample_per_class=5": "sample_per_class=1"},
       "from ppgn_tf.data import datasets": {'"mnist_offline"': f'"idx:{small_idx_dir}"'}})
   assert namespace["summary"]["generator_steps"] == 2
   assert namespace["images"].shape == (40, 28, 28, 1)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from ppgn_tf.data import datasets as data
 from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.sampling import trained_run
+from ppgn_tf.sampling.run_end import RunEnd
 from ppgn_tf.training import ppgn
 from ppgn_tf.training import run_files
 from ppgn_tf.training import train_lib
@@ -99,6 +100,6 @@ def test_a_workdir_from_before_the_flag_loads_and_resumes(tmp_path, trained_work
   with pytest.raises(ValueError, match=r"generator_ema=0\.0, not 0\.9"):
     train_lib.check_config_matches(workdir, tiny_config(generator_ema=0.9))
   options = train_lib.RunOptions(workdir=workdir, dataset=f"idx:{small_idx_dir}", encoder_dir=encoder_dir,
-                                 max_generator_steps=3, verbose=0, checkpoint_every=0, sample_per_class=0)
-  summary = train_lib.train(tiny_config(), options)
+                                 max_generator_steps=3, verbose=0, checkpoint_every=0)
+  summary = train_lib.train(tiny_config(), options, RunEnd(sample_per_class=0))
   assert summary["generator_steps"] == 3 and summary["critic_steps"] == 5 + 2  # Continued, not restarted.

@@ -42,15 +42,9 @@ FUNCTION_LEVEL_IMPORTS = {
 }
 # The subpackages in the pipeline's order: each imports those before it (and the shared top-level modules).
 PIPELINE = ("data", "model", "training", "sampling", "evaluation", "perf", "cli")
-# (module, imported module of a later subpackage) -> why. Nothing else steps back up the pipeline.
-UPSTREAM_IMPORTS = {
-    ("ppgn_tf.training.callbacks", "ppgn_tf.sampling.mala_sampler"): "TensorBoard's sample grids during a run",
-    ("ppgn_tf.training.train_lib", "ppgn_tf.sampling.sampler_config"): "RunOptions checks the end-of-run sampler "
-                                                                        "settings before any work",
-    ("ppgn_tf.training.train_lib", "ppgn_tf.sampling.trained_run"): "the run reads its checkpoints and config.json "
-                                                                     "as loading does, and its end writes the code "
-                                                                     "prior, the samples and the export",
-}
+# (module, imported module of a later subpackage) -> why. Nothing else steps back up the pipeline; training imports
+# nothing of sampling (the end-of-run samples and export reach the loop from the program: sampling.run_end).
+UPSTREAM_IMPORTS: dict[tuple[str, str], str] = {}
 # The training loop. Loading a run, its sampler and its export live in ppgn_tf.sampling.trained_run, so only
 # training itself (the train program) and the benchmark, which times training's steps, import the loop.
 TRAINING_LOOP = "ppgn_tf.training.train_lib"

@@ -172,15 +172,29 @@ def test_save_reconstruction_grid_rejects_mismatched_n(tmp_path):
   assert not path.exists()
 
 
-def test_save_curves_writes_png_skipping_nan(tmp_path):
+def test_save_curves_writes_png_skipping_nan(tmp_path, monkeypatch):
+  import matplotlib.axes
+  drawn = {}
+  plot = matplotlib.axes.Axes.plot
+
+  def recording_plot(ax, steps, values, label=None, **kwargs):
+    drawn[label] = (list(steps), list(values))
+    return plot(ax, steps, values, label=label, **kwargs)
+
+  monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording_plot)
   path = tmp_path / "w.png"
   curves = {
       "conv1": ([0, 100, 200, 300], [1.0, float("nan"), 0.5, 0.25]),
       "fc1": (np.arange(4) * 100, np.array([2.0, 1.5, 1.0, 0.8])),
       "all nan": ([0, 100], [float("nan"), float("nan")]),
+      "inf step": ([0, float("inf")], [3.0, 4.0]),
   }
   plots.save_curves(curves, str(path), title="Wasserstein estimates",
                     ylabel="W estimate")
+  # The NaN point and the infinite step are left out, the rest of their curves drawn; a curve without a finite
+  # point is not drawn at all.
+  assert drawn == {"conv1": ([0, 200, 300], [1.0, 0.5, 0.25]), "fc1": ([0, 100, 200, 300], [2.0, 1.5, 1.0, 0.8]),
+                   "inf step": ([0], [3.0])}
   _read_png(path)
   _no_temp_files(tmp_path)
 

@@ -11,6 +11,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -18,7 +20,8 @@ import tensorflow as tf
 
 from ppgn_tf.sampling import trained_run
 from train_process import (G_STEPS, checkpoint_weights, checkpointed_critic_step, command, finish,
-                           kill_after_checkpoint, signal_after_checkpoint, start)
+                           kill_after_checkpoint, signal_after_checkpoint, signal_at_checkpoint, start,
+                           start_with_prelude)
 
 # What history.json records that is not a function of the seed.
 UNTIMED = lambda history: {k: v for k, v in history.items() if k != "images_per_second"}
@@ -48,22 +51,21 @@ def test_deterministic_runs_agree_and_an_interrupted_run_resumes_the_same_trajec
   kill_after_checkpoint(start(command(killed, small_idx_dir, encoder_dir, *det)), killed, 4, 0.0)
   assert checkpointed_critic_step(killed) >= 4  # The index still names a whole checkpoint.
 
-  # SIGTERM: the step finishes, its checkpoint and history.json are written, one line, status 143.
-  status, err = signal_after_checkpoint(start(command(killed, small_idx_dir, encoder_dir, *det)), killed, 6,
-                                        signal.SIGTERM)
+  # SIGTERM, arriving once the checkpoint of critic step 6 is written: the step after it finishes, its checkpoint
+  # and history.json are written, one line, status 143.
+  status, err = signal_at_checkpoint(command(killed, small_idx_dir, encoder_dir, *det), 6, signal.SIGTERM)
   assert status == 143, err[-3000:]
   line = _stop_line(err, "SIGTERM: stopped after critic step")
   critic_step, g_step = (int(n) for n in re.search(r"critic step (\d+) \(generator step (\d+)\)", line).groups())
-  assert 6 <= critic_step < 17 and checkpointed_critic_step(killed) == critic_step, line
+  assert critic_step == 7 and checkpointed_critic_step(killed) == critic_step, line
   assert f"ckpt-{critic_step} and history.json" in line
   assert max(g for g, _ in _read(killed, "history.json")["g_loss"]) == g_step
   assert not os.path.exists(os.path.join(killed, "summary.json"))  # The end-of-run work is the rerun's.
 
   # SIGINT past --preemption_grace_s (0: at once, mid-step or mid-save): status 130, the last complete
   # checkpoint in charge.
-  status, err = signal_after_checkpoint(
-      start(command(killed, small_idx_dir, encoder_dir, *det, "--preemption_grace_s=0")), killed,
-      critic_step + 2, signal.SIGINT)
+  status, err = signal_at_checkpoint(command(killed, small_idx_dir, encoder_dir, *det, "--preemption_grace_s=0"),
+                                     critic_step + 2, signal.SIGINT)
   assert status == 130, err[-3000:]
   line = _stop_line(err, "SIGINT: the current step and its checkpoint did not finish within --preemption_grace_s=0")
   last = checkpointed_critic_step(killed)
@@ -154,6 +156,44 @@ def test_two_workers_match_each_other_and_a_single_process(tmp_path, small_idx_d
   for key, value in summary["final"].items():
     assert value == pytest.approx(single_final[key], rel=1e-3, abs=1e-5), key
 
+
+
+# Removes keras_workaround's override from PPGN, so fit() runs Keras' own build step.
+WITHOUT_THE_WORKAROUND = """
+from ppgn_tf.training import keras_workaround
+del keras_workaround.BuiltBeforeFit._maybe_symbolic_build
+"""
+KERAS_BUILD_FAILURE = "Attempt to convert a value (PerReplica"
+
+
+def test_two_workers_fail_in_keras_build_step_without_the_workaround(tmp_path, small_idx_dir, encoder_dir):
+  """keras_workaround.BuiltBeforeFit exists because Keras 3's fit() under MultiWorkerMirroredStrategy first
+  all-reduces one batch eagerly to build the model, which fails on PPGN's batch. Two workers run train.py with
+  the override removed and must fail so. The day this test fails, Keras fit() works without the override:
+  delete keras_workaround.BuiltBeforeFit (and test_keras_hooks' pins of it)."""
+  workdir = str(tmp_path / "multi")
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+  workers = [start_with_prelude(command(workdir, small_idx_dir, encoder_dir, "--max_generator_steps=2",
+                                        "--checkpoint_every=0", "--strategy=multi_worker"),
+                                WITHOUT_THE_WORKAROUND,
+                                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+             for i in range(2)]
+  # A worker whose peer failed may wait for it in a collective: stop the other once one has failed.
+  deadline = time.time() + 400
+  while all(w.poll() is None for w in workers) and time.time() < deadline:
+    time.sleep(0.5)
+  errors = []
+  for w in workers:
+    try:
+      errors.append(w.communicate(timeout=30)[1])
+    except subprocess.TimeoutExpired:
+      w.kill()
+      errors.append(w.communicate()[1])
+  statuses = [w.returncode for w in workers]
+  assert any(status not in (0, None) for status in statuses), (
+      "fit() ran on two workers without keras_workaround's override: delete the workaround", statuses)
+  assert any(KERAS_BUILD_FAILURE in err for err in errors), [err[-2000:] for err in errors]
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
 
 
 def test_a_sigterm_to_one_worker_stops_every_worker_at_the_same_checkpoint(tmp_path, small_idx_dir, encoder_dir):

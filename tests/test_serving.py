@@ -216,6 +216,28 @@ def _snapshot(directory):
   return files
 
 
+def test_the_export_log_reads_and_the_signatures_keep_their_input_names(exported, tmp_path, caplog):
+  """Writing an export logs no line about renamed inputs (TensorFlow's names for the variables the graph captures),
+  and each signature takes the inputs by the names serving.md gives."""
+  import logging
+
+  from absl import logging as absl_logging
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)  # The lines are INFO, which the programs log.
+  try:
+    with caplog.at_level(logging.INFO, logger="absl"):
+      path = serving.write(exported[0], str(tmp_path / "logged"))
+  finally:
+    absl_logging.set_verbosity(verbosity)
+  assert any("Writing fingerprint" in r.getMessage() for r in caplog.records)  # The save's own INFO lines are kept.
+  assert not [r.getMessage() for r in caplog.records if serving.CAPTURE_RENAME_LINE in r.getMessage()]
+  signatures = tf.saved_model.load(path).signatures
+  inputs = {name: sorted(f.structured_input_signature[1]) for name, f in signatures.items()}
+  assert inputs == {"serving_default": ["class_id", "seed"],
+                    "sample": ["class_id", "epsilon1", "epsilon2", "epsilon3", "seed", "steps"],
+                    "inpaint": ["class_id", "images", "mask", "seed"], "generate": ["codes"], "encode": ["images"]}
+
+
 def test_versions_are_never_overwritten(exported, tmp_path):
   archive = exported[0]
   base = str(tmp_path / "models")
@@ -342,8 +364,7 @@ def rich(model, trained_workdir, tmp_path_factory):
   from ppgn_tf.sampling import mala_sampler
   prior = trained_run.load_code_prior(trained_workdir, model)
   archive = serving.build_archive(model.generator, model.encoder, RICH, "fc1", prior)
-  path = serving.write(archive, str(tmp_path_factory.mktemp("rich") / "ppgn"), settings=RICH,
-                       embedded=serving.embedded_data(RICH, prior))
+  path = serving.write(archive, str(tmp_path_factory.mktemp("rich") / "ppgn"))
   return path, tf.saved_model.load(path), mala_sampler.MalaSampler(model.generator, model.encoder, RICH, prior=prior)
 
 
@@ -512,7 +533,7 @@ def test_the_default_export_holds_no_training_code(model, trained_workdir, tmp_p
   prior = trained_run.load_code_prior(trained_workdir, model)
   default = sampler_config.preset("default")
   path = serving.write(serving.build_archive(model.generator, model.encoder, default, "fc1", prior),
-                       str(tmp_path / "default"), settings=default, embedded=serving.embedded_data(default, prior))
+                       str(tmp_path / "default"))
   assert _training_code_rows_held(_arrays_in_saved_model(path), prior.codes) == 0
   recorded = json.loads(open(os.path.join(path, export_layout.SETTINGS_FILE)).read())[export_layout.EMBEDDED_KEY]
   assert set(recorded) == {"class_statistics", "clip_range"}
@@ -524,7 +545,7 @@ def test_the_default_export_holds_no_training_code(model, trained_workdir, tmp_p
     serving.build_archive(model.generator, model.encoder, copying, "fc1", prior)
   path = serving.write(serving.build_archive(model.generator, model.encoder, copying, "fc1", prior,
                                              embed_training_codes=True),
-                       str(tmp_path / "copying"), settings=copying, embedded=serving.embedded_data(copying, prior))
+                       str(tmp_path / "copying"))
   # The check finds them where they are: every training code is a row of some constant.
   assert _training_code_rows_held(_arrays_in_saved_model(path), prior.codes) >= len(
       prior.codes[np.abs(prior.codes).sum(1) > 0])
@@ -551,7 +572,7 @@ def test_requests_past_the_exports_limits_are_refused_before_any_work(model, loa
   from ppgn_tf.sampling import sample_lib
   config = SamplerConfig(steps=STEPS)
   archive = serving.build_archive(model.generator, model.encoder, config, "fc1", max_batch=3, max_steps=12)
-  path = serving.write(archive, str(tmp_path / "limited"), settings=config)
+  path = serving.write(archive, str(tmp_path / "limited"))
   assert json.loads(open(os.path.join(path, export_layout.EXPORT_INFO_FILE)).read())["max_batch"] == 3
   limited = tf.saved_model.load(path).signatures
   rows = dict(class_id=tf.constant([1, 2, 3, 4], tf.int32), seed=tf.constant([1, 2, 3, 4], tf.int64))

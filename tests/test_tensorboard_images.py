@@ -38,12 +38,13 @@ def _grid_size(tiles, columns, tile=28):
 
 
 def test_tensorboard_serves_the_reconstructions_and_sample_grids(tmp_path, small_idx_dir, encoder_dir):
+  from ppgn_tf.sampling.run_end import RunEnd
   from ppgn_tf.training import train_lib
   workdir = str(tmp_path / "run")
   # Images at G steps 2 (every 2: the sampler runs) and 3 (the end: the grid comes from the end-of-run samples).
   train_lib.train(tiny_config(), train_lib.RunOptions(
       workdir=workdir, dataset=f"idx:{small_idx_dir}", encoder_dir=encoder_dir, max_generator_steps=3,
-      image_every=2, sample_steps=5, verbose=0, checkpoint_every=0, sample_per_class=3))
+      image_every=2, verbose=0, checkpoint_every=0), RunEnd(sample_steps=5, sample_per_class=3))
 
   port = _free_port()
   server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", f"--logdir={workdir}/tensorboard",

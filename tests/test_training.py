@@ -123,8 +123,8 @@ def _parse_and_train(argv):
   from ppgn_tf.training import train_lib
   train_main.FLAGS.unparse_flags()
   train_main.FLAGS(["train.py"] + argv)
-  config, options = train_main.config_from_flags()
-  return config, train_lib.train(config, options)
+  config, options, run_end = train_main.config_from_flags()
+  return config, train_lib.train(config, options, run_end)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -283,3 +283,78 @@ def test_the_progress_bar_is_for_terminals(verbose, terminal, shown):
       return terminal
 
   assert train_lib.progress_display(verbose, Stdout()) == shown
+
+
+def test_every_training_flag_defaults_to_its_dataclass_field(tmp_path):
+  """train.py's flags with nothing given make exactly the dataclasses' defaults (PPGNConfig, CriticSchedule,
+  RunOptions, RunEnd), and every flag of the program sets one field: a default is stated once."""
+  import dataclasses
+
+  from ppgn_tf.cli import flag_reference
+  from ppgn_tf.sampling.run_end import RunEnd
+  from ppgn_tf.training import train_lib
+  sys.path.insert(0, REPO)
+  import train as train_main
+  from ppgn_tf.cli import train as program
+  assert sorted(f["name"] for f in flag_reference.read_flags()["train"]) == sorted(program.FIELD_OF)
+  workdir = str(tmp_path / "run")
+  train_main.FLAGS.unparse_flags()
+  train_main.FLAGS(["train.py", f"--workdir={workdir}"])
+  config, options, run_end = train_main.config_from_flags()
+  assert config == ppgn.PPGNConfig()
+  assert dataclasses.replace(options, command=None) == train_lib.RunOptions(workdir=workdir)
+  assert run_end == RunEnd()
+  for name, (cls, field) in program.FIELD_OF.items():
+    assert dataclasses.is_dataclass(cls) and field in {f.name for f in dataclasses.fields(cls)}, name
+
+
+class _Counters:
+  """What ProgressLog reads of a PPGN: its step counters and latest losses."""
+
+  def __init__(self):
+    self.critic_steps = tf.Variable(0, dtype=tf.int64)
+    self.generator_steps = tf.Variable(0, dtype=tf.int64)
+    self.latest = {"g_loss": tf.constant(1.5)}
+
+
+def _progress_lines(critic_steps_per_epoch, seconds_per_critic_step, critic_steps_per_generator_step, **limits):
+  """The lines ProgressLog writes over one epoch, on a clock that moves `seconds_per_critic_step` a step."""
+  import io
+  from ppgn_tf.training import callbacks as callbacks_lib
+  clock = [0.0]
+  stream = io.StringIO()
+  log = callbacks_lib.ProgressLog(1, 32, stream=stream, clock=lambda: clock[0], **limits)
+  model = _Counters()
+  log.set_model(model)
+  log.on_epoch_begin(0)
+  for batch in range(critic_steps_per_epoch):
+    clock[0] += seconds_per_critic_step
+    model.critic_steps.assign_add(1)
+    if (batch + 1) % critic_steps_per_generator_step == 0:
+      model.generator_steps.assign_add(1)
+    log.on_train_batch_end(batch, {"g_steps": model.generator_steps.numpy()})
+  log.on_epoch_end(0)
+  return stream.getvalue().splitlines()
+
+
+def test_a_log_without_a_terminal_hears_from_a_long_epoch_every_minute():
+  """60,000 images at batch 32: an epoch of 1,875 critic steps, 0.35 s each (11 minutes, 375 G steps at 5 critic
+  steps each): a line at least every minute, not only at the epoch's end."""
+  lines = _progress_lines(1875, 0.35, 5)
+  progress = [l for l in lines if l.startswith("progress (epoch 1/1): ")]
+  assert re.fullmatch(r"epoch 1/1: generator step 375, critic step 1875, 656\.[23] s, 91 images/s; g_loss 1\.5",
+                      lines[-1]), lines[-1]
+  assert len(progress) == 10, lines  # 656 s: one line every 172 critic steps (60.2 s).
+  seconds = [float(re.search(r", ([0-9.]+) s,", l).group(1)) for l in progress]
+  assert all(60 <= s < 60.4 for s in seconds), seconds
+  assert "critic step 172," in progress[0] and "generator step 34," in progress[0]
+
+
+def test_a_fast_run_logs_every_hundred_generator_steps():
+  """Fast steps: a line every 100 G steps, well before a minute passes."""
+  lines = _progress_lines(1875, 0.01, 5)
+  progress = [l for l in lines if l.startswith("progress")]
+  assert [re.search(r"generator step (\d+),", l).group(1) for l in progress] == ["100", "200", "300"], lines
+  assert lines[-1].startswith("epoch 1/1: generator step 375, critic step 1875, 18.8 s")
+  quiet = _progress_lines(1875, 0.01, 5, seconds=1e9, generator_steps=10**9)
+  assert len(quiet) == 1 and quiet[0].startswith("epoch 1/1:")  # Only the epoch's line when neither bound is met.

@@ -69,6 +69,40 @@ def signal_after_checkpoint(process, workdir, critic_step, signum, extra_delay=0
   return process.returncode, err
 
 
+def start_with_prelude(command, prelude, prelude_args=(), **extra_env):
+  """train.py's `command` as `python -c SCRIPT PRELUDE_ARGS... FLAGS...`: `prelude` (Python, which pops its
+  arguments from sys.argv) runs in the process first, then train.py's main."""
+  assert command[1] == "train.py", command
+  script = f"{prelude}\nimport train\nfrom absl import app\napp.run(train.main)\n"
+  return start([command[0], "-c", script, *map(str, prelude_args), *command[2:]], **extra_env)
+
+
+# Sends the process SIGNUM (a real signal, through the OS, to its own handlers) right after it saved the
+# checkpoint of CRITIC_STEP: the signal comes at a checkpoint event, not when a poll of the checkpoint directory
+# happens to see one.
+SIGNAL_ITSELF = """
+import os, sys
+from ppgn_tf.training import callbacks
+critic_step, signum = int(sys.argv.pop(1)), int(sys.argv.pop(1))
+save = callbacks.PeriodicCheckpoint._save
+
+def save_then_signal(self):
+  save(self)
+  if int(self.model.critic_steps.numpy()) == critic_step:
+    os.kill(os.getpid(), signum)
+
+callbacks.PeriodicCheckpoint._save = save_then_signal
+"""
+
+
+def signal_at_checkpoint(command, critic_step, signum, timeout=240):
+  """Runs train.py's `command`, which sends itself `signum` once it checkpointed `critic_step`; returns its (exit
+  status, stderr)."""
+  process = start_with_prelude(command, SIGNAL_ITSELF, (critic_step, int(signum)))
+  _, err = process.communicate(timeout=timeout)
+  return process.returncode, err
+
+
 def kill_after_checkpoint(process, workdir, critic_step, extra_delay, timeout=240):
   """SIGKILLs `process` `extra_delay` s after it checkpointed `critic_step`: wherever it then is,
   mid-step or mid-save."""

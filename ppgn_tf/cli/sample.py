@@ -35,6 +35,7 @@ from ppgn_tf.cli import sampler_flags
 from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import inpaint_inputs
+from ppgn_tf.sampling import sampler_config
 from ppgn_tf.training import run_files
 
 FLAGS = flags.FLAGS
@@ -49,7 +50,7 @@ sampler_flags.define_sampler_flags()
 sampler_flags.define_condition_flags()
 sampler_flags.define_precision_flag("With --workdir: what G and E compute in (the chain state h stays float32). "
                                     "A SavedModel computes in the precision it was exported with.")
-flags.DEFINE_integer("gif_frames", 10, "Frames of chains.gif (0: no GIF).")
+flags.DEFINE_integer("gif_frames", sampler_config.GIF_FRAMES, "Frames of chains.gif (0: no GIF).")
 flags.DEFINE_string("inpaint_image", None, "In-paint this image instead of sampling: a 28x28 grayscale .png, a "
                     ".npy of pixels in [0, 1], or test:N (test image N of the run's data set).")
 flags.DEFINE_string("inpaint_mask", "right", "Known pixels for --inpaint_image: a named mask (left, right, top, "

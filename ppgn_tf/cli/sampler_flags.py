@@ -48,7 +48,7 @@ SAMPLER_FLAGS = {
 
 def define_sampler_flags(steps_help: str | None = None) -> None:
   """--sampler_preset and the sampler's settings as flags."""
-  flags.DEFINE_string("sampler_preset", "default",
+  flags.DEFINE_string("sampler_preset", sampler_config.DEFAULT_PRESET,
                       "Named sampler settings: default (new digits, chosen by python -m ppgn_tf.sweep, see "
                       "docs/reports/sampler.md), thesis (Eq. 8 with the thesis' values) or training_digit (chains "
                       "start at a training digit's code: near-reconstructions, not new digits). The flags below "

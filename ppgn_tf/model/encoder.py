@@ -23,6 +23,7 @@ from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 LAYER_NAMES = ("conv1", "conv2", "conv3", "fc1", "fc2")
 CONV_WIDTHS = (64, 128, 256)  # Channels of conv1, conv2, conv3 (the spec).
 CODE_SIZE = 64  # fc1: the code h.
+CODE_LAYER = "fc1"  # The layer whose output is the code h that G decodes (PPGNConfig.code_layer's default).
 
 ENCODER_FILE = "encoder.keras"
 METRICS_FILE = "metrics.json"

@@ -211,7 +211,7 @@ def format_table(results: dict) -> str:
            f"CPU kind for --precision=auto: {kind} ({precision_lib.CPU_KINDS[kind]})",
            f"config={results['config']} oneDNN {onednn}, load {results['load_start']['load_1m']:.2f} -> "
            f"{results['load_end']['load_1m']:.2f}, peak RSS {results['peak_rss_mb']:.0f} MB"]
-  for p in ("fp32", "bf16"):
+  for p in (precision_lib.FP32, precision_lib.BF16):
     if peaks.get(f"measured_{p}"):
       lines.append(f"peak {p}: measured {_gflops(peaks[f'measured_{p}'])} GFLOP/s (3x3 conv, best of "
                    f"{peaks['probe'][p]['repeats']}; median {_gflops(peaks['probe'][p]['median_flops'])}), "

@@ -5,7 +5,6 @@ rows, one after another (`sample_lib.call_in_requests`). The program is `ppgn_tf
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import time
@@ -13,6 +12,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ppgn_tf import batching
 from ppgn_tf import random_streams
 from ppgn_tf.perf import bench as bench_lib
 from ppgn_tf.sampling import condition_spec
@@ -80,7 +80,7 @@ def run(paths, batches=DEFAULT_BATCHES, repeats: int = DEFAULT_REPEATS, seed: in
     per_batch = {}
     for batch in batches:
       median = statistics.median(seconds[label][batch])
-      requests = 1 if not e["max_batch"] else math.ceil(batch / e["max_batch"])
+      requests = len(batching.row_slices(batch, e["max_batch"]))  # As sample_lib.call_in_requests sends them.
       per_batch[str(batch)] = {"batch": batch, "requests": requests, "seconds": seconds[label][batch],
                                "median_s": median, "samples_per_s": batch / median,
                                "ms_per_sample": 1e3 * median / batch}

@@ -146,7 +146,7 @@ class ProjectRounds:
 def time_sampler(generator, encoder, batch: int, steps: int, repeats: int) -> float:
   """Seconds for one `steps`-step run of `batch` chains (median of `repeats` after a warm-up)."""
   sampler = mala_sampler.MalaSampler(generator, encoder, mala_sampler.SamplerConfig(steps=steps))
-  targets = np.arange(batch, dtype=np.int32) % 10
+  targets = np.arange(batch, dtype=np.int32) % NUM_CLASSES
   seeds = random_streams.chain_seeds(0, batch)
   h0 = mala_sampler.initial_codes(seeds, sampler.code_shape)
   sampler.sample(targets, seeds, h0)["codes"].numpy()
@@ -366,7 +366,8 @@ def time_with_peer(encoder, split, bench: bench_lib.BenchConfig, precisions, exp
   return out
 
 
-def run(config_name: str, precisions=("fp32",), experiments=("vanilla", "combined"), repeats: int | None = None,
+def run(config_name: str, precisions=(precision_lib.FP32,), experiments=("vanilla", "combined"),
+        repeats: int | None = None,
         sampler_steps: int | None = None, sampler_batch: int | None = None, profile_dir: str | None = None,
         peer: str = "none", fma_units: int = 2, peer_threads=(0,), log=print) -> dict:
   """The whole benchmark; returns the JSON-ready results (see the module docstring).
@@ -387,18 +388,18 @@ def run(config_name: str, precisions=("fp32",), experiments=("vanilla", "combine
   start = time.perf_counter()
   log(f"Peak of a large convolution, best of {bench_lib.PEAK_REPEATS} ...")
   theory = bench_lib.theoretical_peak(info, fma_units, isa_cap)
-  probe = {"fp32": measure_peak_flops("float32")}
-  if bench_lib.has_native_bf16() or "bf16" in precisions:
-    probe["bf16"] = measure_peak_flops("bfloat16")
+  probe = {precision_lib.FP32: measure_peak_flops("float32")}
+  if bench_lib.has_native_bf16() or precision_lib.BF16 in precisions:
+    probe[precision_lib.BF16] = measure_peak_flops("bfloat16")
   peaks = {"theoretical": theory, "probe": probe, "probe_shape_bhwcin_k_cout": list(bench_lib.PEAK_CONV)}
-  for p in ("fp32", "bf16"):
+  for p in (precision_lib.FP32, precision_lib.BF16):
     peaks[f"measured_{p}"] = probe[p]["best_flops"] if p in probe else None
     peaks[f"theoretical_{p}"] = theory[f"{p}_flops"]
     if p in probe and theory[f"{p}_flops"]:
       peaks[f"measured_{p}_of_theoretical"] = probe[p]["best_flops"] / theory[f"{p}_flops"]
   results["peaks"] = peaks
-  results["peak_fp32_flops"] = probe["fp32"]["best_flops"]
-  results["peak_bf16_flops"] = probe["bf16"]["best_flops"] if "bf16" in probe else None
+  results["peak_fp32_flops"] = probe[precision_lib.FP32]["best_flops"]
+  results["peak_bf16_flops"] = probe[precision_lib.BF16]["best_flops"] if precision_lib.BF16 in probe else None
 
   random_streams.seed_keras(0, random_streams.NETWORK_INITIALISATION)
   encoder = encoder_lib.build_encoder(conv_widths=encoder_widths(bench))

@@ -8,6 +8,7 @@ import os
 import re
 
 from ppgn_tf import checks
+from ppgn_tf import precision as precision_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import sampler_config
@@ -81,7 +82,7 @@ def newest_version(path: str) -> str:
 def read_export_precision(path: str) -> str:
   """fp32 or bf16: what an export's G and E compute in (fp32 for exports older than the file)."""
   info = run_files.read_json(os.path.join(path, EXPORT_INFO_FILE))
-  return "fp32" if info is None else info["precision"]
+  return precision_lib.FP32 if info is None else info["precision"]
 
 
 def read_max_batch(path: str) -> int | None:
@@ -97,13 +98,6 @@ def read_sampler_settings(path: str) -> sampler_config.SamplerConfig | None:
     return None
   settings = {k: v for k, v in settings.items() if k not in NOT_SETTINGS}
   return sampler_config.from_json(settings) if settings else None
-
-
-def names_another_condition(records: dict) -> bool:
-  """Whether an export's condition records name more than E's classes (a classifier, or a unit signature)."""
-  return (records.get(UNIT_CONDITION_KEY) is not None
-          or records.get(CONDITION_KEY, {}).get("kind", condition_spec.ENCODER_CLASSES)
-          != condition_spec.ENCODER_CLASSES)
 
 
 def read_condition(path: str) -> dict:

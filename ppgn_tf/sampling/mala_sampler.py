@@ -36,10 +36,12 @@ import io
 import numpy as np
 import tensorflow as tf
 
+from ppgn_tf import batching
 from ppgn_tf import files
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
+from ppgn_tf.model import encoder as encoder_lib
 # The in-painting checks and the settings live in modules without TensorFlow (re-exported for the sampler's users).
 from ppgn_tf.sampling.inpaint_inputs import check_inpaint_inputs
 from ppgn_tf.sampling.condition_spec import CLASS  # Condition on E's classes (the library's name for it).
@@ -106,7 +108,7 @@ class CodePrior:
   labels: np.ndarray | None = None  # [N] int32 classes of the images; None in files written before them.
 
   @classmethod
-  def from_encoder(cls, encoder, images, labels=None, code_layer: str = "fc1", max_codes: int = 10_000,
+  def from_encoder(cls, encoder, images, labels=None, code_layer: str = encoder_lib.CODE_LAYER, max_codes: int = 10_000,
                    seed: int = 0, batch: int = 500) -> "CodePrior":
     """Codes of at most `max_codes` of `images` (normalised, a random subset when there are more)."""
     images = np.asarray(images)
@@ -118,7 +120,7 @@ class CodePrior:
       images = images[keep]
       labels = None if labels is None else labels[keep]
     encode = tf.function(lambda x: encoder(x, training=False)[code_layer])
-    codes = [encode(tf.constant(images[lo:lo + batch], tf.float32)).numpy() for lo in range(0, len(images), batch)]
+    codes = [encode(tf.constant(images[part], tf.float32)).numpy() for part in batching.row_slices(len(images), batch)]
     return cls(np.concatenate(codes).astype(np.float32), labels)
 
   def statistics(self, num_classes: int = NUM_CLASSES, components: int = 1, seed: int = 0) -> CodeStatistics:
@@ -332,7 +334,7 @@ def paste_known(generated, inpaint):
   return mask * known + (1.0 - mask) * generated
 
 
-def masked_image_codes(encoder, inpaint, code_layer: str = "fc1") -> tf.Tensor:
+def masked_image_codes(encoder, inpaint, code_layer: str = encoder_lib.CODE_LAYER) -> tf.Tensor:
   """Where an in-painting chain starts, as in the original PPGN: the code of the masked image itself, its unknown
   pixels filled neutrally (0 in normalised space: the data's mean intensity)."""
   known, mask = inpaint
@@ -346,7 +348,7 @@ def known_pixels_log_likelihood(generated, inpaint) -> tf.Tensor:
   return -0.5 * tf.reduce_sum(tf.reshape(tf.square(error), [tf.shape(error)[0], -1]), axis=1)
 
 
-def mala_step(h, targets, seeds, step, generator, encoder, *, code_layer: str = "fc1",
+def mala_step(h, targets, seeds, step, generator, encoder, *, code_layer: str = encoder_lib.CODE_LAYER,
               condition_layer: str = CLASS, condition_model=None, epsilon1=1e-2, epsilon2=1.0, epsilon3=1e-15,
               epsilon4=1.0, clip_min=None, clip_max=None, step_size=1.0, normalize_step=False, inpaint=None,
               stop_probability=None):
@@ -389,7 +391,8 @@ def mala_step(h, targets, seeds, step, generator, encoder, *, code_layer: str = 
   return h_next, images, objective
 
 
-def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig, code_layer: str = "fc1",
+def run_chains(h0, targets, seeds, generator, encoder, *, config: SamplerConfig,
+               code_layer: str = encoder_lib.CODE_LAYER,
                condition_layer: str = CLASS, condition_model=None, clip_min=None, clip_max=None, prior_codes=None,
                prior_labels=None, statistics: CodeStatistics | None = None, inpaint=None):
   """Runs `config.steps` steps from h0 (graph-friendly: a tf.while_loop).
@@ -462,7 +465,7 @@ class MalaSampler:
   """
 
   def __init__(self, generator, encoder, config: SamplerConfig = SamplerConfig(), *,
-               code_layer: str = "fc1", condition_layer: str = CLASS, prior: CodePrior | None = None,
+               code_layer: str = encoder_lib.CODE_LAYER, condition_layer: str = CLASS, prior: CodePrior | None = None,
                condition_model=None):
     config.validate()
     if condition_model is not None and condition_layer != CLASS:

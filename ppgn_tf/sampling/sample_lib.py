@@ -13,6 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from ppgn_tf import batching
 from ppgn_tf import files
 from ppgn_tf import plots
 from ppgn_tf import precision as precision_lib
@@ -24,6 +25,7 @@ from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import inpaint_inputs
 from ppgn_tf.sampling import mala_sampler
+from ppgn_tf.sampling import sampler_config
 from ppgn_tf.training import run_files
 
 
@@ -38,8 +40,9 @@ def model_sampler(model, config, prior=None, precision: str = precision_lib.FP32
                                   **(condition or condition_model.Condition()).sampler_arguments())
 
 
-def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = 10, prior=None,
-                           precision: str = precision_lib.FP32, condition: condition_model.Condition | None = None):
+def sample_grid_from_model(model, config, per_class: int, seed: int = 0, gif_frames: int = sampler_config.GIF_FRAMES,
+                           prior=None, precision: str = precision_lib.FP32,
+                           condition: condition_model.Condition | None = None):
   """Runs the library sampler (`model_sampler`) for every class of the condition (or its unit); returns (images
   [rows*k,28,28,1] in [0,1], frames, outputs: the chains' class_probs (E's), objective and, conditioned on a
   classifier, its condition_probs, as numpy arrays)."""
@@ -63,10 +66,9 @@ def call_in_requests(signature, max_batch: int | None, **inputs) -> dict:
   `export_layout.read_max_batch`; None: one request). Scalars go with every request."""
   inputs = {k: tf.convert_to_tensor(v) for k, v in inputs.items()}
   rows = next(int(v.shape[0]) for v in inputs.values() if v.shape.rank)
-  size = rows if not max_batch or rows <= max_batch else max_batch
-  parts = [{k: v.numpy() for k, v in signature(**{k: (v[lo:lo + size] if v.shape.rank else v)
+  parts = [{k: v.numpy() for k, v in signature(**{k: (v[part] if v.shape.rank else v)
                                                    for k, v in inputs.items()}).items()}
-           for lo in range(0, max(rows, 1), size or 1)]
+           for part in batching.row_slices(rows, max_batch)]
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -84,8 +86,8 @@ def saved_model_condition(path: str, unit: int | None = None) -> dict:
   return {"kind": condition_spec.UNIT, "layer": record["layer"], "unit": unit, "units": record["units"]}
 
 
-def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 0, gif_frames: int = 10,
-                                 unit: int | None = None):
+def sample_grid_from_saved_model(path: str, config, per_class: int, seed: int = 0,
+                                 gif_frames: int = sampler_config.GIF_FRAMES, unit: int | None = None):
   """The same through an exported SavedModel: its `serving_default` when `config` is None (the settings
   chosen at export), else its `sample` signature with config's steps and epsilons (frames by re-running
   shorter chains); one row per class of the export's condition (E's or its baked-in classifier's). With `unit`,

@@ -22,6 +22,8 @@ H0_MODES = (H0_NORMAL, H0_CODES, H0_CLASS_CODES, H0_MARGINALS, H0_CLASS_GAUSSIAN
 # them holds those codes, so it is refused unless asked for (--export_training_codes).
 H0_FROM_TRAINING_CODES = (H0_CODES, H0_CLASS_CODES, H0_MARGINALS)
 MIN_CODES_PER_COMPONENT = 20
+DEFAULT_PRESET = "default"  # The preset a program's --sampler_preset names unless told otherwise (PRESETS).
+GIF_FRAMES = 10  # Frames of a sample grid's chains GIF (ppgn_tf.sample's --gif_frames, a run's end-of-run samples).
 H0_HELP = {
     H0_NORMAL: "N(0, 1), the thesis",
     H0_CODES: "the code E(x) of a random training digit of any class: near-reconstructions of training digits",
@@ -102,7 +104,7 @@ PRESETS = {
     # docs/reports/sampler.md: a new code from a mixture of 4 Gaussians fitted to the requested class' codes, kept in
     # the real codes' range, then at most 25 steps of Eq. 8, which stop once E gives the class probability 0.999: the
     # draws that already show their class keep the mixture's variety, the others are pulled into the class.
-    "default": SamplerConfig(h0=H0_CLASS_GAUSSIAN, h0_components=4, clip_percentile=1.0, stop_probability=0.999,
+    DEFAULT_PRESET: SamplerConfig(h0=H0_CLASS_GAUSSIAN, h0_components=4, clip_percentile=1.0, stop_probability=0.999,
                              steps=25),
     # Start from a training digit: near-reconstructions of training digits (copy ratio about 0.6 on the quick
     # start), not new digits. Its export holds every training code (--export_training_codes).

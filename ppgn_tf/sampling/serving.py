@@ -33,15 +33,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import weakref
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from ppgn_tf import files
 from ppgn_tf import precision as precision_lib
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import IMAGE_SHAPE
+from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.sampling import condition_model as condition_lib
 from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
@@ -49,10 +50,15 @@ from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling import sampler_config
 
 
-# The request limits and the conditions each archive was built with, for `write` to record beside it (one source:
-# build_archive).
-_LIMITS: "weakref.WeakKeyDictionary[keras.export.ExportArchive, dict]" = weakref.WeakKeyDictionary()
-_CONDITIONS: "weakref.WeakKeyDictionary[keras.export.ExportArchive, dict]" = weakref.WeakKeyDictionary()
+@dataclasses.dataclass(frozen=True)
+class SamplerArchive:
+  """What `build_archive` makes and `write` writes: the graph, and what it was built with, recorded beside it."""
+  archive: keras.export.ExportArchive
+  settings: mala_sampler.SamplerConfig  # serving_default's, to assets.extra/sampler.json.
+  embedded: dict  # `embedded_data`: what of the training data the graph holds, to sampler.json too.
+  conditions: dict  # What the chains are conditioned on (export_layout's condition keys), to sampler.json too.
+  precision: str  # What G and E compute in inside the graph, to assets.extra/export.json.
+  limits: dict  # The request limits, max_batch and max_steps, to export.json too.
 
 
 def embedded_data(config: mala_sampler.SamplerConfig, prior: mala_sampler.CodePrior | None) -> dict:
@@ -71,12 +77,13 @@ def embedded_data(config: mala_sampler.SamplerConfig, prior: mala_sampler.CodePr
 
 
 def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sampler.SamplerConfig,
-                  code_layer: str = "fc1", prior: mala_sampler.CodePrior | None = None, precision: str = "fp32",
+                  code_layer: str = encoder_lib.CODE_LAYER, prior: mala_sampler.CodePrior | None = None,
+                  precision: str = precision_lib.FP32,
                   embed_training_codes: bool = False, max_batch: int = export_layout.DEFAULT_MAX_BATCH,
                   max_steps: int = export_layout.DEFAULT_MAX_STEPS,
                   condition_model: condition_lib.ConditionClassifier | None = None,
-                  unit_layer: str | None = None) -> keras.export.ExportArchive:
-  """An ExportArchive holding G, E and the signatures (see the module docstring).
+                  unit_layer: str | None = None) -> SamplerArchive:
+  """An ExportArchive holding G, E and the signatures (see the module docstring), with what `write` records.
 
   `condition_model` (a classifier of the user's own, baked into the graph) replaces E's classes in the class
   signatures; `unit_layer` (a layer of E) adds `sample_unit`, whose chains run `config` without its
@@ -210,31 +217,41 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
     records[export_layout.UNIT_CONDITION_KEY] = {
         "kind": condition_spec.UNIT, "layer": unit_layer, "units": units, "signature": "sample_unit",
         "settings": sampler_config.to_json(unit_settings)}
-  _LIMITS[archive] = {"max_batch": max_batch, "max_steps": max_steps}
-  _CONDITIONS[archive] = records
-  return archive
+  return SamplerArchive(archive, config, embedded_data(config, prior), records, precision,
+                        {"max_batch": max_batch, "max_steps": max_steps})
 
 
-def write(archive: keras.export.ExportArchive, export_dir: str, version: int | None = None,
-          settings: mala_sampler.SamplerConfig | None = None, precision: str = "fp32",
-          embedded: dict | None = None) -> str:
-  """Writes D/N atomically (files.write_atomically: a temporary directory renamed into place). `settings` (those of
-  serving_default) and `embedded` (`embedded_data`: what of the training data the graph holds) go to
-  D/N/assets.extra/sampler.json, for the programs that read an export, beside the conditions the archive was
-  built with; `precision` (the one `build_archive` was given) and the archive's request limits to
+# TensorFlow's save logs, for each signature whose graph reads variables inside its while loops, that "input name(s)
+# input_7, ... [or resource] with unsupported characters will be renamed to while_input_7, ...": the names of the
+# variables the graph captures, which TensorFlow makes and renames itself, not the signature's inputs (class_id,
+# seed, ...: tests/test_serving.py checks them). Nothing a reader of the export's log can act on.
+CAPTURE_RENAME_LINE = "with unsupported characters which will be renamed"
+
+
+def _not_a_capture_rename(record) -> bool:
+  return CAPTURE_RENAME_LINE not in record.getMessage()
+
+
+def write(archive: SamplerArchive, export_dir: str, version: int | None = None) -> str:
+  """Writes D/N atomically (files.write_atomically: a temporary directory renamed into place): the graph, and
+  beside it, for the programs that read an export, the settings of serving_default, what of the training data
+  the graph holds and the conditions in D/N/assets.extra/sampler.json, the precision and the request limits in
   D/N/assets.extra/export.json."""
   version = export_layout.check_export_dir(export_dir, version)
   final = os.path.join(export_dir, str(version))
 
   def make(temporary):
-    archive.write_out(temporary, verbose=False)
-    conditions = _CONDITIONS.get(archive, {})
-    if settings is not None or export_layout.names_another_condition(conditions):
-      files.write_json(os.path.join(temporary, export_layout.SETTINGS_FILE),
-                       {**(sampler_config.to_json(settings) if settings is not None else {}),
-                        export_layout.EMBEDDED_KEY: embedded or {}, **conditions})
+    absl_logger = logging.get_absl_logger()
+    absl_logger.addFilter(_not_a_capture_rename)
+    try:
+      archive.archive.write_out(temporary, verbose=False)
+    finally:
+      absl_logger.removeFilter(_not_a_capture_rename)
+    files.write_json(os.path.join(temporary, export_layout.SETTINGS_FILE),
+                     {**sampler_config.to_json(archive.settings), export_layout.EMBEDDED_KEY: archive.embedded,
+                      **archive.conditions})
     files.write_json(os.path.join(temporary, export_layout.EXPORT_INFO_FILE),
-                     {"precision": precision, **_LIMITS.get(archive, {})})
+                     {"precision": archive.precision, **archive.limits})
     if os.path.exists(final):  # Appeared meanwhile (another export): never replace it.
       raise export_layout.ExportError(f"{final}: version {version} appeared during the export; nothing was "
                                       "replaced")

@@ -1,16 +1,14 @@
-"""A trained run read back from its workdir: its configuration, its checkpoints, the PPGN at one of them, the
-training codes (the code prior), its sampler, and the samples and SavedModel made from it.
+"""A trained run read back from its workdir: the PPGN at one of its checkpoints, the training codes (the code
+prior), its sampler, and the samples and SavedModel made from it.
 
 What sampling, evaluation and export need of a run, apart from the training loop (ppgn_tf/training/train_lib.py),
-which writes the workdir and calls `write_samples` and `export_sampler` at a run's end.
+which writes the workdir; `run_end` calls `write_samples` and `export_sampler` at a run's end. The configuration's
+JSON form is ppgn_tf/training/ppgn.py's, the checkpoint checks ppgn_tf/training/checkpoints.py's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
@@ -23,80 +21,11 @@ from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling import sample_lib
 from ppgn_tf.sampling import serving
 from ppgn_tf.training import run_files
-from ppgn_tf.training.critic_schedule import CriticSchedule
-from ppgn_tf.training.ppgn import PPGN, PPGNConfig
-from ppgn_tf.training.run_files import CONFIG_FILE, KEPT_CHECKPOINTS
-
-
-def config_to_json(config: PPGNConfig) -> dict:
-  """config.json's content: the configuration as JSON values (tuples as lists)."""
-  return json.loads(json.dumps(dataclasses.asdict(config)))
-
-
-def with_config_defaults(saved: dict) -> dict:
-  """A saved config.json with every field it lacks at PPGNConfig's default.
-
-  A run's config.json predates the fields added since (e.g. generator_ema):
-  such a run had them at their defaults, so it resumes and loads as before.
-  """
-  return {**config_to_json(PPGNConfig()), **saved}
-
-
-def config_from_json(obj: dict) -> PPGNConfig:
-  """The PPGNConfig a config.json holds (the fields it lacks at their defaults)."""
-  fields = with_config_defaults(obj)
-  fields["schedule"] = CriticSchedule(**fields["schedule"])
-  for key in ("latent_critics", "critic_weights", "recon_layers", "recon_weights"):
-    fields[key] = tuple(fields[key])
-  return PPGNConfig(**fields)
-
-
-def check_checkpoints(directory: str) -> str | None:
-  """The latest checkpoint in `directory`, after reading every tensor of it; None for a new run.
-
-  Runs before any heavy work. A run never starts over on top of checkpoints it
-  cannot use: that would overwrite them. Raises ValueError (one line).
-  """
-  if not os.path.isdir(directory):
-    return None
-  try:
-    state = tf.train.get_checkpoint_state(directory)
-  except Exception as e:  # A damaged text index raises protobuf or OS errors.
-    raise ValueError(f"{directory}/checkpoint: unreadable index ({type(e).__name__})") from e
-  if state is not None and state.model_checkpoint_path:
-    prefix = state.model_checkpoint_path  # Already joined to `directory` when the index holds a relative path.
-  else:
-    # No index: a kill between a first checkpoint's last file and the index, or a deleted index. A
-    # checkpoint whose .index exists is complete (TensorFlow writes it last); take the newest.
-    steps = [int(m.group(1)) for m in (re.fullmatch(r"ckpt-(\d+)\.index", n) for n in os.listdir(directory)) if m]
-    if not steps:
-      return None  # At most a half-written first save (ckpt-N_temp): start afresh.
-    prefix = os.path.join(directory, f"ckpt-{max(steps)}")
-    logging.warning("%s: no 'checkpoint' index; resuming from the newest complete checkpoint %s", directory, prefix)
-  if not tf.io.gfile.exists(prefix + ".index"):
-    raise ValueError(f"{prefix}: named by {directory}/checkpoint but its files are missing")
-  try:
-    reader = tf.train.load_checkpoint(prefix)
-    for name in reader.get_variable_to_shape_map():
-      reader.get_tensor(name)  # Reads the data and checks its checksum.
-  except (tf.errors.OpError, ValueError) as e:
-    raise ValueError(f"{prefix}: corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-  return prefix
-
-
-def kept_checkpoints(workdir: str) -> list[tuple[int, str]]:
-  """(G step, checkpoint path) of each checkpoint kept by --keep_checkpoint_every, in order of G steps."""
-  directory = os.path.join(workdir, run_files.CHECKPOINTS_DIR, KEPT_CHECKPOINTS)
-  state = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
-  paths = list(state.all_model_checkpoint_paths) if state else []
-  return sorted((int(path.rsplit("-", 1)[1]), path) for path in paths)
-
-
-def checkpoint_elapsed_seconds(path: str) -> float | None:
-  """The training seconds (G and critics, all invocations) a checkpoint was written at; None if it has none."""
-  reader = tf.train.load_checkpoint(path)
-  key = "elapsed_seconds/.ATTRIBUTES/VARIABLE_VALUE"
-  return float(reader.get_tensor(key)) if reader.has_tensor(key) else None
+from ppgn_tf.training.checkpoints import check_checkpoints
+# Read here by evaluation (checkpoints against time): one import for what it needs of a run.
+from ppgn_tf.training.checkpoints import checkpoint_elapsed_seconds, kept_checkpoints  # noqa: F401
+from ppgn_tf.training.ppgn import PPGN, config_from_json
+from ppgn_tf.training.run_files import CONFIG_FILE
 
 
 def load_trained(workdir: str, checkpoint: str | None = None) -> PPGN:
@@ -174,7 +103,6 @@ def export_sampler(model: PPGN, config, export_dir: str, prior=None, precision: 
   archive = serving.build_archive(model.sampling_generator, model.encoder, config, model.config.code_layer, prior,
                                   precision=precision, embed_training_codes=embed_training_codes,
                                   **archive_options)
-  path = serving.write(archive, export_dir, version, settings=config, precision=precision,
-                       embedded=serving.embedded_data(config, prior))
+  path = serving.write(archive, export_dir, version)
   logging.info("Exported the sampler to %s", path)
   return path

@@ -19,7 +19,6 @@ from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.files import StorageError, cause, write_json
-from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.training.run_files import HISTORY_FILE, read_json
 
 
@@ -98,33 +97,60 @@ def _summary_name(key: str) -> str:
   return f"losses/{key}"
 
 
-class EpochLogLine(keras.callbacks.Callback):
-  """One line per epoch on stdout, for a log that is not a terminal (a scheduler's, or `> log`): the epoch, the
-  G and critic steps, its seconds and images per second, and the latest value of every logged quantity.
+PROGRESS_SECONDS = 60.0  # Without a terminal, a progress line at least this often...
+PROGRESS_GENERATOR_STEPS = 100  # ...or every this many G steps, whichever comes first.
+
+
+class ProgressLog(keras.callbacks.Callback):
+  """Plain progress lines on stdout, for a log that is not a terminal (a scheduler's, or `> log`): one line per
+  epoch (`epoch E/N: ...`), and within an epoch a line (`progress: ...`) whenever `seconds` passed or
+  `generator_steps` G steps were taken since the last line, whichever comes first, so a log says how the run goes
+  however long its epochs are. Each line holds the G and critic steps, the seconds and images per second since
+  the line before (the epoch's, for an epoch line) and the latest value of every logged quantity.
 
   Keras' progress bar redraws its line with carriage returns and escape codes, which a log file keeps: one line
   of tens of kilobytes per epoch. A stopped run (its bounds, a signal) gets the line of its last, partial epoch.
   """
 
-  def __init__(self, epochs: int, batch_size: int, stream=None):
+  def __init__(self, epochs: int, batch_size: int, seconds: float = PROGRESS_SECONDS,
+               generator_steps: int = PROGRESS_GENERATOR_STEPS, stream=None, clock=time.monotonic):
     super().__init__()
     self.epochs = epochs
     self.batch_size = batch_size
+    self.seconds = seconds
+    self.generator_steps = generator_steps
     self.stream = stream  # None: sys.stdout at the time of writing (as print's default).
-    self._start = None
-    self._start_critic_steps = None
+    self.clock = clock
+    self._epoch_start = None  # (time, critic steps) at the epoch's start...
+    self._last_line = None  # ...and at the last line, with its G step.
+    self._epoch = 0
 
   def on_epoch_begin(self, epoch, logs=None):
-    self._start = time.time()
-    self._start_critic_steps = int(self.model.critic_steps.numpy())
+    now, critic_steps, generator_steps = self.clock(), *self._counters()
+    self._epoch_start = (now, critic_steps)
+    self._last_line = (now, critic_steps, generator_steps)
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    now, generator_steps = self.clock(), int(logs["g_steps"])
+    since, _, last_generator_steps = self._last_line
+    if now - since >= self.seconds or generator_steps - last_generator_steps >= self.generator_steps:
+      self._write(f"progress (epoch {self._epoch + 1}/{self.epochs})", self._last_line[:2], now)
 
   def on_epoch_end(self, epoch, logs=None):
-    seconds = time.time() - self._start
-    critic_steps = int(self.model.critic_steps.numpy())
-    images_per_second = (critic_steps - self._start_critic_steps) * self.batch_size / max(seconds, 1e-9)
+    self._write(f"epoch {epoch + 1}/{self.epochs}", self._epoch_start, self.clock())
+
+  def _counters(self) -> tuple[int, int]:
+    return int(self.model.critic_steps.numpy()), int(self.model.generator_steps.numpy())
+
+  def _write(self, prefix: str, start: tuple[float, int], now: float) -> None:
+    critic_steps, generator_steps = self._counters()
+    seconds = now - start[0]
+    images_per_second = (critic_steps - start[1]) * self.batch_size / max(seconds, 1e-9)
     values = " ".join(f"{k} {float(v.numpy()):.4g}" for k, v in self.model.latest.items())
-    print(f"epoch {epoch + 1}/{self.epochs}: generator step {int(self.model.generator_steps.numpy())}, critic step "
-          f"{critic_steps}, {seconds:.1f} s, {images_per_second:.0f} images/s; {values}", file=self.stream, flush=True)
+    print(f"{prefix}: generator step {generator_steps}, critic step {critic_steps}, {seconds:.1f} s, "
+          f"{images_per_second:.0f} images/s; {values}", file=self.stream, flush=True)
+    self._last_line = (now, critic_steps, generator_steps)
 
 
 class PeriodicCheckpoint(keras.callbacks.Callback):
@@ -247,34 +273,28 @@ class TensorBoardImages(keras.callbacks.Callback):
   """TensorBoard images every `every` G steps (0: none during training) and from `write` at the end.
 
   `images/reconstructions`: fixed test images x next to G(E(x)), pairs side by side. `images/samples`:
-  the class-conditional sample grid, one row per class, of `chains_per_class` MALA chains with the
-  run's sampler settings; at the end, the first chains of the run's end-of-run samples instead (no
-  extra sampling). A fixed, small image set and few chains bound the cost. Chief only.
+  the class-conditional sample grid, one row per class, of `chains_per_class` chains drawn by `sample_images`
+  (classes, seeds -> images in [0, 1]: the run's sampler, ppgn_tf.sampling.run_end; None: no sample grid
+  during training); at the end, the first chains of the run's end-of-run samples instead (no extra sampling).
+  A fixed, small image set and few chains bound the cost. Chief only.
   """
 
-  def __init__(self, summary_dir: str, images: np.ndarray, every: int, sampler_config, chains_per_class: int = 2,
-               prior_fn=lambda: None, seed: int = 0):
+  def __init__(self, summary_dir: str, images: np.ndarray, every: int, sample_images=None,
+               chains_per_class: int = 2, seed: int = 0):
     super().__init__()
     self.writer = tf.summary.create_file_writer(summary_dir)
     self.images = images  # Normalised, float32.
     self.every = every
-    self.sampler_config = sampler_config
+    self.sample_images = sample_images
     self.chains_per_class = chains_per_class
-    self.prior_fn = prior_fn  # The real codes, when the sampler settings read them (computed once, on demand).
     self.seed = seed
-    self._sampler = None
     self._written_step = None
 
-  def _sample_grid(self, model) -> np.ndarray:
-    if self._sampler is None:  # Built once: its traced functions are reused at every write.
-      self._sampler = mala_sampler.MalaSampler(
-          model.sampling_generator, model.encoder, self.sampler_config, code_layer=model.config.code_layer,
-          prior=self.prior_fn() if self.sampler_config.needs_code_prior else None)
+  def _sample_grid(self) -> np.ndarray:
     classes = np.repeat(np.arange(NUM_CLASSES), self.chains_per_class).astype(np.int32)
     # The same chains at every write: the run seed's chain seeds, as ppgn_tf.sample draws them.
     seeds = random_streams.chain_seeds(self.seed, len(classes))
-    images = self._sampler.sample(classes, seeds)["images"].numpy()
-    return plots.image_grid(images, nrow=self.chains_per_class)
+    return plots.image_grid(self.sample_images(classes, seeds), nrow=self.chains_per_class)
 
   def _reconstruction_grid(self, model) -> np.ndarray:
     recon = data_lib.denormalize(model.reconstruct(tf.constant(self.images))).numpy()
@@ -291,8 +311,8 @@ class TensorBoardImages(keras.callbacks.Callback):
     if step == self._written_step:
       return
     grids = {"images/reconstructions": self._reconstruction_grid(model)}
-    if during_training:
-      grids["images/samples"] = self._sample_grid(model)
+    if during_training and self.sample_images is not None:
+      grids["images/samples"] = self._sample_grid()
     elif end_samples is not None:
       per_class = len(end_samples) // NUM_CLASSES
       chains = end_samples.reshape(NUM_CLASSES, per_class, *end_samples.shape[1:])[:, :self.chains_per_class]

@@ -15,6 +15,7 @@ control flow around a cross-replica synchronisation point is not allowed inside 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -35,11 +36,11 @@ class PPGNConfig:
   """Everything that distinguishes one experiment from another."""
   dim: int = 64
   batch_size: int = 32  # Global batch: split across replicas.
-  code_layer: str = "fc1"
+  code_layer: str = encoder_lib.CODE_LAYER
   image_critic: bool = True
   latent_critics: tuple[str, ...] = ()
   critic_weights: tuple[float, ...] = ()  # lambda_k per critic (image first); empty: all 1.
-  recon_layers: tuple[str, ...] = ("fc1",)
+  recon_layers: tuple[str, ...] = (encoder_lib.CODE_LAYER,)
   recon_weights: tuple[float, ...] = (1.0,)
   beta_x: float = 2.0
   beta_h: float = 0.1
@@ -84,10 +85,37 @@ class PPGNConfig:
     losses.gan_loss(self.gan_loss)
     checks.one_of("critic_selection", self.critic_selection, schedule_lib.SELECTIONS)
     checks.in_interval("random_p", self.random_p, 0, 1)
-    # train.py's flags are --adam_beta1 and --adam_beta2.
-    checks.in_interval("adam_beta1", self.adam_beta_1, 0, 1, high_open=True)
-    checks.in_interval("adam_beta2", self.adam_beta_2, 0, 1, high_open=True)
+    checks.in_interval(FLAG_OF["adam_beta_1"], self.adam_beta_1, 0, 1, high_open=True)
+    checks.in_interval(FLAG_OF["adam_beta_2"], self.adam_beta_2, 0, 1, high_open=True)
     checks.in_interval("generator_ema", self.generator_ema, 0, 1, high_open=True)
+
+
+# train.py's flag for each field of PPGNConfig whose flag has another name (the others' flags are the field's name;
+# `schedule`'s fields have critic_schedule.FLAG_OF), so a bad value's error names what the user typed.
+FLAG_OF = {"adam_beta_1": "adam_beta1", "adam_beta_2": "adam_beta2"}
+
+
+def config_to_json(config: PPGNConfig) -> dict:
+  """config.json's content: the configuration as JSON values (tuples as lists)."""
+  return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def with_config_defaults(saved: dict) -> dict:
+  """A saved config.json with every field it lacks at PPGNConfig's default.
+
+  A run's config.json predates the fields added since (e.g. generator_ema):
+  such a run had them at their defaults, so it resumes and loads as before.
+  """
+  return {**config_to_json(PPGNConfig()), **saved}
+
+
+def config_from_json(obj: dict) -> PPGNConfig:
+  """The PPGNConfig a config.json holds (the fields it lacks at their defaults)."""
+  fields = with_config_defaults(obj)
+  fields["schedule"] = schedule_lib.CriticSchedule(**fields["schedule"])
+  for key in ("latent_critics", "critic_weights", "recon_layers", "recon_weights"):
+    fields[key] = tuple(fields[key])
+  return PPGNConfig(**fields)
 
 
 def gradient_penalty_mix(seed: int, critic: str, critic_step, batch_size: int) -> tf.Tensor:
