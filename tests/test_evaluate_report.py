@@ -151,7 +151,7 @@ def _check_inpainting(result, masks, output):
     for key in ("deterministic", "varied", "mean_image_fill", "random_start"):
       assert 0 < entry[key]["unknown_mse"] < 1 and 0 <= entry[key]["accuracy"] <= 1
     # The deterministic setting ignores the seed; the varied one does not.
-    assert entry["deterministic"]["seed_spread"] == 0.0 and entry["varied"]["seed_spread"] > 0
+    assert entry["deterministic"]["seed_spread"] < 1e-4 and entry["varied"]["seed_spread"] > 1e-2
     assert entry["real_same_class_spread"] > 0
     assert entry["varied"]["spread_vs_real"] == pytest.approx(entry["varied"]["seed_spread"]
                                                               / entry["real_same_class_spread"])

@@ -504,8 +504,9 @@ def test_sample_cli_inpaints_from_workdir_and_saved_model(trained_workdir, rich,
       assert _program_lines(out.stderr)[-1].startswith("sample: error: --inpaint_image=test:5: the data set")
       image = tmp_path / "digit.png"
       Image.fromarray(np.tile(np.arange(28, dtype=np.uint8)[None] * 9, (28, 1))).save(image)
-      out = _run([sys.executable, "-m", "ppgn_tf.sample", f"--saved_model={rich[0]}", f"--inpaint_image={image}",
-                  f"--inpaint_mask={mask}", "--per_class=2", f"--output_dir={output_dir}"], cwd=REPO)
+      args = [f"--saved_model={rich[0]}", f"--inpaint_image={image}", f"--inpaint_mask={mask}"]
+      out = _run([sys.executable, "-m", "ppgn_tf.sample", *args, "--per_class=2", f"--output_dir={output_dir}"],
+                 cwd=REPO)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == str(output_dir / "inpaint.png")
     with Image.open(output_dir / "inpaint.png") as picture:
