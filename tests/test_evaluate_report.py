@@ -199,7 +199,8 @@ def test_evaluate_inpainting_on_a_workdir_and_its_export(evaluated_run, tmp_path
   export = trained_run.export_sampler(trained_run.load_trained(workdir), mala_sampler.SamplerConfig(steps=2),
                                       str(tmp_path / "export"), max_batch=50)
   out = _run(["-m", "ppgn_tf.evaluate", f"--saved_model={export}", "--inpaint_mask=left,centre", "--per_class=2",
-              "--batch=50", "--inpaint_steering_per_class=1", f"--eval_classifier_dir={shared_classifier_dir}"])
+              "--batch=50", "--inpaint_steering_per_class=1", f"--eval_classifier_dir={shared_classifier_dir}",
+              f"--dataset={plan.dataset}"])
   assert out.returncode == 0, out.stderr[-3000:]
   served_output = tmp_path / "export" / "inpainting.json"
   assert out.stdout.strip().splitlines()[-1] == str(served_output)
