@@ -442,6 +442,8 @@ def test_the_python_api_examples_run(sandbox, small_idx_dir, encoder_dir):
   assert namespace["summary"]["generator_steps"] == 2
   assert namespace["images"].shape == (40, 28, 28, 1)
   assert namespace["completed"]["images"].shape == (10, 28, 28, 1)
+  eights = namespace["eights"]["images"].numpy()
+  assert eights.shape == (4, 28, 28, 1) and np.abs(eights[0] - eights[1]).max() > 1e-3
   assert os.path.isfile(os.path.join(sandbox, namespace["path"], "saved_model.pb"))
 
 
@@ -507,7 +509,7 @@ def test_the_rest_examples_get_answers(sandbox, rest_server):
   serving_md = os.path.join(DOCS, "serving.md")
   run_python_blocks(serving_md, sandbox, {"import json": {"localhost:8501": f"localhost:{port}"}},
                     only=lambda block: "localhost:8501" in block.text)
-  for name in ("samples.png", "inpainted.png", "reconstructed.png"):
+  for name in ("samples.png", "inpainted.png", "inpainted_varied.png", "reconstructed.png"):
     assert Image.open(sandbox / name).size == (28 * (1 if name == "reconstructed.png" else 2), 28), name
   # Every curl body of the guides and README, sent to the same stand-in.
   sent = 0
@@ -522,7 +524,8 @@ def test_the_rest_examples_get_answers(sandbox, rest_server):
       sent += 1
   assert sent >= 5
   signatures = {signature for signature, _ in rest_server.requests}
-  assert signatures == {"serving_default", "sample", "inpaint", "generate", "encode"}, signatures
+  assert signatures == {"serving_default", "sample", "inpaint", "inpaint_varied", "generate",
+                        "encode"}, signatures
 
 
 def test_the_grpc_example_and_body_reach_the_signatures(sandbox):
@@ -552,6 +555,8 @@ def test_the_grpc_example_and_body_reach_the_signatures(sandbox):
     namespace = run_python_blocks(serving_md, sandbox, {"import grpc": {"localhost:8500": f"127.0.0.1:{port}"}},
                                   only=lambda block: "localhost:8500" in block.text)
     assert namespace["images"].shape == (2, 28, 28, 1)
+    completions = namespace["completions"]  # inpaint_varied: two seeds, two completions of one digit.
+    assert completions.shape == (2, 28, 28, 1) and np.abs(completions[0] - completions[1]).max() > 1e-3
   finally:
     grpc_server.stop(None)
   text_body = next(b for b in fenced_blocks(serving_md) if b.language == "" and "model_spec" in b.text)

@@ -15,6 +15,7 @@ import pytest
 
 from ppgn_tf.evaluation import evaluate_lib as evaluate
 from ppgn_tf.evaluation import evaluation_plan
+from ppgn_tf.evaluation import inpaint_evaluation
 from ppgn_tf.evaluation import metrics
 from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling.run_end import RunEnd
@@ -142,23 +143,81 @@ def test_evaluate_workdir_measures_the_reconstructions(evaluated_run):
   assert f"{recon['frechet_distance']:.2f}" in text.splitlines()[4]  # The Frechet line's G(E(x)) column.
 
 
-def test_evaluate_inpainting_judges_the_unknown_part_against_a_random_start(evaluated_run, tmp_path,
-                                                                            shared_classifier_dir):
+INPAINT_ENTRY_KEYS = {"deterministic", "varied", "mean_image_fill", "random_start", "real_same_class_spread",
+                      "steering", "grid_png"}
+
+
+def _check_inpainting(result, masks, output):
+  assert list(result["masks"]) == list(masks) and result["images"] == 20
+  assert set(result["settings"]) == {"inpaint", "inpaint_varied"}
+  for name, entry in result["masks"].items():
+    assert set(entry) == INPAINT_ENTRY_KEYS
+    for key in ("deterministic", "varied", "mean_image_fill", "random_start"):
+      assert 0 < entry[key]["unknown_mse"] < 1 and 0 <= entry[key]["accuracy"] <= 1
+    # The deterministic setting ignores the seed; the varied one does not.
+    assert entry["deterministic"]["seed_spread"] < 1e-4 and entry["varied"]["seed_spread"] > 1e-2
+    assert entry["real_same_class_spread"] > 0
+    assert entry["varied"]["spread_vs_real"] == pytest.approx(entry["varied"]["seed_spread"]
+                                                              / entry["real_same_class_spread"])
+    steering = entry["steering"]
+    assert steering["digits"] == 10 and steering["chains"] == 100
+    assert all(0 <= steering[k] <= 1 for k in ("deterministic", "varied", "epsilon2_zero", "nearest_real_digit"))
+    assert (output.parent / entry["grid_png"]).stat().st_size > 1000
+  assert json.loads(output.read_text()) == json.loads(json.dumps(result))
+  assert len(evaluate.format_inpainting(result).splitlines()) == 8 * len(masks)
+
+
+def test_report_rows_are_the_second_half_of_each_class():
+  labels = np.repeat(np.arange(10), 6)
+  rows = inpaint_evaluation.report_rows(labels, 2)
+  assert rows.tolist() == [r for c in range(10) for r in (6 * c + 3, 6 * c + 4)]
+
+
+def test_nearest_real_completions_take_the_unknown_part_of_the_nearest_digit_of_the_class():
+  from ppgn_tf.sampling.sampler_config import named_mask
+  mask = named_mask("left")
+  train = np.zeros((3, 28, 28, 1), np.float32)
+  train[0, :, 14:] = 0.2  # Class 1, far on the known part.
+  train[0, :, :14] = 1.0
+  train[1, :, 14:] = 0.7  # Class 1, near.
+  train[2, :, 14:] = 0.9  # Class 2.
+  image = np.zeros((1, 28, 28, 1), np.float32)
+  image[0, :, :14] = 0.1
+  out = inpaint_evaluation.nearest_real_completions(
+      np.repeat(image, 2, 0), mask, train, np.array([1, 1, 2]), np.array([1, 2]))
+  np.testing.assert_array_equal(out[:, :, :14], np.repeat(image, 2, 0)[:, :, :14])  # The known part kept.
+  assert out[0, 0, 20, 0] == pytest.approx(0.7) and out[1, 0, 20, 0] == pytest.approx(0.9)
+
+
+def test_evaluate_inpainting_on_a_workdir_and_its_export(evaluated_run, tmp_path, shared_classifier_dir):
+  """Every measure of the issue, per mask, from the library sampler and from the export's signatures."""
+  from ppgn_tf.sampling import trained_run
   workdir, _ = evaluated_run
-  plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir, per_class=2, batch=8,
-                                   output=str(tmp_path / "inpainting_left.json"))
-  result = evaluate.evaluate_inpainting(plan, mala_sampler.preset("default"), "left")
-  assert result["images"] == 20 and result["mask"] == "left"
-  for start in ("from_masked_image", "from_random_start", "unknown_at_mean_pixel"):
-    assert 0 < result[start]["unknown_pixels_mse"] < 1 and 0 <= result[start]["accuracy"] <= 1
-  # Two starts, two different completions of the same images.
-  assert result["from_masked_image"]["unknown_pixels_mse"] != result["from_random_start"]["unknown_pixels_mse"]
-  assert (tmp_path / "inpainting_left_inpaint.png").stat().st_size > 1000
-  assert json.loads((tmp_path / "inpainting_left.json").read_text()) == json.loads(json.dumps(result))
-  assert len(evaluate.format_inpainting(result).splitlines()) == 4
-  out = _run(["-m", "ppgn_tf.evaluate", f"--saved_model={tmp_path}", "--inpaint_mask=left"])
+  output = tmp_path / "inpainting.json"
+  plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir, per_class=2, batch=50,
+                                   output=str(output))
+  masks = ("left", "centre")
+  lib = evaluate.evaluate_inpainting(plan, mala_sampler.SamplerConfig(steps=2), masks, steering_per_class=1)
+  _check_inpainting(lib, masks, output)
+  # The mean image fill depends on no model: the same figures whoever fills in.
+  export = trained_run.export_sampler(trained_run.load_trained(workdir), mala_sampler.SamplerConfig(steps=2),
+                                      str(tmp_path / "export"), max_batch=50)
+  out = _run(["-m", "ppgn_tf.evaluate", f"--saved_model={export}", "--inpaint_mask=left,centre", "--per_class=2",
+              "--batch=50", "--inpaint_steering_per_class=1", f"--eval_classifier_dir={shared_classifier_dir}",
+              f"--dataset={plan.dataset}"])
+  assert out.returncode == 0, out.stderr[-3000:]
+  served_output = tmp_path / "export" / "inpainting.json"
+  assert out.stdout.strip().splitlines()[-1] == str(served_output)
+  served = json.loads(served_output.read_text())
+  _check_inpainting(served, masks, served_output)
+  for name in masks:
+    assert served["masks"][name]["mean_image_fill"] == lib["masks"][name]["mean_image_fill"]
+    # The export runs the library's deterministic chains.
+    assert served["masks"][name]["deterministic"]["unknown_mse"] == pytest.approx(
+        lib["masks"][name]["deterministic"]["unknown_mse"], rel=1e-3)
+  out = _run(["-m", "ppgn_tf.evaluate", f"--saved_model={export}", "--inpaint_mask=left,diagonal"])
   assert out.returncode == 1 and _error_lines(out.stderr, "evaluate") == [
-      "evaluate: error: --inpaint_mask evaluates a --workdir (the random-start baseline is not in the export)"]
+      "evaluate: error: --inpaint_mask=diagonal: choose from all, left, right, top, bottom, centre"]
 
 
 def test_checkpoints_kept_every_n_steps_give_quality_against_time(tmp_path, small_idx_dir, encoder_dir,

@@ -13,6 +13,7 @@ import tensorflow as tf
 from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data
 from ppgn_tf.model import encoder as encoder_lib
+from ppgn_tf.sampling import sampler_config
 from ppgn_tf.sampling import trained_run
 from ppgn_tf.sampling.mala_sampler import (CodePrior, MalaSampler, SamplerConfig, check_inpaint_inputs, clip_bounds,
                                   initial_codes, mala_step, named_mask, preset, row_normal, run_chains)
@@ -449,6 +450,38 @@ def test_inpainting_starts_from_the_code_of_the_masked_image(tiny):
   other[:, :, 14:] = 0.0
   np.testing.assert_allclose(sampler.inpaint(other, mask, np.array([1, 2]), np.array([5, 6]))["codes"].numpy(),
                              out["codes"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_start_noise_moves_the_inpainting_start_by_the_seed(tiny):
+  """start_noise > 0: h_0 = E(masked image) + start_noise * z, z ~ N(0, 1) from each row's seed; 0: no noise."""
+  generator, encoder, _ = tiny
+  images = np.random.default_rng(4).uniform(size=(3, 28, 28, 1)).astype(np.float32)
+  images[1] = images[0]
+  mask = named_mask("top")
+  seeds = np.array([5, 6, 5])
+  plain = MalaSampler(generator, encoder, SamplerConfig(steps=0)).inpaint_start_codes(images, mask, seeds).numpy()
+  noisy = MalaSampler(generator, encoder, SamplerConfig(steps=0, start_noise=2.0))
+  start = noisy.inpaint_start_codes(images, mask, seeds).numpy()
+  np.testing.assert_allclose(noisy.inpaint(images, mask, np.array([1, 2, 3]), seeds)["codes"].numpy(), start,
+                             atol=1e-6)  # inpaint starts there (0 steps: ends there).
+  # The noise is the row's h_0 draw: what h0=normal starts from, N(0, 1) keyed by the seed.
+  z = initial_codes(tf.constant(seeds, tf.int64), plain.shape[1:], "normal").numpy()
+  np.testing.assert_allclose(start, plain + 2.0 * z, atol=1e-5)
+  np.testing.assert_allclose(z[0], z[2])  # One seed, one draw.
+  assert np.abs(start[0] - start[1]).max() > 0.1  # One image, two seeds: two starts.
+
+
+@pytest.mark.parametrize("name, varies", [("inpaint", False), ("inpaint_varied", True)])
+def test_inpainting_presets_vary_with_the_seed_only_when_named_so(tiny, name, varies):
+  generator, encoder, _ = tiny
+  config = sampler_config.inpaint_preset(name)
+  assert config.inpaint_varies == varies and config.stop_probability is None
+  images = np.repeat(np.random.default_rng(5).uniform(size=(1, 28, 28, 1)).astype(np.float32), 2, axis=0)
+  out = MalaSampler(generator, encoder, dataclasses.replace(config, steps=3)).inpaint(
+      images, named_mask("left"), np.array([4, 4]), np.array([1, 2]))["images"].numpy()
+  assert (np.abs(out[0] - out[1]).max() > 1e-4) == varies
+  with pytest.raises(ValueError, match="--inpaint_preset=best: choose from inpaint, inpaint_varied"):
+    sampler_config.inpaint_preset("best")
 
 
 def test_class_codes_need_classes_and_start_from_every_class_for_other_conditions(prior, tiny, tmp_path):

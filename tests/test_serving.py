@@ -17,6 +17,7 @@ from PIL import Image
 
 from ppgn_tf.data import datasets as data
 from ppgn_tf.sampling import export_layout
+from ppgn_tf.sampling import sampler_config
 from ppgn_tf.sampling import serving
 from ppgn_tf.sampling import trained_run
 from ppgn_tf.sampling.mala_sampler import MalaSampler, SamplerConfig, initial_codes
@@ -25,7 +26,8 @@ from conftest import REPO
 from serving_requests import NO_PACKAGE_PREAMBLE, rest_to_tensors
 
 STEPS = 10
-SIGNATURES = {"serving_default", "sample", "inpaint", "generate", "encode"}
+SIGNATURES = {"serving_default", "sample", "inpaint", "inpaint_varied", "inpaint_from_codes", "generate",
+              "encode"}
 
 
 @pytest.fixture(scope="module")
@@ -387,15 +389,54 @@ def test_rich_settings_match_the_library_and_are_recorded(rich, small_idx_dir):
   low, high = sampler.prior.bounds(1.0)
   assert (served["codes"] >= low - 1e-6).all() and (served["codes"] <= high + 1e-6).all()
 
+
+
+def _inpaint_signature(loaded, name, images, mask, class_id, seed, **more):
+  return {k: v.numpy() for k, v in loaded.signatures[name](
+      images=tf.constant(images), mask=tf.constant(mask), class_id=tf.constant(class_id), seed=tf.constant(seed),
+      **{k: tf.constant(v) for k, v in more.items()}).items()}
+
+
+def test_inpaint_signatures_run_the_inpainting_presets(rich, model, small_idx_dir):
+  """inpaint and inpaint_varied run the library's in-painting presets (recorded in sampler.json); the seed
+  changes inpaint_varied's completions and not inpaint's; inpaint_from_codes runs inpaint's chains from given
+  codes with given weights."""
+  from ppgn_tf.sampling import mala_sampler
+  path, loaded, sampler = rich
+  recorded = export_layout.read_inpaint_settings(path)
+  assert recorded == {n: sampler_config.to_json(c) for n, c in sampler_config.INPAINT_PRESETS.items()}
   images, mask, class_id, seed = _inpaint_inputs(small_idx_dir)
-  filled = {k: v.numpy() for k, v in loaded.signatures["inpaint"](
-      images=tf.constant(images), mask=tf.constant(mask), class_id=tf.constant(class_id),
-      seed=tf.constant(seed)).items()}
-  lib = {k: v.numpy() for k, v in sampler.inpaint(images, mask, class_id, seed).items()}
-  assert set(filled) == {"images", "generated", "codes", "class_probs"}
-  for k in filled:
-    np.testing.assert_allclose(filled[k], lib[k], atol=1e-4, err_msg=k)
-  np.testing.assert_allclose(filled["images"][mask > 0], images[mask > 0], atol=1e-6)  # Known pixels kept.
+  for name, settings in sampler_config.INPAINT_PRESETS.items():
+    filled = _inpaint_signature(loaded, name, images, mask, class_id, seed)
+    library = mala_sampler.MalaSampler(model.generator, model.encoder, settings, prior=sampler.prior)
+    lib = {k: v.numpy() for k, v in library.inpaint(images, mask, class_id, seed).items()}
+    assert set(filled) == {"images", "generated", "codes", "class_probs", "start_codes"}
+    np.testing.assert_allclose(filled["start_codes"], library.inpaint_start_codes(images, mask, seed).numpy(),
+                               atol=1e-4)
+    for k in ("images", "generated", "codes", "class_probs"):
+      np.testing.assert_allclose(filled[k], lib[k], rtol=1e-3, atol=1e-4, err_msg=f"{name} {k}")
+    np.testing.assert_allclose(filled["images"][mask > 0], images[mask > 0], atol=1e-6)  # Known pixels kept.
+    other = _inpaint_signature(loaded, name, images, mask, class_id, seed + 100)
+    moved = np.abs(other["images"] - filled["images"]).max(axis=(1, 2, 3))
+    if name == "inpaint":
+      assert not settings.inpaint_varies and moved.max() == 0.0
+    else:
+      assert settings.inpaint_varies and (moved > 1e-3).all(), moved
+  deterministic = sampler_config.INPAINT_PRESETS["inpaint"]
+  filled = _inpaint_signature(loaded, "inpaint", images, mask, class_id, seed)
+  again = _inpaint_signature(loaded, "inpaint_from_codes", images, mask, class_id, seed, codes=filled["start_codes"],
+                             steps=np.int32(deterministic.steps), epsilon1=np.float32(deterministic.epsilon1),
+                             epsilon2=np.float32(deterministic.epsilon2), epsilon3=np.float32(deterministic.epsilon3),
+                             epsilon4=np.float32(deterministic.epsilon4))
+  np.testing.assert_allclose(again["images"], filled["images"], atol=1e-5)
+  still = _inpaint_signature(loaded, "inpaint_from_codes", images, mask, class_id, seed, codes=filled["start_codes"],
+                             steps=np.int32(0), epsilon1=np.float32(0), epsilon2=np.float32(0),
+                             epsilon3=np.float32(0), epsilon4=np.float32(0))
+  np.testing.assert_allclose(still["codes"], filled["start_codes"], atol=1e-6)  # 0 steps: where it started.
+  with pytest.raises(tf.errors.InvalidArgumentError, match="epsilon4 must be >= 0"):
+    _inpaint_signature(loaded, "inpaint_from_codes", images, mask, class_id, seed, codes=filled["start_codes"],
+                       steps=np.int32(1), epsilon1=np.float32(0), epsilon2=np.float32(0),
+                       epsilon3=np.float32(0), epsilon4=np.float32(-1))
 
 
 STANDALONE_INPAINT = r'''
@@ -484,15 +525,38 @@ def test_sample_cli_inpaints_from_workdir_and_saved_model(trained_workdir, rich,
       assert _program_lines(out.stderr)[-1].startswith("sample: error: --inpaint_image=test:5: the data set")
       image = tmp_path / "digit.png"
       Image.fromarray(np.tile(np.arange(28, dtype=np.uint8)[None] * 9, (28, 1))).save(image)
-      out = _run([sys.executable, "-m", "ppgn_tf.sample", f"--saved_model={rich[0]}", f"--inpaint_image={image}",
-                  f"--inpaint_mask={mask}", "--per_class=2", f"--output_dir={output_dir}"], cwd=REPO)
+      args = [f"--saved_model={rich[0]}", f"--inpaint_image={image}", f"--inpaint_mask={mask}"]
+      out = _run([sys.executable, "-m", "ppgn_tf.sample", *args, "--per_class=2", f"--output_dir={output_dir}"],
+                 cwd=REPO)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == str(output_dir / "inpaint.png")
     with Image.open(output_dir / "inpaint.png") as picture:
-      assert picture.size[0] > picture.size[1] / 10 * 2  # Ten rows of three: the masked input and two chains.
+      deterministic_width = picture.size[0]
     with open(output_dir / "inpaint.json") as f:
       stats = json.load(f)
-    assert stats["per_class"] == 2 and 0 <= stats["encoder_accuracy"] <= 1
+    # The deterministic default: one completion per class (never two identical columns).
+    assert stats["per_class"] == 1 and 0 <= stats["encoder_accuracy"] <= 1
+    varied_dir = tmp_path / f"{name}_varied"
+    out = _run([sys.executable, "-m", "ppgn_tf.sample", *args, "--inpaint_preset=inpaint_varied", "--per_class=2",
+                f"--output_dir={varied_dir}"], cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with Image.open(varied_dir / "inpaint.png") as picture:
+      assert picture.size[0] > deterministic_width  # Ten rows of three: the masked input and two completions.
+    with open(varied_dir / "inpaint.json") as f:
+      assert json.load(f)["per_class"] == 2
+
+
+def test_inpaint_grid_of_the_varied_preset_differs_across_columns(model, small_idx_dir):
+  from ppgn_tf.sampling import inpaint_inputs, sample_lib
+  _, test = data.load_arrays(f"idx:{small_idx_dir}")
+  inputs = inpaint_inputs.InpaintInputs(source="x", mask=sampler_config.named_mask("left"),
+                                        image=(test.images[0] / 255.0).astype(np.float32))
+  grid, probs = sample_lib.inpaint_from_model(model, sampler_config.INPAINT_PRESETS["inpaint_varied"], inputs, 3)
+  rows = grid.reshape(10, 4, 28, 28, 1)
+  assert probs.shape == (30, 10)
+  for row in rows:  # The masked input, then three completions that differ pairwise in the unknown half.
+    completions = row[1:, :, 14:]
+    assert min(np.abs(completions[i] - completions[j]).max() for i in range(3) for j in range(i + 1, 3)) > 1e-3
 
 
 # --- What of the training data an export holds -----------------------------------------------------

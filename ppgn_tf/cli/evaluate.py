@@ -3,7 +3,7 @@ r"""Quantitative evaluation of a sampler by a classifier independent of E.
   python -m ppgn_tf.evaluate --workdir=runs/quickstart
   python -m ppgn_tf.evaluate --saved_model=runs/quickstart/export --per_class=50
   python -m ppgn_tf.evaluate --workdir=runs/a --eval_classifier_dir=runs/eval_classifier  # shared, trained once
-  python -m ppgn_tf.evaluate --workdir=runs/quickstart --inpaint_mask=left --per_class=20  # in-painting
+  python -m ppgn_tf.evaluate --saved_model=runs/quickstart/export --inpaint_mask=all --per_class=25  # in-painting
   python -m ppgn_tf.evaluate --workdir=runs/cpu_hour --checkpoints --per_class=50  # quality against time
   python -m ppgn_tf.evaluate --workdir=runs/quickstart --condition_model=odd_even.keras  # Plug & Play
 
@@ -25,12 +25,14 @@ evaluation_CONDITION.json and its _samples.png (docs/conditioning.md).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
 
 from absl import flags
 
+from ppgn_tf import checks
 from ppgn_tf.cli import runner
 from ppgn_tf.cli import sampler_flags
 from ppgn_tf.data import sources
@@ -62,18 +64,28 @@ flags.DEFINE_bool("checkpoints", False, "Evaluate every checkpoint a run kept (t
                   "and its latest one instead (--workdir only): writes WORKDIR/quality_vs_time.json (or --output) "
                   "and its PNG, accuracy, diversity and FD of the samples and of G(E(x_test)) against G steps "
                   "and minutes, with the thesis' GPU run as horizontal lines.")
-flags.DEFINE_enum("inpaint_mask", None, list(sampler_config.NAMED_MASKS), "Evaluate in-painting instead (--workdir "
-                  "only): PER_CLASS test images of each class with this part known (left: the left half is known, "
-                  "the right half is filled in), completed from the masked image's code and, as the baseline, "
-                  "from the sampler's own start; the unknown pixels are judged against the real image. Writes "
-                  "WORKDIR/inpainting_MASK.json (or --output) and its _inpaint.png.")
+flags.DEFINE_string("inpaint_mask", None, "Evaluate in-painting instead, for each of these named masks (comma-"
+                    "separated, or all: " + ", ".join(sampler_config.NAMED_MASKS) + "; left: the left half is known, "
+                    "the right half filled in): PER_CLASS test digits of each class from the second half of each "
+                    "class' test digits (the first half tuned the in-painting presets), completed by the inpaint "
+                    "and inpaint_varied presets (an export's signatures of those names), against the training mean "
+                    "image and a chain from the sampler's own h_0; with the seed spread, class steering and a grid. "
+                    "Writes WORKDIR/inpainting.json (or next to the SavedModel, or --output) and a PNG per mask.")
+flags.DEFINE_integer("inpaint_steering_per_class", None, "--inpaint_mask: how many of the PER_CLASS digits of each "
+                     "class are asked for every class (default: all of them).")
 
 
 def main(argv):
   runner.refuse_arguments(argv)
   try:
-    if FLAGS.inpaint_mask and FLAGS.saved_model:
-      raise ValueError("--inpaint_mask evaluates a --workdir (the random-start baseline is not in the export)")
+    masks = None
+    if FLAGS.inpaint_mask:
+      masks = (sampler_config.NAMED_MASKS if FLAGS.inpaint_mask == "all" else
+               tuple(m.strip() for m in FLAGS.inpaint_mask.split(",")))
+      for name in masks:
+        checks.one_of("inpaint_mask", name, ("all",) + sampler_config.NAMED_MASKS)
+    if FLAGS.inpaint_steering_per_class is not None:
+      checks.at_least("inpaint_steering_per_class", FLAGS.inpaint_steering_per_class, 1)
     if FLAGS.checkpoints and FLAGS.saved_model:
       raise ValueError("--checkpoints evaluates a --workdir's checkpoints (an export has none)")
     if FLAGS.checkpoints and FLAGS.inpaint_mask:
@@ -89,7 +101,7 @@ def main(argv):
     output = FLAGS.output
     if output is None and FLAGS.workdir:
       if FLAGS.inpaint_mask:
-        output = os.path.join(FLAGS.workdir, f"inpainting_{FLAGS.inpaint_mask}.json")
+        output = os.path.join(FLAGS.workdir, "inpainting.json")
       elif FLAGS.checkpoints:
         output = os.path.join(FLAGS.workdir, "quality_vs_time.json")
       elif on_condition:
@@ -98,6 +110,8 @@ def main(argv):
                                      FLAGS.eval_classifier_dir, output, per_class=FLAGS.per_class,
                                      batch=FLAGS.batch, recon_images=FLAGS.recon_images)
     sources.check_source(plan.dataset)
+    if FLAGS.inpaint_mask and plan.saved_model is not None and FLAGS.output is None:
+      plan = dataclasses.replace(plan, output=os.path.join(os.path.dirname(plan.output), "inpainting.json"))
     if plan.saved_model is not None:
       # An export conditioned on a classifier is measured against that condition.
       exported = export_layout.read_condition(plan.saved_model)["kind"]
@@ -113,7 +127,8 @@ def main(argv):
       result = condition_evaluation.evaluate_condition(plan, config, spec, seed=FLAGS.seed, command=command)
       print(condition_evaluation.format_condition(result))
     elif FLAGS.inpaint_mask:
-      result = evaluate_lib.evaluate_inpainting(plan, config, FLAGS.inpaint_mask, seed=FLAGS.seed, command=command)
+      result = evaluate_lib.evaluate_inpainting(plan, config, masks, seed=FLAGS.seed,
+                                                steering_per_class=FLAGS.inpaint_steering_per_class, command=command)
       print(evaluate_lib.format_inpainting(result))
     elif FLAGS.checkpoints:
       result = evaluate_lib.evaluate_checkpoints(plan, config, seed=FLAGS.seed, command=command)

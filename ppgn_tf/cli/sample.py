@@ -7,8 +7,10 @@ r"""Class-conditional samples as pictures: a grid with one row per class and a G
   python -m ppgn_tf.sample --workdir=runs/quickstart --condition_layer=fc1 --unit=5
 
 In-painting (--inpaint_image, --inpaint_mask) keeps the known pixels of one image
-and fills in the rest once per class and chain: inpaint.png has one row per class,
-the masked input first.
+and fills in the rest for every class: inpaint.png has one row per class, the
+masked input first, then --per_class completions with --inpaint_preset=inpaint_varied
+(each seed its own), or the one completion of the deterministic default
+--inpaint_preset=inpaint.
 
 From a workdir the library sampler runs (every setting is a flag); from an
 exported SavedModel (a version directory, or a base path: its newest version)
@@ -53,6 +55,7 @@ sampler_flags.define_precision_flag("With --workdir: what G and E compute in (th
 flags.DEFINE_integer("gif_frames", sampler_config.GIF_FRAMES, "Frames of chains.gif (0: no GIF).")
 flags.DEFINE_string("inpaint_image", None, "In-paint this image instead of sampling: a 28x28 grayscale .png, a "
                     ".npy of pixels in [0, 1], or test:N (test image N of the run's data set).")
+sampler_flags.define_inpaint_preset_flag()
 flags.DEFINE_string("inpaint_mask", "right", "Known pixels for --inpaint_image: a named mask (left, right, top, "
                     "bottom: that half is known; centre: the border is known) or a .png/.npy of 0 (fill in) "
                     "and 1 (known).")
@@ -72,8 +75,11 @@ def main(argv):
       raise ValueError("--inpaint_image conditions on E's classes (give no --condition_model, --condition_layer)")
     # Conditioned grids go beside the class grid, not over it.
     samples_dir = run_files.SAMPLES_DIR if on_classes_of_e else f"{run_files.SAMPLES_DIR}_{spec.name}"
+    if FLAGS.inpaint_image:
+      checks.one_of("inpaint_preset", FLAGS.inpaint_preset, tuple(sampler_config.INPAINT_PRESETS))
     if FLAGS.workdir:
-      config = sampler_flags.sampler_config_from_flags(condition=spec)
+      config = (sampler_flags.inpaint_config_from_flags() if FLAGS.inpaint_image else
+                sampler_flags.sampler_config_from_flags(condition=spec))
       run_files.check_workdir(FLAGS.workdir)
       options = run_files.read_options(FLAGS.workdir) if FLAGS.inpaint_image else {}
       output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, samples_dir)
@@ -94,13 +100,21 @@ def main(argv):
           raise ValueError("with --saved_model and --unit, sample_unit runs the settings it was exported with")
       if FLAGS.inpaint_image:
         if sampler_flags.sampler_overrides_from_flags() or FLAGS["sampler_preset"].present:
-          raise ValueError("with --saved_model, in-painting runs the settings it was exported with")
-        config, options = None, export_layout.find_workdir_options(path)
+          raise ValueError("with --saved_model, in-painting runs the settings it was exported with "
+                           "(choose its signature with --inpaint_preset)")
+        recorded = export_layout.read_inpaint_settings(path)
+        if FLAGS.inpaint_preset not in recorded:
+          raise ValueError(f"--inpaint_preset={FLAGS.inpaint_preset}: {path} has no such in-painting signature "
+                           "(exported before it was added: export it again)")
+        config = sampler_config.from_json(recorded[FLAGS.inpaint_preset])
+        options = export_layout.find_workdir_options(path)
       else:
         config = sampler_flags.saved_model_sampler_config(path)
       output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)), samples_dir)
     inpaint = None
     if FLAGS.inpaint_image:
+      # Columns of each class' row: one per seed when seeds change the completion; else the one completion.
+      columns = FLAGS.per_class if config.inpaint_varies else 1
       inpaint = inpaint_inputs.read_inpaint_inputs(FLAGS.inpaint_image, FLAGS.inpaint_mask, options.get("dataset"),
                                                    options.get("data_dir"))
     # TensorFlow loads after the input is checked: bad input fails in about a second.
@@ -113,17 +127,16 @@ def main(argv):
       prior = trained_run.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
       precision = precision_lib.resolve(FLAGS.precision, "sample")
       if inpaint is not None:
-        grid, probs = sample_lib.inpaint_from_model(model, config, inpaint, FLAGS.per_class, FLAGS.seed, prior,
-                                                    precision)
-        title = f"{FLAGS.workdir}: in-painting, {config.steps} MALA steps"
+        grid, probs = sample_lib.inpaint_from_model(model, config, inpaint, columns, FLAGS.seed, prior, precision)
+        title = f"{FLAGS.workdir}: in-painting ({FLAGS.inpaint_preset}), {config.steps} MALA steps"
       else:
         images, frames, outputs = sample_lib.sample_grid_from_model(model, config, FLAGS.per_class, FLAGS.seed,
                                                                     FLAGS.gif_frames, prior, precision, condition)
         title = f"{FLAGS.workdir}: generator step {int(model.generator_steps.numpy())}, {config.steps} MALA steps"
         record = condition.record()
     elif inpaint is not None:
-      grid, probs = sample_lib.inpaint_from_saved_model(path, inpaint, FLAGS.per_class, FLAGS.seed)
-      title = f"{path}: in-painting"
+      grid, probs = sample_lib.inpaint_from_saved_model(path, inpaint, columns, FLAGS.seed, FLAGS.inpaint_preset)
+      title = f"{path}: in-painting ({FLAGS.inpaint_preset})"
     else:
       record = sample_lib.saved_model_condition(path, spec.unit)
       images, frames, outputs = sample_lib.sample_grid_from_saved_model(path, config, FLAGS.per_class, FLAGS.seed,
@@ -134,7 +147,7 @@ def main(argv):
   except ValueError as e:
     return runner.error("sample", e)
   if inpaint is not None:
-    stats = sample_lib.write_inpaint_outputs(grid, probs, output_dir, FLAGS.per_class, title)
+    stats = sample_lib.write_inpaint_outputs(grid, probs, output_dir, columns, title)
     logging.info("Wrote %s/inpaint.png; encoder's own accuracy on the completions %.3f", output_dir,
                  stats["encoder_accuracy"])
     print(os.path.join(output_dir, "inpaint.png"))

@@ -27,6 +27,8 @@ SAMPLER_FLAGS = {
                           "(the thesis: 1e-15; larger values let chains mix)."),
     "epsilon4": ("float", "In-painting: weight of the gradient pulling G(h) "
                           "towards the known pixels."),
+    "start_noise": ("float", "In-painting: standard deviation of the noise added to the masked image's code where "
+                             "each chain starts (0: every seed starts at the same code)."),
     "h0": ("string", "Where chains start: " + "; ".join(f"{name} ({what})" for name, what in
                                                           sampler_config.H0_HELP.items()) + "."),
     "h0_components": ("integer", "--h0=class_gaussian: Gaussians per class, a mixture fitted by k-means "
@@ -93,6 +95,22 @@ def define_precision_flag(help_text: str) -> None:
   """--precision, a string the library checks (precision.check_choice) with the rest of the input."""
   flags.DEFINE_string("precision", precision.AUTO, f"One of {', '.join(precision.CHOICES)}; auto: bf16 only where it "
                       f"runs faster than fp32 (a CPU with AMX or a bf16 GPU), else fp32. {help_text}")
+
+
+def define_inpaint_preset_flag() -> None:
+  """--inpaint_preset: the in-painting settings (sampler_config.INPAINT_PRESETS), and the export's signature."""
+  flags.DEFINE_string("inpaint_preset", "inpaint", "In-painting settings: inpaint (deterministic: one completion "
+                      "per image and class, the original PPGN's chain; the default) or inpaint_varied (noise at the "
+                      "start and in each step: each seed completes differently). With --saved_model, the export's "
+                      "signature of that name runs. The sampler flags override single settings (--workdir only).")
+
+
+def inpaint_config_from_flags():
+  """A validated SamplerConfig for in-painting: --inpaint_preset's settings with the given sampler flags over them;
+  --sampler_preset (free sampling's) is refused. Raises ValueError."""
+  if FLAGS["sampler_preset"].present:
+    raise ValueError("in-painting takes --inpaint_preset (inpaint or inpaint_varied), not --sampler_preset")
+  return sampler_config_from_flags(sampler_config.inpaint_preset(FLAGS.inpaint_preset))
 
 
 def sampler_overrides_from_flags() -> dict:

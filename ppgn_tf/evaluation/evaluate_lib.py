@@ -404,79 +404,9 @@ def format_tables(result: dict) -> str:
 
 
 
-# ---- in-painting: how well is the part that was not given completed? ----------------------------
+# ---- in-painting: how well is the part that was not given completed? (its own module) -----------
 
-def evaluate_inpainting(plan: Plan, sampler_config, mask_name: str, *, seed: int = 0, command: str | None = None
-                        ) -> dict:
-  """In-paints plan.per_class test images of each class (the unknown part of `mask_name`), conditioned on their
-  true class, from the code of the masked image (the original PPGN's start) and, as the baseline, from a start
-  that ignores the image (`sampler_config.h0`). Judges only what was not given: the unknown pixels' squared error
-  against the real image, and whether the evaluation classifier gives the completed image its true class.
-  Writes plan.output (JSON) and its _inpaint.png; returns the JSON's contents. Needs a workdir (the library
-  sampler), as the baseline's start is not one of the export's signatures."""
-  if plan.workdir is None:
-    raise ValueError("--inpaint_mask evaluates a --workdir (the random-start baseline is not in the export)")
-  start_time = time.time()
-  mask = sampler_config_lib.named_mask(mask_name)
-  model = trained_run.load_trained(plan.workdir)
-  sampler = trained_run.make_sampler(plan.workdir, model, sampler_config)
-  reference = Reference(plan, plan.per_class * NUM_CLASSES)
-  test = reference.test
-  rows = np.concatenate([np.flatnonzero(test.labels == c)[:plan.per_class] for c in range(NUM_CLASSES)])
-  images = test.images[rows].astype(np.float32) / 255.0
-  labels = test.labels[rows].astype(np.int32)
-  seeds = random_streams.chain_seeds(seed, len(rows))
-  masks = np.repeat(mask[None], len(rows), axis=0)
-  unknown = masks == 0
-
-  def complete(from_image: bool) -> np.ndarray:
-    out = []
-    for lo in range(0, len(rows), plan.batch):
-      part = slice(lo, lo + plan.batch)
-      h0 = None if from_image else sampler.initial_codes(seeds[part], labels[part])
-      out.append(sampler.inpaint(images[part], masks[part], labels[part], seeds[part], h0=h0)["images"].numpy())
-    return np.concatenate(out)
-
-  def judge(completed: np.ndarray) -> dict:
-    errors = ((completed - images) ** 2)[unknown].reshape(len(rows), -1)
-    probs, _ = reference.predict(completed)
-    return {"unknown_pixels_mse": float(errors.mean()),
-            "accuracy": metrics.conditional_accuracy(probs, labels),
-            "mean_true_class_probability": metrics.mean_requested_probability(probs, labels)}
-
-  from_image, from_start = complete(True), complete(False)
-  # Nothing filled in (the unknown pixels at the data's mean): what the known part alone gives the classifier.
-  mean_pixel = float(data_lib.MEAN)
-  nothing = np.where(masks > 0, images, mean_pixel)
-  result = {
-      "source": {"workdir": os.path.abspath(plan.workdir), "generator_steps": int(model.generator_steps.numpy())},
-      "dataset": plan.dataset, "mask": mask_name, "images": int(len(rows)), "seed": seed,
-      "sampler": {k: v for k, v in dataclasses.asdict(sampler_config).items() if k != "keep_every"},
-      "from_masked_image": judge(from_image),
-      "from_random_start": judge(from_start),
-      "unknown_at_mean_pixel": judge(nothing),
-      "seconds": time.time() - start_time, "command": command,
-  }
-  grid_path = os.path.splitext(plan.output)[0] + "_inpaint.png"
-  shown = np.concatenate([np.flatnonzero(labels == c)[:1] for c in range(NUM_CLASSES)])
-  masked_input = np.where(masks > 0, images, 0.5)  # Unknown pixels grey.
-  grid = np.stack([masked_input[shown], images[shown], from_image[shown], from_start[shown]], 1).reshape(-1, *IMAGE_SHAPE)
-  os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
-  plots.save_image_grid(grid, grid_path, nrow=4, row_labels=[str(c) for c in range(NUM_CLASSES)],
-                        title=f"{mask_name} known: input, real, from the masked image, from a random start")
-  result["inpaint_png"] = os.path.basename(grid_path)
-  files.write_json(plan.output, result)
-  return result
-
-
-def format_inpainting(result: dict) -> str:
-  lines = [f"{'start':<28}{'unknown MSE':>12}{'accuracy':>10}{'mean p':>9}"]
-  for key, name in (("from_masked_image", "code of the masked image"), ("from_random_start", "random start"),
-                    ("unknown_at_mean_pixel", "nothing filled in")):
-    r = result[key]
-    lines.append(f"{name:<28}{r['unknown_pixels_mse']:>12.4f}{r['accuracy']:>10.3f}"
-                 f"{r['mean_true_class_probability']:>9.3f}")
-  return "\n".join(lines)
+from ppgn_tf.evaluation.inpaint_evaluation import evaluate_inpainting, format_inpainting  # noqa: E402,F401
 
 
 # ---- quality against training time: every kept checkpoint of one run -----------------------------

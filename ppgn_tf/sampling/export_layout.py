@@ -25,7 +25,11 @@ EMBEDDED_KEY = "embedded_training_data"
 # signatures' condition (E's classes or a baked-in classifier, with its K) and the sample_unit signature's layer.
 CONDITION_KEY = "condition"
 UNIT_CONDITION_KEY = "unit_condition"
-NOT_SETTINGS = (EMBEDDED_KEY, CONDITION_KEY, UNIT_CONDITION_KEY)
+# The key of SETTINGS_FILE holding the settings of the in-painting signatures (`inpaint`, `inpaint_varied`), by name.
+INPAINT_KEY = "inpaint_settings"
+NOT_SETTINGS = (EMBEDDED_KEY, CONDITION_KEY, UNIT_CONDITION_KEY, INPAINT_KEY)
+# The settings the exported `inpaint_from_codes` signature takes as inputs; the others are the `inpaint` preset's.
+INPAINT_SIGNATURE_SETTINGS = ("steps", "epsilon1", "epsilon2", "epsilon3", "epsilon4")
 
 
 # What one request may ask of an export, so that none can hold a TensorFlow Serving thread for long: at most this
@@ -98,6 +102,13 @@ def read_sampler_settings(path: str) -> sampler_config.SamplerConfig | None:
     return None
   settings = {k: v for k, v in settings.items() if k not in NOT_SETTINGS}
   return sampler_config.from_json(settings) if settings else None
+
+
+def read_inpaint_settings(path: str) -> dict:
+  """The settings of an export's in-painting signatures, {signature name: SamplerConfig as JSON}; {} for exports
+  older than the record."""
+  settings = run_files.read_json(os.path.join(path, SETTINGS_FILE)) or {}
+  return settings.get(INPAINT_KEY) or {}
 
 
 def read_condition(path: str) -> dict:

@@ -341,6 +341,18 @@ def masked_image_codes(encoder, inpaint, code_layer: str = encoder_lib.CODE_LAYE
   return tf.cast(encoder(mask * known, training=False)[code_layer], tf.float32)
 
 
+def inpaint_start_codes(encoder, inpaint, seeds, start_noise=0.0, code_layer: str = "fc1") -> tf.Tensor:
+  """Where an in-painting chain starts: the code of the masked image (`masked_image_codes`) plus N(0,
+  start_noise^2) noise per unit, drawn from each row's h_0 stream (`start_noise` 0: the original PPGN's start, the
+  same for every seed)."""
+  h0 = masked_image_codes(encoder, inpaint, code_layer)
+  keys = random_streams.row_draw_keys(seeds, random_streams.MALA_H0, 0)
+  code_shape = h0.shape[1:]
+  noise = tf.map_fn(lambda k: tf.random.stateless_normal(code_shape, seed=k), keys,
+                    fn_output_signature=tf.TensorSpec(code_shape, tf.float32))
+  return h0 + tf.cast(start_noise, tf.float32) * noise
+
+
 def known_pixels_log_likelihood(generated, inpaint) -> tf.Tensor:
   """Per row -1/2 sum over known pixels of (G(h) - x)^2: a unit-variance Gaussian on the known pixels."""
   known, mask = inpaint
@@ -534,15 +546,22 @@ class MalaSampler:
     """Fills in the unknown pixels of `images` (pixels in [0, 1], [N, 28, 28, 1]) where `mask` is 0,
     conditioned on `targets`; the known pixels (mask 1) are kept. See `check_inpaint_inputs`.
 
-    Each chain starts from the code of its masked image (`masked_image_codes`), unless `h0` is given (e.g.
-    `initial_codes`, a start that ignores the image: the baseline a completion is measured against)."""
+    Each chain starts from the code of its masked image, plus the settings' `start_noise` (`inpaint_start_codes`),
+    unless `h0` is given (e.g. `initial_codes`, a start that ignores the image: the baseline a completion is
+    measured against). The in-painting presets (`sampler_config.INPAINT_PRESETS`) are the settings chosen for it."""
     images, mask = check_inpaint_inputs(images, mask, len(np.asarray(targets)))
     seeds = tf.convert_to_tensor(seeds, tf.int64)
     targets = tf.convert_to_tensor(self.check_targets(targets), tf.int32)
     known, mask = data_lib.normalize(images), tf.constant(mask, tf.float32)
     if h0 is None:
-      h0 = masked_image_codes(self.encoder, (known, mask), self.code_layer)
+      h0 = inpaint_start_codes(self.encoder, (known, mask), seeds, self.config.start_noise, self.code_layer)
     return self._run_inpaint(tf.convert_to_tensor(h0, tf.float32), targets, seeds, known, mask)
+
+  def inpaint_start_codes(self, images, mask, seeds) -> tf.Tensor:
+    """Where `inpaint` starts the chains of `images` (pixels in [0, 1]) with `mask` (1: known), one row per seed."""
+    images, mask = check_inpaint_inputs(images, mask, len(np.asarray(seeds)))
+    return inpaint_start_codes(self.encoder, (data_lib.normalize(images), tf.constant(mask, tf.float32)),
+                               tf.convert_to_tensor(seeds, tf.int64), self.config.start_noise, self.code_layer)
 
   def codes_of(self, images) -> tf.Tensor:
     """h0 from images (normalised): start chains at the codes of given images."""

@@ -181,9 +181,11 @@ def inpaint_from_model(model, config, inputs: inpaint_inputs.InpaintInputs, per_
   return inpaint_grid(run, inpaint_image(inputs), inputs.mask, per_class, seed)
 
 
-def inpaint_from_saved_model(path: str, inputs: inpaint_inputs.InpaintInputs, per_class: int, seed: int = 0):
-  """The same through an exported SavedModel's `inpaint` signature (the settings it was exported with)."""
-  signature = tf.saved_model.load(path).signatures["inpaint"]
+def inpaint_from_saved_model(path: str, inputs: inpaint_inputs.InpaintInputs, per_class: int, seed: int = 0,
+                             signature_name: str = "inpaint"):
+  """The same through an exported SavedModel's in-painting signature (`inpaint` or `inpaint_varied`: the settings
+  it was exported with)."""
+  signature = tf.saved_model.load(path).signatures[signature_name]
   max_batch = export_layout.read_max_batch(path)
   run = lambda x, m, c, s: call_in_requests(
       signature, max_batch, images=tf.constant(x, tf.float32), mask=tf.constant(m, tf.float32),
@@ -206,7 +208,8 @@ def inpaint_grid(run, image, mask, per_class: int, seed: int = 0):
 
 
 def write_inpaint_outputs(grid, probs, output_dir: str, per_class: int, title: str) -> dict:
-  """inpaint.png (one row per class, masked input first) and inpaint.json (E's verdict, `grid_stats`)."""
+  """inpaint.png (one row per class, masked input first, then `per_class` completions) and inpaint.json (E's
+  verdict, `grid_stats`)."""
   plots.save_image_grid(grid, os.path.join(output_dir, "inpaint.png"), nrow=per_class + 1,
                         row_labels=[str(c) for c in range(NUM_CLASSES)], title=title)
   stats = grid_stats({"class_probs": probs}, per_class)

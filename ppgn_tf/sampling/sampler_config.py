@@ -43,6 +43,9 @@ class SamplerConfig:
   epsilon2: float = 1.0  # Weight of the conditioning gradient.
   epsilon3: float = 1e-15  # Standard deviation of the noise.
   epsilon4: float = 1.0  # In-painting only: weight of the known pixels' gradient.
+  # In-painting only: the standard deviation of N(0, s^2) noise added to the start (the masked image's code), drawn
+  # from each row's seed: 0 starts every chain of one image at the same code.
+  start_noise: float = 0.0
   h0: str = H0_NORMAL  # One of H0_MODES.
   clip_min: float | None = None  # Clip h to [clip_min, clip_max] after each step.
   clip_max: float | None = None
@@ -66,7 +69,7 @@ class SamplerConfig:
     serving.build_archive). Not on construction: the export's `sample` signature fills some fields with tensors,
     which its graph checks itself.
     """
-    for name in ("steps", "epsilon1", "epsilon2", "epsilon3", "epsilon4", "step_size", "keep_every",
+    for name in ("steps", "epsilon1", "epsilon2", "epsilon3", "epsilon4", "start_noise", "step_size", "keep_every",
                  "reset_every"):
       checks.at_least(name, getattr(self, name), 0)
     if self.step_size_end is not None:
@@ -79,6 +82,12 @@ class SamplerConfig:
       checks.in_interval("stop_probability", self.stop_probability, 0, 1, low_open=True)
     if self.clip_percentile is not None:
       checks.in_interval("clip_percentile", self.clip_percentile, 0, 50, high_open=True)
+
+  @property
+  def inpaint_varies(self) -> bool:
+    """Whether in-painting chains with these settings differ from seed to seed (noise at the start or in the steps,
+    or a start drawn at random)."""
+    return self.epsilon3 > 0 or self.start_noise > 0
 
   @property
   def needs_code_prior(self) -> bool:
@@ -110,6 +119,30 @@ PRESETS = {
     # start), not new digits. Its export holds every training code (--export_training_codes).
     "training_digit": SamplerConfig(h0=H0_CLASS_CODES, clip_percentile=1.0, steps=50),
 }
+
+
+# The in-painting settings, chosen by docs/reports/inpainting_study.py on the quick start, on in-painting's own
+# measures (the first half of each class' test digits, the left half known; docs/sampling.md#in-painting). Both run
+# the original PPGN's in-painting chain: the masked image's code as the start, 20 normalised steps whose size falls
+# linearly to 1e-2, a tiny prior term (epsilon1) and known-pixel term (epsilon4), the class term (epsilon2), codes
+# kept >= 0 (fc1's ReLU range). `inpaint` (the default) is deterministic, one completion per image and class, with
+# a step size 5x smaller than the original's, so the chain keeps more of its start: the completion fits the known
+# part better (squared error of the unknown part below a chain from a random start's). `inpaint_varied` takes the
+# original's full step, noise at the start (start_noise) and a little in every step (epsilon3): each seed
+# completes the image differently.
+INPAINT_PRESETS = {
+    "inpaint": SamplerConfig(steps=20, epsilon1=1e-5, epsilon2=1.0, epsilon3=0.0, epsilon4=1e-9, clip_min=0.0,
+                             normalize_step=True, step_size=0.2, step_size_end=1e-2),
+    "inpaint_varied": SamplerConfig(steps=20, epsilon1=1e-5, epsilon2=1.0, epsilon3=0.01, epsilon4=1e-9,
+                                    clip_min=0.0, normalize_step=True, step_size=1.0, step_size_end=1e-2,
+                                    start_noise=3.0),
+}
+
+
+def inpaint_preset(name: str) -> SamplerConfig:
+  if name not in INPAINT_PRESETS:
+    raise ValueError(f"--inpaint_preset={name}: choose from {', '.join(INPAINT_PRESETS)}")
+  return INPAINT_PRESETS[name]
 
 
 def preset(name: str) -> SamplerConfig:

@@ -5,7 +5,11 @@ Serving's C++ path runs them as well as `tf.saved_model.load`):
   serving_default  class_id int32 [N], seed int64 [N] -> images, codes, class_probs
   sample           the same plus steps, epsilon1, epsilon2, epsilon3 (scalars)
   inpaint          images float32 [N, 28, 28, 1] in [0, 1], mask float32 [N, 28, 28, 1] (1: known pixel),
-                   class_id, seed -> images (known pixels kept), generated, codes, class_probs
+                   class_id, seed -> images (known pixels kept), generated, codes, class_probs, start_codes:
+                   the `inpaint` preset, deterministic (the seed changes nothing)
+  inpaint_varied   the same inputs and outputs, the `inpaint_varied` preset: the seed changes the completion
+  inpaint_from_codes  the same inputs plus codes float32 [N, *code shape] (where the chains start) and scalars
+                   steps, epsilon1..epsilon4: the `inpaint` preset's chains with those overrides
   generate         codes float32 [N, *code shape] -> images
   encode           images float32 [N, 28, 28, 1] in [0, 1] -> codes, class_probs
   sample_unit      (with a `unit_layer`) unit int32 [N], seed int64 [N] -> images, codes, class_probs, activation:
@@ -14,10 +18,12 @@ Plug & Play: serving_default, sample and inpaint condition on E's classes, or on
 baked into the graph (`condition_model`, a `condition_model.ConditionClassifier`): then class_id ranges over its
 K classes and they also return condition_probs [N, K], its probabilities for the images. class_probs are E's
 either way. The prior term of every chain is E(G(h)).
-serving_default, sample and inpaint run the sampler settings given at export
+serving_default and sample run the sampler settings given at export
 (h_0 mode, clipping, step normalisation and schedule, restarts); `sample`
-overrides steps and epsilons; `inpaint` starts each chain from the code of its
-masked image, as the original PPGN does. What those settings read of the
+overrides steps and epsilons. The in-painting signatures run the in-painting
+presets (`sampler_config.INPAINT_PRESETS`, recorded in sampler.json), each chain
+starting from the code of its masked image as the original PPGN does (plus noise
+in `inpaint_varied`). What those settings read of the
 training codes is a constant of the graph: by default only summary statistics
 (per-class means and covariances, per-unit ranges), never a training example's
 code; the h_0 modes that start from stored training codes are exported only when
@@ -82,12 +88,15 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
                   embed_training_codes: bool = False, max_batch: int = export_layout.DEFAULT_MAX_BATCH,
                   max_steps: int = export_layout.DEFAULT_MAX_STEPS,
                   condition_model: condition_lib.ConditionClassifier | None = None,
-                  unit_layer: str | None = None) -> SamplerArchive:
+                  unit_layer: str | None = None, inpaint_configs: dict | None = None) -> SamplerArchive:
   """An ExportArchive holding G, E and the signatures (see the module docstring), with what `write` records.
 
   `condition_model` (a classifier of the user's own, baked into the graph) replaces E's classes in the class
   signatures; `unit_layer` (a layer of E) adds `sample_unit`, whose chains run `config` without its
   stop_probability (a unit has no probability to stop at).
+
+  `inpaint_configs` ({"inpaint": SamplerConfig, "inpaint_varied": SamplerConfig}; default the in-painting presets)
+  are what the in-painting signatures run.
 
   `prior` (the real codes) is needed when `config` reads them (h0 from codes or their statistics, percentile
   clipping); only their statistics go into the graph unless `embed_training_codes` (`check_export_embedding`).
@@ -102,6 +111,14 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   sampler_config.check_export_embedding(config, embed_training_codes)
   export_layout.check_limits(max_batch, max_steps, config.steps)
   mala_sampler.check_prior(config, prior)
+  inpaint_configs = dict(inpaint_configs or sampler_config.INPAINT_PRESETS)
+  if sorted(inpaint_configs) != sorted(sampler_config.INPAINT_PRESETS):
+    raise ValueError(f"inpaint_configs: expected settings for {', '.join(sampler_config.INPAINT_PRESETS)}")
+  for settings in inpaint_configs.values():
+    settings.validate()
+    export_layout.check_limits(max_batch, max_steps, settings.steps)
+    mala_sampler.check_prior(settings, prior)
+  inpaint_clips = {name: mala_sampler.clip_bounds(settings, prior) for name, settings in inpaint_configs.items()}
   units = None if unit_layer is None else condition_lib.check_layer(encoder, unit_layer)
   code_shape = [int(d) for d in generator.input.shape[1:]]
   clip_min, clip_max = mala_sampler.clip_bounds(config, prior)
@@ -127,20 +144,22 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
         tf.debugging.assert_equal(tf.size(seed), tf.size(targets), message=f"seed must have one value per {name}"),
     ]
 
-  def chains(targets, seed, settings, checks=(), inpaint=None, layer=mala_sampler.CLASS):
+  def chains(targets, seed, settings, checks=(), inpaint=None, layer=mala_sampler.CLASS, h0=None, clip=None):
     on_classes = layer == mala_sampler.CLASS
     rows = check_rows(targets, seed) if on_classes else check_rows(targets, seed, "unit", units, f" ({layer})")
     with tf.control_dependencies(list(checks) + rows):
       targets = tf.identity(targets)
     classifier = condition_model if on_classes else None
-    if inpaint is None:
+    if h0 is None and inpaint is None:
       h0 = mala_sampler.initial_codes(seed, code_shape, settings.h0,
                                       targets=mala_sampler.start_targets(targets, layer, classifier), **prior_parts)
-    else:  # The original PPGN's start: the code of the masked image.
-      h0 = mala_sampler.masked_image_codes(encoder, inpaint, code_layer)
-    return mala_sampler.run_chains(
+    elif h0 is None:  # The original PPGN's start: the code of the masked image (plus the settings' start noise).
+      h0 = mala_sampler.inpaint_start_codes(encoder, inpaint, seed, settings.start_noise, code_layer)
+    low, high = clip or (clip_min, clip_max)
+    out = mala_sampler.run_chains(
         h0, targets, seed, generator, encoder, config=settings, code_layer=code_layer, condition_layer=layer,
-        condition_model=classifier, clip_min=clip_min, clip_max=clip_max, inpaint=inpaint, **prior_parts)
+        condition_model=classifier, clip_min=low, clip_max=high, inpaint=inpaint, **prior_parts)
+    return {**out, "start_codes": h0}
 
   def outputs(out, *extra):
     keys = ("images", "codes", "class_probs", *extra) + (("condition_probs",) if "condition_probs" in out else ())
@@ -164,8 +183,8 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
     settings = dataclasses.replace(config, steps=steps, epsilon1=epsilon1, epsilon2=epsilon2, epsilon3=epsilon3)
     return sample(class_id, seed, settings, checks)
 
-  def inpaint(images, mask, class_id, seed):
-    checks = [
+  def inpaint_inputs(images, mask, class_id, extra_checks=()):
+    checks = list(extra_checks) + [
         tf.debugging.assert_all_finite(images, message="images must be finite"),
         tf.debugging.assert_greater_equal(images, 0.0, message="images must be in [0, 1]"),
         tf.debugging.assert_less_equal(images, 1.0, message="images must be in [0, 1]"),
@@ -177,8 +196,30 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
                                   message="images must have one row per class_id"),
     ]
     with tf.control_dependencies(checks):  # Every input the chain reads waits for the checks.
-      known, mask, class_id = data_lib.normalize(images), tf.identity(mask), tf.identity(class_id)
-    return outputs(chains(class_id, seed, config, inpaint=(known, mask)), "generated")
+      return data_lib.normalize(images), tf.identity(mask), tf.identity(class_id)
+
+  def inpaint_with(name):
+    def run(images, mask, class_id, seed):
+      known, mask, class_id = inpaint_inputs(images, mask, class_id)
+      return outputs(chains(class_id, seed, inpaint_configs[name], inpaint=(known, mask), clip=inpaint_clips[name]),
+                     "generated", "start_codes")
+    return run
+
+  def inpaint_from_codes(images, mask, class_id, seed, codes, steps, epsilon1, epsilon2, epsilon3, epsilon4):
+    checks = [
+        tf.debugging.assert_all_finite(codes, message="codes must be finite"),
+        tf.debugging.assert_equal(tf.shape(codes)[0], tf.size(class_id),
+                                  message="codes must have one row per class_id"),
+        tf.debugging.assert_non_negative(steps, message="steps must be >= 0"),
+        tf.debugging.assert_less_equal(steps, max_steps,
+                                       message=f"steps is more than this export allows (max_steps {max_steps})"),
+    ] + [tf.debugging.assert_non_negative(value, message=f"epsilon{i} must be >= 0")
+         for i, value in enumerate((epsilon1, epsilon2, epsilon3, epsilon4), 1)]
+    known, mask, class_id = inpaint_inputs(images, mask, class_id, checks)
+    settings = dataclasses.replace(inpaint_configs["inpaint"], steps=steps, epsilon1=epsilon1, epsilon2=epsilon2,
+                                   epsilon3=epsilon3, epsilon4=epsilon4)
+    return outputs(chains(class_id, seed, settings, inpaint=(known, mask), h0=codes, clip=inpaint_clips["inpaint"]),
+                   "generated")
 
   unit_settings = sampler_config.for_unit_condition(config)
 
@@ -205,12 +246,18 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
       tf.TensorSpec([], tf.int32, name="steps"), tf.TensorSpec([], tf.float32, name="epsilon1"),
       tf.TensorSpec([], tf.float32, name="epsilon2"), tf.TensorSpec([], tf.float32, name="epsilon3")])
   image_spec = lambda name: tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=name)
-  archive.add_endpoint("inpaint", inpaint, input_signature=[image_spec("images"), image_spec("mask")] + rows)
+  inpaint_spec = [image_spec("images"), image_spec("mask")] + rows
+  for name in inpaint_configs:  # inpaint (deterministic) and inpaint_varied.
+    archive.add_endpoint(name, inpaint_with(name), input_signature=inpaint_spec)
+  archive.add_endpoint("inpaint_from_codes", inpaint_from_codes, input_signature=inpaint_spec + [
+      tf.TensorSpec([None, *code_shape], tf.float32, name="codes"), tf.TensorSpec([], tf.int32, name="steps")] + [
+      tf.TensorSpec([], tf.float32, name=f"epsilon{i}") for i in range(1, 5)])
   archive.add_endpoint("generate", generate,
                        input_signature=[tf.TensorSpec([None, *code_shape], tf.float32, name="codes")])
   archive.add_endpoint("encode", encode,
                        input_signature=[image_spec("images")])
-  records = {export_layout.CONDITION_KEY: condition.record()}
+  records = {export_layout.CONDITION_KEY: condition.record(),
+             export_layout.INPAINT_KEY: {name: sampler_config.to_json(c) for name, c in inpaint_configs.items()}}
   if unit_layer is not None:
     archive.add_endpoint("sample_unit", sample_unit, input_signature=[
         tf.TensorSpec([None], tf.int32, name="unit"), tf.TensorSpec([None], tf.int64, name="seed")])
