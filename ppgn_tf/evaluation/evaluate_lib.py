@@ -20,6 +20,7 @@ from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 from ppgn_tf.evaluation import eval_classifier
 from ppgn_tf.evaluation.evaluation_plan import Plan  # Made and checked there, with no TensorFlow.
 from ppgn_tf.evaluation import metrics
+from ppgn_tf.evaluation import tables
 from ppgn_tf.model import encoder as encoder_lib
 from ppgn_tf.sampling import condition_spec
 from ppgn_tf.sampling import export_layout
@@ -348,8 +349,7 @@ def evaluate(plan: Plan, sampler_config=None, *, seed: int = 0, command: str | N
   return result
 
 
-def _num(value, digits: int = 3) -> str:
-  return "-" if value is None else f"{value:.{digits}f}"
+_num = tables.number
 
 
 def format_tables(result: dict) -> str:

@@ -18,6 +18,7 @@ from ppgn_tf import plots
 from ppgn_tf import hardware
 from ppgn_tf.data.idx_format import NUM_CLASSES
 from ppgn_tf.evaluation import metrics
+from ppgn_tf.evaluation import tables
 from ppgn_tf.evaluation import seed_statistics as stats
 from ppgn_tf.evaluation.evaluation_plan import EVALUATION_FILE
 from ppgn_tf.training import run_files
@@ -67,8 +68,7 @@ def format_seconds(seconds: float | None) -> str:
   return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def _num(value, digits: int = 3) -> str:
-  return "-" if value is None else f"{value:.{digits}f}"
+_num = tables.number
 
 
 def _copy(source: str, destination: str) -> None:
