@@ -16,6 +16,7 @@ import pytest
 from ppgn_tf.evaluation import evaluate_lib as evaluate
 from ppgn_tf.evaluation import evaluation_plan
 from ppgn_tf.evaluation import inpaint_evaluation
+from ppgn_tf.evaluation import inpaint_evaluation
 from ppgn_tf.evaluation import metrics
 from ppgn_tf.sampling import mala_sampler
 from ppgn_tf.sampling.run_end import RunEnd
@@ -164,7 +165,7 @@ def _check_inpainting(result, masks, output):
     assert all(0 <= steering[k] <= 1 for k in ("deterministic", "varied", "epsilon2_zero", "nearest_real_digit"))
     assert (output.parent / entry["grid_png"]).stat().st_size > 1000
   assert json.loads(output.read_text()) == json.loads(json.dumps(result))
-  assert len(evaluate.format_inpainting(result).splitlines()) == 8 * len(masks)
+  assert len(inpaint_evaluation.format_inpainting(result).splitlines()) == 8 * len(masks)
 
 
 def test_report_rows_are_the_second_half_of_each_class():
@@ -197,7 +198,7 @@ def test_evaluate_inpainting_on_a_workdir_and_its_export(evaluated_run, tmp_path
   plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir, per_class=2, batch=50,
                                    output=str(output))
   masks = ("left", "centre")
-  lib = evaluate.evaluate_inpainting(plan, mala_sampler.SamplerConfig(steps=2), masks, steering_per_class=1)
+  lib = inpaint_evaluation.evaluate_inpainting(plan, mala_sampler.SamplerConfig(steps=2), masks, steering_per_class=1)
   _check_inpainting(lib, masks, output)
   # The mean image fill depends on no model: the same figures whoever fills in.
   export = trained_run.export_sampler(trained_run.load_trained(workdir), mala_sampler.SamplerConfig(steps=2),

@@ -38,7 +38,8 @@ FUNCTION_LEVEL_IMPORTS = {
                                 ("ppgn_tf.cli.export", "ppgn_tf.sampling.trained_run"),
                                 ("ppgn_tf.cli.export", "ppgn_tf.sampling.condition_model"),
                                 ("ppgn_tf.cli.sample", "ppgn_tf.sampling.condition_model"),
-                                ("ppgn_tf.cli.evaluate", "ppgn_tf.evaluation.condition_evaluation"))},
+                                ("ppgn_tf.cli.evaluate", "ppgn_tf.evaluation.condition_evaluation"),
+                                ("ppgn_tf.cli.evaluate", "ppgn_tf.evaluation.inpaint_evaluation"))},
 }
 # The subpackages in the pipeline's order: each imports those before it (and the shared top-level modules).
 PIPELINE = ("data", "model", "training", "sampling", "evaluation", "perf", "cli")

@@ -237,7 +237,11 @@ def test_the_export_log_reads_and_the_signatures_keep_their_input_names(exported
   inputs = {name: sorted(f.structured_input_signature[1]) for name, f in signatures.items()}
   assert inputs == {"serving_default": ["class_id", "seed"],
                     "sample": ["class_id", "epsilon1", "epsilon2", "epsilon3", "seed", "steps"],
-                    "inpaint": ["class_id", "images", "mask", "seed"], "generate": ["codes"], "encode": ["images"]}
+                    "inpaint": ["class_id", "images", "mask", "seed"],
+                    "inpaint_varied": ["class_id", "images", "mask", "seed"],
+                    "inpaint_from_codes": ["class_id", "codes", "epsilon1", "epsilon2", "epsilon3", "epsilon4",
+                                           "images", "mask", "seed", "steps"],
+                    "generate": ["codes"], "encode": ["images"]}
 
 
 def test_versions_are_never_overwritten(exported, tmp_path):
@@ -635,7 +639,8 @@ def test_requests_past_the_exports_limits_are_refused_before_any_work(model, loa
   result."""
   from ppgn_tf.sampling import sample_lib
   config = SamplerConfig(steps=STEPS)
-  archive = serving.build_archive(model.generator, model.encoder, config, "fc1", max_batch=3, max_steps=12)
+  # max_steps at least every signature's own steps (the in-painting presets run 20).
+  archive = serving.build_archive(model.generator, model.encoder, config, "fc1", max_batch=3, max_steps=20)
   path = serving.write(archive, str(tmp_path / "limited"))
   assert json.loads(open(os.path.join(path, export_layout.EXPORT_INFO_FILE)).read())["max_batch"] == 3
   limited = tf.saved_model.load(path).signatures
@@ -643,13 +648,13 @@ def test_requests_past_the_exports_limits_are_refused_before_any_work(model, loa
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"class_id has more rows than this export allows \(max_batch 3\)"):
     limited["serving_default"](**rows)
   steps = dict(epsilon1=tf.constant(0.01), epsilon2=tf.constant(1.0), epsilon3=tf.constant(0.0))
-  with pytest.raises(tf.errors.InvalidArgumentError, match=r"steps is more than this export allows \(max_steps 12\)"):
-    limited["sample"](class_id=rows["class_id"][:2], seed=rows["seed"][:2], steps=tf.constant(13), **steps)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"steps is more than this export allows \(max_steps 20\)"):
+    limited["sample"](class_id=rows["class_id"][:2], seed=rows["seed"][:2], steps=tf.constant(21), **steps)
   with pytest.raises(tf.errors.InvalidArgumentError, match="codes has more rows"):
     limited["generate"](codes=tf.zeros([4, 64]))
   with pytest.raises(tf.errors.InvalidArgumentError, match="images has more rows"):
     limited["encode"](images=tf.zeros([4, 28, 28, 1]))
-  within = limited["sample"](class_id=rows["class_id"][:3], seed=rows["seed"][:3], steps=tf.constant(12), **steps)
+  within = limited["sample"](class_id=rows["class_id"][:3], seed=rows["seed"][:3], steps=tf.constant(20), **steps)
   assert within["images"].shape == (3, 28, 28, 1)
   # Four rows in two requests give what one request to an unlimited export gives.
   split = sample_lib.call_in_requests(limited["serving_default"], 3, **rows)

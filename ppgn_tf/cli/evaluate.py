@@ -122,14 +122,16 @@ def main(argv):
     # TensorFlow loads after the input is checked: bad input fails in about a second.
     from ppgn_tf.evaluation import condition_evaluation
     from ppgn_tf.evaluation import evaluate_lib
+    from ppgn_tf.evaluation import inpaint_evaluation
     command = shlex.join(["python", "-m", "ppgn_tf.evaluate", *sys.argv[1:]])
     if on_condition:
       result = condition_evaluation.evaluate_condition(plan, config, spec, seed=FLAGS.seed, command=command)
       print(condition_evaluation.format_condition(result))
     elif FLAGS.inpaint_mask:
-      result = evaluate_lib.evaluate_inpainting(plan, config, masks, seed=FLAGS.seed,
-                                                steering_per_class=FLAGS.inpaint_steering_per_class, command=command)
-      print(evaluate_lib.format_inpainting(result))
+      result = inpaint_evaluation.evaluate_inpainting(plan, config, masks, seed=FLAGS.seed,
+                                                      steering_per_class=FLAGS.inpaint_steering_per_class,
+                                                      command=command)
+      print(inpaint_evaluation.format_inpainting(result))
     elif FLAGS.checkpoints:
       result = evaluate_lib.evaluate_checkpoints(plan, config, seed=FLAGS.seed, command=command)
       print(evaluate_lib.format_checkpoints(result))

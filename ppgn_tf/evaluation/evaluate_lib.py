@@ -404,11 +404,6 @@ def format_tables(result: dict) -> str:
 
 
 
-# ---- in-painting: how well is the part that was not given completed? (its own module) -----------
-
-from ppgn_tf.evaluation.inpaint_evaluation import evaluate_inpainting, format_inpainting  # noqa: E402,F401
-
-
 # ---- quality against training time: every kept checkpoint of one run -----------------------------
 
 # The thesis' own code (its PyTorch, unchanged) at paper scale on a GPU, 4,954 G steps of the vanilla experiment

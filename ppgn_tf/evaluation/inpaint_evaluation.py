@@ -33,6 +33,7 @@ from ppgn_tf import random_streams
 from ppgn_tf.data import datasets as data_lib
 from ppgn_tf.data.idx_format import IMAGE_SHAPE, NUM_CLASSES
 from ppgn_tf.evaluation import metrics
+from ppgn_tf.evaluation.evaluate_lib import Reference
 from ppgn_tf.evaluation.evaluation_plan import Plan
 from ppgn_tf.sampling import export_layout
 from ppgn_tf.sampling import mala_sampler
@@ -168,7 +169,6 @@ def evaluate_inpainting(plan: Plan, sampler_config, masks=sampler_config_lib.NAM
   module docstring); `sampler_config` gives the random start's h_0 (a workdir; an export uses its own).
   `steering_per_class` (default all) of them are asked for every class. Writes plan.output (JSON) and a grid per
   mask beside it (OUTPUT_MASK.png); returns the JSON's contents."""
-  from ppgn_tf.evaluation.evaluate_lib import Reference  # Not at import: evaluate_lib re-exports this function.
   start_time = time.time()
   masks = [masks] if isinstance(masks, str) else list(masks)
   for name in masks:
