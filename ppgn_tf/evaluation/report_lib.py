@@ -50,11 +50,12 @@ def check_workdirs(workdirs: list[str], evaluate_missing: bool) -> None:
 
 
 def run_identity(workdir: str, name: str) -> dict:
-  """What groups a run: its name, seed and configuration without the seed (config.json, options.json)."""
+  """What groups a run: its name, seed and configuration without the seed (config.json, options.json, both
+  kept in the result)."""
   config = run_files.read_json(os.path.join(workdir, CONFIG_FILE)) or {}
   options = run_files.read_json(os.path.join(workdir, OPTIONS_FILE)) or {}
   return {"name": name, "path": os.path.normpath(os.path.abspath(workdir)), "seed": config.get("seed", 0),
-          "key": stats.configuration_key(config, options)}
+          "key": stats.configuration_key(config, options), "config": config, "options": options}
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -180,9 +181,8 @@ def group_scale(group: dict) -> dict:
     values = sorted({json.dumps(v, sort_keys=True) for v in values})
     return json.loads(values[0]) if len(values) == 1 else [json.loads(v) for v in values]
   runs = group["runs"]
-  config = lambda r: run_files.read_json(os.path.join(r["path"], CONFIG_FILE)) or {}
-  return {"dim": one(config(r).get("dim") for r in runs),
-          "batch_size": one(config(r).get("batch_size") for r in runs),
+  return {"dim": one(r["config"].get("dim") for r in runs),
+          "batch_size": one(r["config"].get("batch_size") for r in runs),
           "generator_steps": one(r["summary"].get("generator_steps") for r in runs),
           "dataset": one(r["options"].get("dataset") for r in runs),
           "precision": one(r["summary"].get("precision") or r["options"].get("precision") for r in runs),
@@ -358,7 +358,7 @@ def build_report(workdirs: list[str], output: str, title: str = "PPGN runs", ima
                  "beside": None if beside_evaluation is None else {
                      name_: beside_evaluation.get(name_) for name_, _, _ in BESIDE_METRICS},
                  "beside_sampler": None if beside_evaluation is None else beside_evaluation.get("sampler"),
-                 "options": run_files.read_json(os.path.join(w, OPTIONS_FILE)) or {}, "pictures": pictures,
+                 "pictures": pictures,
                  "metrics": run_metrics(evaluation, summary),
                  "history": run_files.read_json(os.path.join(w, HISTORY_FILE)) or {}})
   groups = stats.group_runs(runs)
