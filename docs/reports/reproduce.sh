@@ -12,7 +12,7 @@
 # evaluated; measured in docs/reports/reproduction.md). COMMIT=1 commits each finished run's files at once.
 set -euo pipefail
 REPO=$(git rev-parse --show-toplevel)
-PIN=${PIN:-fe79678d2cd8a0d41eac4be3ec88d7dc6b2cbdcc}  # The campaign's commit: training and evaluation code.
+PIN=${PIN:-fe796784dc7a89a559136c5d969d4a06e1b350b7}  # The campaign's commit: training and evaluation code.
 RUNS=${RUNS:-$REPO/runs/repro_hour}  # Checkpoints and everything large (never committed).
 RESULTS=$REPO/docs/reports/reproduction_runs  # Each finished run's small files, committed.
 JOBS=${JOBS:-2}
