@@ -39,6 +39,7 @@ CHAIN_SEEDS = "chain_seeds"  # The seed of each chain of a grid or an evaluation
 MALA_H0 = "mala_h0"  # A chain's h_0 ~ N(0, 1), per draw (its start and each restart).
 MALA_PRIOR_PICK = "mala_prior_pick"  # Which real codes a chain's h_0 takes, per draw.
 MALA_NOISE = "mala_noise"  # A chain's N(0, eps3^2) noise, per MALA step.
+INPAINT_START_NOISE = "inpaint_start_noise"  # An in-painting chain's N(0, start_noise^2) noise at its start.
 # Evaluation (ppgn_tf.evaluate --seed; the evaluation classifier's own seed).
 EVALUATION_FLOOR_SPLIT = "evaluation_floor_split"  # The halves of the test set behind the real-vs-real FD floor.
 EVAL_CLASSIFIER_INITIALISATION = "eval_classifier_initialisation"
@@ -71,6 +72,7 @@ STREAMS = {
     TASK_CLASSIFIER_INITIALISATION: 17,
     TASK_CLASSIFIER_DATA_ORDER: 18,
     BENCH_IMAGES: 19,
+    INPAINT_START_NOISE: 20,
 }
 # Sub-streams of GRADIENT_PENALTY_MIX, by critic name (the image critic, or the encoder layer it reads), so a
 # critic draws the same mixes in every experiment that has it, whatever other critics are trained beside it.
@@ -129,13 +131,16 @@ def chain_seeds(seed: int, count: int) -> np.ndarray:
 
   Chain i's seed depends on (seed, i) only, so the first chains of a larger grid are those of a smaller one.
   """
-  base = stream_key(seed, CHAIN_SEEDS)
+  return _chain_seed_draws(stream_key(seed, CHAIN_SEEDS), tf.constant(count, tf.int64)).numpy()
+
+
+@tf.function(reduce_retracing=True)  # A graph: a map_fn run eagerly costs about 10 ms a row.
+def _chain_seed_draws(base, count):
   keys = tf.map_fn(lambda i: _fold(base, i), tf.range(count, dtype=tf.int64),
                    fn_output_signature=tf.TensorSpec([2], tf.int64))
   # A 64-bit value per chain: distinct chains, and their root keys apart from every run seed's.
-  draws = tf.map_fn(lambda k: tf.random.stateless_uniform([], seed=k, minval=None, maxval=None, dtype=tf.int64),
-                    keys, fn_output_signature=tf.TensorSpec([], tf.int64))
-  return draws.numpy()
+  return tf.map_fn(lambda k: tf.random.stateless_uniform([], seed=k, minval=None, maxval=None, dtype=tf.int64),
+                   keys, fn_output_signature=tf.TensorSpec([], tf.int64))
 
 
 def seed_keras(seed: int, stream: str) -> None:

@@ -169,7 +169,8 @@ def test_programs_refuse_bad_input_with_one_line(tmp_path, trained_workdir):
   from ppgn_tf.sampling import trained_run
   from ppgn_tf.sampling.mala_sampler import SamplerConfig
   model = trained_run.load_trained(trained_workdir)
-  serving.write(serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=1)), str(exported))
+  serving.write(serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=1),
+                                      prior=trained_run.load_code_prior(trained_workdir, model)), str(exported))
 
   cases = [  # program, arguments, the text its one error line must hold
       ("export.py", [f"--workdir={corrupt}", f"--export_dir={out_dir}"], "corrupt checkpoint"),

@@ -115,11 +115,11 @@ def _tiny_export(base, precision, max_batch):
   from ppgn_tf.model.generator import build_generator
   from ppgn_tf.sampling import serving
   from ppgn_tf.sampling.sampler_config import SamplerConfig
-  from tiny_networks import tiny_encoder
+  from tiny_networks import made_up_code_prior, tiny_encoder
   encoder = tiny_encoder()
   config = SamplerConfig(steps=2)
-  archive = serving.build_archive(build_generator((64,), 2), encoder, config, precision=precision,
-                                  max_batch=max_batch)
+  archive = serving.build_archive(build_generator((64,), 2), encoder, config, prior=made_up_code_prior((64,)),
+                                  precision=precision, max_batch=max_batch)
   return serving.write(archive, str(base))
 
 

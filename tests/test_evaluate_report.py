@@ -201,8 +201,9 @@ def test_evaluate_inpainting_on_a_workdir_and_its_export(evaluated_run, tmp_path
   lib = inpaint_evaluation.evaluate_inpainting(plan, mala_sampler.SamplerConfig(steps=2), masks, steering_per_class=1)
   _check_inpainting(lib, masks, output)
   # The mean image fill depends on no model: the same figures whoever fills in.
-  export = trained_run.export_sampler(trained_run.load_trained(workdir), mala_sampler.SamplerConfig(steps=2),
-                                      str(tmp_path / "export"), max_batch=50)
+  model = trained_run.load_trained(workdir)
+  export = trained_run.export_sampler(model, mala_sampler.SamplerConfig(steps=2), str(tmp_path / "export"),
+                                      trained_run.load_code_prior(workdir, model), max_batch=50)
   out = _run(["-m", "ppgn_tf.evaluate", f"--saved_model={export}", "--inpaint_mask=left,centre", "--per_class=2",
               "--batch=50", "--inpaint_steering_per_class=1", f"--eval_classifier_dir={shared_classifier_dir}",
               f"--dataset={plan.dataset}"])
@@ -340,7 +341,8 @@ def test_saved_model_gives_the_workdir_figures(evaluated_run, shared_classifier_
   workdir, result = evaluated_run
   model = trained_run.load_trained(workdir)
   export = serving.write(serving.build_archive(model.generator, model.encoder, mala_sampler.SamplerConfig(steps=2),
-                                               model.config.code_layer), os.path.join(workdir, "export"))
+                                               model.config.code_layer, trained_run.load_code_prior(workdir, model)),
+                         os.path.join(workdir, "export"))
   plan = evaluation_plan.make_plan(saved_model=os.path.join(workdir, "export"),
                                    eval_classifier_dir=shared_classifier_dir, per_class=2, batch=8)
   assert plan.dataset == result["dataset"]  # Found in the workdir above the export.

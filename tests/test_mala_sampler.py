@@ -328,6 +328,11 @@ def test_step_size_schedule_is_linear_from_start_to_end(tiny):
   np.testing.assert_allclose(out["codes"].numpy(), h, rtol=1e-4, atol=1e-5)
 
 
+def _drawn(*args, **kwargs) -> np.ndarray:
+  """initial_codes(*args, **kwargs) run as a graph: eagerly, its per-row draws (map_fn) take about 10 ms a row."""
+  return tf.function(lambda: initial_codes(*args, **kwargs), autograph=False)().numpy()
+
+
 @pytest.fixture(scope="module")
 def prior():
   """Made-up ReLU-like codes: unit j is 0 half of the time, else uniform on [j, j + 1]."""
@@ -338,19 +343,19 @@ def prior():
 
 def test_h0_from_real_codes_lies_in_their_range(prior):
   seeds = tf.constant(np.arange(200), tf.int64)
-  picked = initial_codes(seeds, [CODE], "codes", prior.codes).numpy()
+  picked = _drawn(seeds, [CODE], "codes", prior.codes)
   # Whole real codes, each one of the prior's rows.
   matches = (picked[:, None, :] == prior.codes[None]).all(-1)
   assert matches.any(1).all()
   assert len({int(np.argmax(row)) for row in matches}) > 100  # Many different codes, not one.
-  marginals = initial_codes(seeds, [CODE], "marginals", prior.codes).numpy()
+  marginals = _drawn(seeds, [CODE], "marginals", prior.codes)
   for j in range(CODE):  # Each unit's value is one of that unit's real values.
     assert np.isin(marginals[:, j], prior.codes[:, j]).all()
   assert marginals.min() >= 0 and (marginals == 0).mean() > 0.3  # Non-negative, with the codes' zeros.
   assert not (marginals[:, None, :] == prior.codes[None]).all(-1).any(1).all()  # Units mixed across codes.
   # Per row: the same seed draws the same code in any batch.
   np.testing.assert_array_equal(initial_codes(seeds[5:6], [CODE], "codes", prior.codes).numpy()[0], picked[5])
-  normal = initial_codes(seeds, [CODE]).numpy()
+  normal = _drawn(seeds, [CODE])
   assert normal.min() < 0  # N(0, 1), the thesis' h_0, is not a ReLU code.
 
 
@@ -363,8 +368,7 @@ def test_h0_from_class_codes_are_real_codes_of_the_requested_class(prior, tiny):
   labelled = _labelled(prior)
   seeds = tf.constant(np.arange(300), tf.int64)
   targets = tf.constant(np.arange(300) % 10, tf.int32)
-  picked = initial_codes(seeds, [CODE], "class_codes", labelled.codes, targets=targets,
-                         prior_labels=labelled.labels).numpy()
+  picked = _drawn(seeds, [CODE], "class_codes", labelled.codes, targets=targets, prior_labels=labelled.labels)
   matches = (picked[:, None, :] == labelled.codes[None]).all(-1)  # [300, 400]: which real codes each row equals.
   of_class = labelled.labels[None, :] == targets.numpy()[:, None]
   assert (matches & of_class).any(1).all()  # Always a real code of the requested class.
@@ -395,7 +399,7 @@ def test_h0_from_class_gaussians_are_new_codes_of_the_requested_class(prior, tin
   np.testing.assert_allclose(covariance, np.cov(labelled.codes[labelled.labels == 3], rowvar=False), atol=0.01)
   seeds = tf.constant(np.arange(2000), tf.int64)
   targets = tf.constant(np.full(2000, 3), tf.int32)
-  drawn = initial_codes(seeds, [CODE], "class_gaussian", targets=targets, statistics=statistics).numpy()
+  drawn = _drawn(seeds, [CODE], "class_gaussian", targets=targets, statistics=statistics)
   assert not (drawn[:, None, :] == labelled.codes[None]).all(-1).any()  # No row is a stored code.
   assert len(np.unique(drawn, axis=0)) > 0.99 * len(drawn)  # Only all 4 units clipped to the range can repeat.
   assert (drawn >= statistics.unit_low).all() and (drawn <= statistics.unit_high).all()
@@ -421,7 +425,7 @@ def test_class_mixtures_draw_each_component_by_its_weight():
   np.testing.assert_allclose(np.sort(statistics.class_weights[4]), [0.3, 0.7], atol=1e-6)
   np.testing.assert_allclose(np.sort(statistics.class_means[4, :, 0]), [5.0, 15.0], atol=0.1)
   seeds = tf.constant(np.arange(1000), tf.int64)
-  drawn = initial_codes(seeds, [CODE], "class_gaussian", targets=tf.fill([1000], 4), statistics=statistics).numpy()
+  drawn = _drawn(seeds, [CODE], "class_gaussian", targets=tf.fill([1000], 4), statistics=statistics)
   assert 0.25 < np.mean(drawn[:, 0] > 10) < 0.35
   # Too few codes for a component of MIN_CODES_PER_COMPONENT: fewer components, the rest never drawn.
   few = CodePrior(codes[:150], (np.arange(150) % 10).astype(np.int32)).statistics(components=2)
@@ -459,25 +463,69 @@ def test_start_noise_moves_the_inpainting_start_by_the_seed(tiny):
   images[1] = images[0]
   mask = named_mask("top")
   seeds = np.array([5, 6, 5])
-  plain = MalaSampler(generator, encoder, SamplerConfig(steps=0)).inpaint_start_codes(images, mask, seeds).numpy()
+  targets = np.array([1, 2, 3])
+  plain = MalaSampler(generator, encoder, SamplerConfig(steps=0)).inpaint_start_codes(images, mask, targets,
+                                                                                       seeds).numpy()
   noisy = MalaSampler(generator, encoder, SamplerConfig(steps=0, start_noise=2.0))
-  start = noisy.inpaint_start_codes(images, mask, seeds).numpy()
-  np.testing.assert_allclose(noisy.inpaint(images, mask, np.array([1, 2, 3]), seeds)["codes"].numpy(), start,
+  start = noisy.inpaint_start_codes(images, mask, targets, seeds).numpy()
+  np.testing.assert_allclose(noisy.inpaint(images, mask, targets, seeds)["codes"].numpy(), start,
                              atol=1e-6)  # inpaint starts there (0 steps: ends there).
-  # The noise is the row's h_0 draw: what h0=normal starts from, N(0, 1) keyed by the seed.
-  z = initial_codes(tf.constant(seeds, tf.int64), plain.shape[1:], "normal").numpy()
-  np.testing.assert_allclose(start, plain + 2.0 * z, atol=1e-5)
-  np.testing.assert_allclose(z[0], z[2])  # One seed, one draw.
+  # The noise is N(0, 1) keyed by the row's seed, from a stream of its own (not the h_0 draw's).
+  z = (start - plain) / 2.0
+  np.testing.assert_allclose(z[0], z[2], atol=1e-5)  # One seed, one draw.
+  assert np.std(z) == pytest.approx(1.0, abs=0.35)
+  h0_draw = initial_codes(tf.constant(seeds, tf.int64), plain.shape[1:], "normal").numpy()
+  assert np.abs(z - h0_draw).max() > 0.5
   assert np.abs(start[0] - start[1]).max() > 0.1  # One image, two seeds: two starts.
 
 
+def test_class_mean_h0_is_the_mean_code_of_the_requested_class_whatever_the_seed(prior, tiny):
+  labelled = _labelled(prior)
+  statistics = labelled.statistics(components=2)  # The mixture's mean is the class' mean, whatever its parts.
+  seeds = tf.constant([1, 2, 3, 4], tf.int64)
+  means = initial_codes(seeds, [CODE], "class_mean", targets=tf.constant([3, 3, 5, 5]), statistics=statistics).numpy()
+  np.testing.assert_allclose(means[0], labelled.codes[labelled.labels == 3].mean(0), rtol=1e-4)
+  np.testing.assert_allclose(means[0], means[1])  # Another seed, the same start.
+  np.testing.assert_allclose(means[2], labelled.codes[labelled.labels == 5].mean(0), rtol=1e-4)
+  # No class of E (another condition): the mean over every class.
+  anyone = initial_codes(seeds, [CODE], "class_mean", statistics=statistics).numpy()
+  np.testing.assert_allclose(anyone[0], labelled.codes.mean(0), rtol=1e-4)
+  with pytest.raises(ValueError, match="class_mean needs the classes"):
+    MalaSampler(tiny[0], tiny[1], SamplerConfig(h0="class_mean"), prior=prior)
+
+
+def test_inpainting_from_h0_fill_starts_at_the_known_pixels_pasted_into_gs_drawing_of_the_class(prior, tiny):
+  """inpaint_start=h0_fill: h_0 = E(known pixels pasted into G(the settings' h_0 for the requested class))."""
+  generator, encoder, _ = tiny
+  labelled = _labelled(prior)
+  images = np.repeat(np.random.default_rng(3).uniform(size=(1, 28, 28, 1)).astype(np.float32), 3, axis=0)
+  mask = named_mask("left")
+  config = SamplerConfig(steps=0, epsilon3=0.0, inpaint_start="h0_fill", h0="class_mean")
+  sampler = MalaSampler(generator, encoder, config, prior=labelled)
+  targets, seeds = np.array([2, 2, 7]), np.array([5, 6, 5])
+  start = sampler.inpaint(images, mask, targets, seeds)["codes"].numpy()
+  drawn = generator(initial_codes(tf.constant(seeds, tf.int64), [CODE], "class_mean", targets=tf.constant(targets),
+                                  statistics=labelled.statistics())).numpy()
+  pasted = np.where(mask > 0, data.normalize(images).numpy(), drawn)
+  np.testing.assert_allclose(start, encoder(pasted)["fc1"].numpy(), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(start[0], start[1], atol=1e-6)  # class_mean: the seed changes nothing.
+  assert np.abs(start[0] - start[2]).max() > 1e-3  # Another class, another start.
+  assert not config.inpaint_varies
+  drawing = dataclasses.replace(config, h0="class_gaussian")
+  assert drawing.inpaint_varies
+  varied = MalaSampler(generator, encoder, drawing, prior=labelled).inpaint(images, mask, targets, seeds)
+  assert np.abs(varied["codes"].numpy()[0] - varied["codes"].numpy()[1]).max() > 1e-3  # A draw per seed.
+  with pytest.raises(ValueError, match="--inpaint_start=mean: choose from masked_image, h0_fill"):
+    SamplerConfig(inpaint_start="mean").validate()
+
+
 @pytest.mark.parametrize("name, varies", [("inpaint", False), ("inpaint_varied", True)])
-def test_inpainting_presets_vary_with_the_seed_only_when_named_so(tiny, name, varies):
+def test_inpainting_presets_vary_with_the_seed_only_when_named_so(tiny, prior, name, varies):
   generator, encoder, _ = tiny
   config = sampler_config.inpaint_preset(name)
   assert config.inpaint_varies == varies and config.stop_probability is None
   images = np.repeat(np.random.default_rng(5).uniform(size=(1, 28, 28, 1)).astype(np.float32), 2, axis=0)
-  out = MalaSampler(generator, encoder, dataclasses.replace(config, steps=3)).inpaint(
+  out = MalaSampler(generator, encoder, dataclasses.replace(config, steps=3), prior=_labelled(prior)).inpaint(
       images, named_mask("left"), np.array([4, 4]), np.array([1, 2]))["images"].numpy()
   assert (np.abs(out[0] - out[1]).max() > 1e-4) == varies
   with pytest.raises(ValueError, match="--inpaint_preset=best: choose from inpaint, inpaint_varied"):

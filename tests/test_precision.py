@@ -205,7 +205,8 @@ def test_a_bf16_export_serves_float32_with_or_without_onednn(trained_workdir, tm
   """Exported in bf16, the SavedModel's signatures take and return float32 of the usual shapes; it also
   runs on TensorFlow's Eigen kernels (oneDNN off), as on a CPU without bfloat16 or oneDNN."""
   model = trained_run.load_trained(trained_workdir)
-  archive = serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=2), "fc1", precision="bf16")
+  archive = serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=2), "fc1",
+                                  trained_run.load_code_prior(trained_workdir, model), precision="bf16")
   path = serving.write(archive, str(tmp_path / "export"))
   assert export_layout.read_export_precision(path) == "bf16"
   script = f"""

@@ -24,6 +24,7 @@ from ppgn_tf.sampling.mala_sampler import MalaSampler, SamplerConfig, initial_co
 
 from conftest import REPO
 from serving_requests import NO_PACKAGE_PREAMBLE, rest_to_tensors
+from tiny_networks import made_up_code_prior, tiny_encoder
 
 STEPS = 10
 SIGNATURES = {"serving_default", "sample", "inpaint", "inpaint_varied", "inpaint_from_codes", "generate",
@@ -36,9 +37,14 @@ def model(trained_workdir):
 
 
 @pytest.fixture(scope="module")
-def exported(model, tmp_path_factory):
+def code_prior(model, trained_workdir):
+  return trained_run.load_code_prior(trained_workdir, model)
+
+
+@pytest.fixture(scope="module")
+def exported(model, code_prior, tmp_path_factory):
   """(archive, base path D, version path D/1) of the trained run's sampler, steps=10."""
-  archive = serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=STEPS), "fc1")
+  archive = serving.build_archive(model.generator, model.encoder, SamplerConfig(steps=STEPS), "fc1", code_prior)
   base = str(tmp_path_factory.mktemp("export") / "ppgn")
   path = serving.write(archive, base)
   return archive, base, path
@@ -347,15 +353,22 @@ def test_sample_cli_needs_exactly_one_source(which, trained_workdir, exported, t
 
 
 def test_export_with_a_spatial_code_layer(tmp_path):
+  """Codes of a conv layer ([rows, columns, channels]) go through every signature (E at tiny widths)."""
   from ppgn_tf.model import encoder as encoder_lib
   from ppgn_tf.model.generator import build_generator
-  encoder = encoder_lib.build_encoder()
-  generator = build_generator(encoder_lib.layer_shapes(encoder)["conv3"], dim=2)
-  path = serving.write(serving.build_archive(generator, encoder, SamplerConfig(steps=1), "conv3"),
-                       str(tmp_path / "m"))
-  out = tf.saved_model.load(path).signatures["serving_default"](class_id=tf.constant([1], tf.int32),
-                                                                seed=tf.constant([1], tf.int64))
-  assert out["codes"].shape == (1, 2, 2, 256)
+  encoder = tiny_encoder()
+  code_shape = tuple(encoder_lib.layer_shapes(encoder)["conv3"])
+  assert len(code_shape) == 3
+  generator = build_generator(code_shape, dim=2)
+  path = serving.write(serving.build_archive(generator, encoder, SamplerConfig(steps=1), "conv3",
+                                             made_up_code_prior(code_shape)), str(tmp_path / "m"))
+  loaded = tf.saved_model.load(path).signatures
+  out = loaded["serving_default"](class_id=tf.constant([1], tf.int32), seed=tf.constant([1], tf.int64))
+  assert out["codes"].shape == (1, *code_shape)
+  mask = tf.constant(sampler_config.named_mask("left")[None])
+  filled = loaded["inpaint"](images=tf.zeros([1, 28, 28, 1]), mask=mask, class_id=tf.constant([1], tf.int32),
+                             seed=tf.constant([1], tf.int64))
+  assert filled["start_codes"].shape == (1, *code_shape)
 
 
 # --- The original PPGN's settings and in-painting in the SavedModel ------------------------------
@@ -415,7 +428,7 @@ def test_inpaint_signatures_run_the_inpainting_presets(rich, model, small_idx_di
     library = mala_sampler.MalaSampler(model.generator, model.encoder, settings, prior=sampler.prior)
     lib = {k: v.numpy() for k, v in library.inpaint(images, mask, class_id, seed).items()}
     assert set(filled) == {"images", "generated", "codes", "class_probs", "start_codes"}
-    np.testing.assert_allclose(filled["start_codes"], library.inpaint_start_codes(images, mask, seed).numpy(),
+    np.testing.assert_allclose(filled["start_codes"], library.inpaint_start_codes(images, mask, class_id, seed).numpy(),
                                atol=1e-4)
     for k in ("images", "generated", "codes", "class_probs"):
       np.testing.assert_allclose(filled[k], lib[k], rtol=1e-3, atol=1e-4, err_msg=f"{name} {k}")
@@ -550,12 +563,13 @@ def test_sample_cli_inpaints_from_workdir_and_saved_model(trained_workdir, rich,
       assert json.load(f)["per_class"] == 2
 
 
-def test_inpaint_grid_of_the_varied_preset_differs_across_columns(model, small_idx_dir):
+def test_inpaint_grid_of_the_varied_preset_differs_across_columns(model, code_prior, small_idx_dir):
   from ppgn_tf.sampling import inpaint_inputs, sample_lib
   _, test = data.load_arrays(f"idx:{small_idx_dir}")
   inputs = inpaint_inputs.InpaintInputs(source="x", mask=sampler_config.named_mask("left"),
                                         image=(test.images[0] / 255.0).astype(np.float32))
-  grid, probs = sample_lib.inpaint_from_model(model, sampler_config.INPAINT_PRESETS["inpaint_varied"], inputs, 3)
+  grid, probs = sample_lib.inpaint_from_model(model, sampler_config.INPAINT_PRESETS["inpaint_varied"], inputs, 3,
+                                              prior=code_prior)
   rows = grid.reshape(10, 4, 28, 28, 1)
   assert probs.shape == (30, 10)
   for row in rows:  # The masked input, then three completions that differ pairwise in the unknown half.
@@ -633,14 +647,15 @@ def test_export_programs_refuse_training_codes_unless_asked(trained_workdir, tmp
 
 # --- Limits a server can live with -----------------------------------------------------------------
 
-def test_requests_past_the_exports_limits_are_refused_before_any_work(model, loaded, tmp_path):
+def test_requests_past_the_exports_limits_are_refused_before_any_work(model, code_prior, loaded, tmp_path):
   """--max_batch bounds every signature's rows, --max_steps the `sample` signature's steps: InvalidArgument naming
   the limit. The programs that read an export send their rows in requests within its limit, with the same
   result."""
   from ppgn_tf.sampling import sample_lib
   config = SamplerConfig(steps=STEPS)
   # max_steps at least every signature's own steps (the in-painting presets run 20).
-  archive = serving.build_archive(model.generator, model.encoder, config, "fc1", max_batch=3, max_steps=20)
+  archive = serving.build_archive(model.generator, model.encoder, config, "fc1", code_prior, max_batch=3,
+                                  max_steps=20)
   path = serving.write(archive, str(tmp_path / "limited"))
   assert json.loads(open(os.path.join(path, export_layout.EXPORT_INFO_FILE)).read())["max_batch"] == 3
   limited = tf.saved_model.load(path).signatures
@@ -662,4 +677,4 @@ def test_requests_past_the_exports_limits_are_refused_before_any_work(model, loa
   for k in whole:
     np.testing.assert_allclose(split[k], whole[k], atol=1e-4, err_msg=k)
   with pytest.raises(ValueError, match="--max_steps=5 is below the sampler's own --steps=10"):
-    serving.build_archive(model.generator, model.encoder, config, "fc1", max_steps=5)
+    serving.build_archive(model.generator, model.encoder, config, "fc1", code_prior, max_steps=5)

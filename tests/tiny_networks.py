@@ -38,3 +38,12 @@ def linear_encoder(fc1_kernel, fc1_bias, fc2_kernel=None, fc2_bias=None) -> kera
   if fc2_kernel is not None:
     fc2_layer.set_weights([np.asarray(fc2_kernel, np.float32), np.asarray(fc2_bias, np.float32)])
   return encoder
+
+
+def made_up_code_prior(code_shape, count: int = 400, seed: int = 0):
+  """ReLU-like made-up codes of `code_shape` with classes 0-9 in equal numbers: the statistics an export's
+  in-painting starts read (a CodePrior), for networks that have no real codes."""
+  from ppgn_tf.sampling.mala_sampler import CodePrior
+  rng = np.random.default_rng(seed)
+  codes = rng.uniform(size=(count, *code_shape)) * (rng.uniform(size=(count, *code_shape)) > 0.5)
+  return CodePrior(codes.astype(np.float32), (np.arange(count) % NUM_CLASSES).astype(np.int32))

@@ -67,7 +67,7 @@ def main(argv):
     # The classifier first: a file the sampler cannot use fails before the run is loaded.
     classifier = condition_model.load_classifier(condition.model_path) if condition.model_path else None
     model = trained_run.load_trained(FLAGS.workdir)
-    prior = trained_run.load_code_prior(FLAGS.workdir, model) if config.needs_code_prior else None
+    prior = trained_run.load_code_prior(FLAGS.workdir, model)  # The in-painting signatures read its statistics.
     precision = precision_lib.resolve(FLAGS.precision, "export")
     path = trained_run.export_sampler(model, config, FLAGS.export_dir, prior, precision,
                                       embed_training_codes=FLAGS.export_training_codes, version=version,

@@ -29,6 +29,9 @@ SAMPLER_FLAGS = {
                           "towards the known pixels."),
     "start_noise": ("float", "In-painting: standard deviation of the noise added to the masked image's code where "
                              "each chain starts (0: every seed starts at the same code)."),
+    "inpaint_start": ("string", "In-painting: where each chain starts: masked_image (E's code of the masked image, "
+                                "its unknown pixels at the data's mean: the original PPGN) or h0_fill (its unknown "
+                                "pixels drawn by G from --h0's code of the requested class)."),
     "h0": ("string", "Where chains start: " + "; ".join(f"{name} ({what})" for name, what in
                                                           sampler_config.H0_HELP.items()) + "."),
     "h0_components": ("integer", "--h0=class_gaussian: Gaussians per class, a mixture fitted by k-means "

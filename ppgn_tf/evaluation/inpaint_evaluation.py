@@ -109,7 +109,7 @@ class _InpaintSource:
         return by_epsilon2[epsilon2].inpaint(x, m, c, s, h0=codes)["images"].numpy()
 
       def start_codes(x, m, c, s):
-        return samplers[DETERMINISTIC].inpaint_start_codes(x, m, s).numpy()
+        return samplers[DETERMINISTIC].inpaint_start_codes(x, m, c, s).numpy()
 
       def random_start_codes(c, s):
         return free.initial_codes(s, tf.constant(c, tf.int32)).numpy()

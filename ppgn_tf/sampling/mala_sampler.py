@@ -45,8 +45,9 @@ from ppgn_tf.model import encoder as encoder_lib
 # The in-painting checks and the settings live in modules without TensorFlow (re-exported for the sampler's users).
 from ppgn_tf.sampling.inpaint_inputs import check_inpaint_inputs
 from ppgn_tf.sampling.condition_spec import CLASS  # Condition on E's classes (the library's name for it).
-from ppgn_tf.sampling.sampler_config import (H0_CLASS_CODES, H0_CLASS_GAUSSIAN, H0_CODES, H0_MARGINALS,  # noqa: F401
-                                             H0_MODES, H0_NORMAL, MIN_CODES_PER_COMPONENT, PRESETS, SamplerConfig,
+from ppgn_tf.sampling.sampler_config import (H0_CLASS_CODES, H0_CLASS_GAUSSIAN, H0_CLASS_MEAN,  # noqa: F401
+                                             H0_CODES, H0_FROM_STATISTICS, H0_MARGINALS, H0_MODES, H0_NORMAL,
+                                             INPAINT_START_H0_FILL, MIN_CODES_PER_COMPONENT, PRESETS, SamplerConfig,
                                              STOP_PROBABILITY_NEEDS_CLASSES, named_mask, preset, NAMED_MASKS)
 
 # ---- the real codes -------------------------------------------------------------------------------
@@ -106,6 +107,8 @@ class CodePrior:
   kept in."""
   codes: np.ndarray  # [N, *code shape], float32.
   labels: np.ndarray | None = None  # [N] int32 classes of the images; None in files written before them.
+  # `statistics` by its arguments: an export's signatures often read the same mixture (k-means runs once).
+  _statistics: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
   @classmethod
   def from_encoder(cls, encoder, images, labels=None, code_layer: str = encoder_lib.CODE_LAYER, max_codes: int = 10_000,
@@ -125,6 +128,12 @@ class CodePrior:
 
   def statistics(self, num_classes: int = NUM_CLASSES, components: int = 1, seed: int = 0) -> CodeStatistics:
     """Per-class Gaussian mixtures of `components` Gaussians, and per-unit ranges of the codes (CodeStatistics)."""
+    key = (num_classes, components, seed)
+    if key not in self._statistics:
+      self._statistics[key] = self._fit_statistics(num_classes, components, seed)
+    return self._statistics[key]
+
+  def _fit_statistics(self, num_classes: int, components: int, seed: int) -> CodeStatistics:
     self.check_classes(num_classes, "--h0=class_gaussian")
     flat = self.codes.reshape(len(self.codes), -1).astype(np.float64)
     rng = random_streams.numpy_generator(seed, random_streams.CODE_MIXTURE)
@@ -208,15 +217,15 @@ def start_targets(targets, condition_layer: str = CLASS, condition_model=None):
 
 def prior_parts(config: SamplerConfig, prior: CodePrior | None) -> dict:
   """What the chains of `config` read of `prior`, as arrays: `prior_codes` and `prior_labels` (stored training
-  codes: only the modes that start from them) and `statistics` (CodeStatistics: h0=class_gaussian). The keyword
-  arguments of `initial_codes` and `run_chains`; all None where `config` reads nothing."""
+  codes: only the modes that start from them) and `statistics` (CodeStatistics: h0=class_gaussian, class_mean).
+  The keyword arguments of `initial_codes` and `run_chains`; all None where `config` reads nothing."""
   parts = {"prior_codes": None, "prior_labels": None, "statistics": None}
   if prior is None:
     return parts
   if config.reads_training_codes:
     parts["prior_codes"] = prior.codes
     parts["prior_labels"] = prior.labels if config.h0 == H0_CLASS_CODES else None
-  if config.h0 == H0_CLASS_GAUSSIAN:
+  if config.h0 in H0_FROM_STATISTICS:
     parts["statistics"] = prior.statistics(NUM_CLASSES, config.h0_components)
   return parts
 
@@ -236,12 +245,23 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
 
   `draw` numbers the restarts of a chain (0: its start), so each restart draws anew.
   `prior_codes` [M, *code_shape] are the real codes for the modes that read them; `class_codes` also
-  reads their classes `prior_labels` [M] and each row's requested class of E `targets` [N]. `class_gaussian` reads
-  `statistics` and `targets`. Without `targets` (a condition that is no class of E: `start_targets`) the per-class
-  modes draw from every class: `class_codes` any real code, `class_gaussian` the mixture of every class' Gaussians
-  weighted by the class' share of the codes.
+  reads their classes `prior_labels` [M] and each row's requested class of E `targets` [N]. `class_gaussian` and
+  `class_mean` read `statistics` and `targets`. Without `targets` (a condition that is no class of E:
+  `start_targets`) the per-class modes draw from every class: `class_codes` any real code, `class_gaussian` the
+  mixture of every class' Gaussians weighted by the class' share of the codes, `class_mean` their weighted mean.
   """
   code_shape = [int(d) for d in code_shape]
+  if mode == H0_CLASS_MEAN:
+    if statistics is None:
+      raise ValueError("--h0=class_mean needs the codes' statistics")
+    # Each class' mixture mean (the mean of its codes); without classes, every class' weighted by its share.
+    means = tf.einsum("km,kmd->kd", tf.constant(statistics.class_weights), tf.constant(statistics.class_means))
+    if targets is None:
+      rows = tf.broadcast_to(tf.linalg.matvec(means, tf.constant(statistics.class_shares), transpose_a=True),
+                             [tf.size(seeds), tf.shape(means)[1]])
+    else:
+      rows = tf.gather(means, tf.cast(targets, tf.int32))
+    return tf.reshape(rows, [-1, *code_shape])
   if mode in (H0_NORMAL, H0_CLASS_GAUSSIAN):
     keys = random_streams.row_draw_keys(seeds, random_streams.MALA_H0, draw)
     normal = tf.map_fn(lambda k: tf.random.stateless_normal(code_shape, seed=k), keys,
@@ -334,23 +354,40 @@ def paste_known(generated, inpaint):
   return mask * known + (1.0 - mask) * generated
 
 
-def masked_image_codes(encoder, inpaint, code_layer: str = encoder_lib.CODE_LAYER) -> tf.Tensor:
-  """Where an in-painting chain starts, as in the original PPGN: the code of the masked image itself, its unknown
-  pixels filled neutrally (0 in normalised space: the data's mean intensity)."""
+def masked_image_codes(encoder, inpaint, code_layer: str = encoder_lib.CODE_LAYER, fill=None) -> tf.Tensor:
+  """The code of the masked image: its unknown pixels filled by `fill` (normalised images), or neutrally without
+  one (0 in normalised space: the data's mean intensity, the original PPGN's start)."""
   known, mask = inpaint
-  return tf.cast(encoder(mask * known, training=False)[code_layer], tf.float32)
+  image = mask * known if fill is None else paste_known(fill, inpaint)
+  return tf.cast(encoder(image, training=False)[code_layer], tf.float32)
 
 
-def inpaint_start_codes(encoder, inpaint, seeds, start_noise=0.0, code_layer: str = "fc1") -> tf.Tensor:
-  """Where an in-painting chain starts: the code of the masked image (`masked_image_codes`) plus N(0,
-  start_noise^2) noise per unit, drawn from each row's h_0 stream (`start_noise` 0: the original PPGN's start, the
-  same for every seed)."""
-  h0 = masked_image_codes(encoder, inpaint, code_layer)
-  keys = random_streams.row_draw_keys(seeds, random_streams.MALA_H0, 0)
+def inpaint_start_codes(encoder, inpaint, seeds, start_noise=0.0, code_layer: str = encoder_lib.CODE_LAYER,
+                        fill=None) -> tf.Tensor:
+  """Where an in-painting chain starts: the code of the masked image (`masked_image_codes`, its unknown pixels
+  filled by `fill` or at the data's mean) plus N(0, start_noise^2) noise per unit, drawn from each row's seed
+  (`start_noise` 0: the same start for every seed of one image and fill)."""
+  h0 = masked_image_codes(encoder, inpaint, code_layer, fill)
+  keys = random_streams.row_draw_keys(seeds, random_streams.INPAINT_START_NOISE, 0)
   code_shape = h0.shape[1:]
   noise = tf.map_fn(lambda k: tf.random.stateless_normal(code_shape, seed=k), keys,
                     fn_output_signature=tf.TensorSpec(code_shape, tf.float32))
   return h0 + tf.cast(start_noise, tf.float32) * noise
+
+
+def inpaint_start(config: SamplerConfig, inpaint, targets, seeds, generator, encoder, *,
+                  code_layer: str = encoder_lib.CODE_LAYER, condition_layer: str = CLASS, condition_model=None,
+                  prior_codes=None, prior_labels=None, statistics: CodeStatistics | None = None) -> tf.Tensor:
+  """Where `config`'s in-painting chains start (its `inpaint_start`): the code of the masked image, its unknown
+  pixels at the data's mean or, with h0_fill, drawn by G from the settings' h_0 for each row's class (the start then
+  holds the requested class and the known pixels both); then the settings' start_noise."""
+  fill = None
+  if config.inpaint_start == INPAINT_START_H0_FILL:
+    drawn = initial_codes(seeds, generator.input.shape[1:], config.h0, prior_codes,
+                          targets=start_targets(targets, condition_layer, condition_model), prior_labels=prior_labels,
+                          statistics=statistics)
+    fill = tf.cast(generator(drawn, training=False), tf.float32)
+  return inpaint_start_codes(encoder, inpaint, seeds, config.start_noise, code_layer, fill)
 
 
 def known_pixels_log_likelihood(generated, inpaint) -> tf.Tensor:
@@ -505,6 +542,9 @@ class MalaSampler:
     self._prior = prior_parts(config, prior)
     self._run = tf.function(self._run_impl, reduce_retracing=True)
     self._run_inpaint = tf.function(self._run_inpaint_impl, reduce_retracing=True)
+    # The starts too are graphs: their per-row draws (map_fn) cost about 10 ms a row when run eagerly.
+    self._initial = tf.function(self._initial_impl, reduce_retracing=True)
+    self._inpaint_start = tf.function(self._inpaint_start_impl, reduce_retracing=True)
 
   def _chains(self, h0, targets, seeds, inpaint):
     return run_chains(h0, targets, seeds, self.generator, self.encoder, config=self.config,
@@ -522,8 +562,11 @@ class MalaSampler:
     """h_0 as the settings draw it, one row per seed (h0=class_codes: of each row's class in `targets`, when
     they are classes of E; see `start_targets`)."""
     targets = None if targets is None else start_targets(targets, self.condition_layer, self.condition_model)
-    return initial_codes(tf.convert_to_tensor(seeds, tf.int64), self.code_shape, self.config.h0,
-                         targets=targets, **self._prior)
+    return self._initial(tf.convert_to_tensor(seeds, tf.int64),
+                         None if targets is None else tf.convert_to_tensor(targets, tf.int32))
+
+  def _initial_impl(self, seeds, targets):
+    return initial_codes(seeds, self.code_shape, self.config.h0, targets=targets, **self._prior)
 
   def check_targets(self, targets) -> np.ndarray:
     """`targets` as int32; raises ValueError (one line) for a class (or unit) the condition does not have."""
@@ -546,22 +589,28 @@ class MalaSampler:
     """Fills in the unknown pixels of `images` (pixels in [0, 1], [N, 28, 28, 1]) where `mask` is 0,
     conditioned on `targets`; the known pixels (mask 1) are kept. See `check_inpaint_inputs`.
 
-    Each chain starts from the code of its masked image, plus the settings' `start_noise` (`inpaint_start_codes`),
-    unless `h0` is given (e.g. `initial_codes`, a start that ignores the image: the baseline a completion is
+    Each chain starts where the settings' `inpaint_start` says (`inpaint_start_codes`), unless `h0` is given (e.g. `initial_codes`, a start that ignores the image: the baseline a completion is
     measured against). The in-painting presets (`sampler_config.INPAINT_PRESETS`) are the settings chosen for it."""
     images, mask = check_inpaint_inputs(images, mask, len(np.asarray(targets)))
     seeds = tf.convert_to_tensor(seeds, tf.int64)
     targets = tf.convert_to_tensor(self.check_targets(targets), tf.int32)
     known, mask = data_lib.normalize(images), tf.constant(mask, tf.float32)
     if h0 is None:
-      h0 = inpaint_start_codes(self.encoder, (known, mask), seeds, self.config.start_noise, self.code_layer)
+      h0 = self._inpaint_start(known, mask, targets, seeds)
     return self._run_inpaint(tf.convert_to_tensor(h0, tf.float32), targets, seeds, known, mask)
 
-  def inpaint_start_codes(self, images, mask, seeds) -> tf.Tensor:
-    """Where `inpaint` starts the chains of `images` (pixels in [0, 1]) with `mask` (1: known), one row per seed."""
+  def _inpaint_start_impl(self, known, mask, targets, seeds) -> tf.Tensor:
+    return inpaint_start(self.config, (known, mask), targets, seeds, self.generator, self.encoder,
+                         code_layer=self.code_layer, condition_layer=self.condition_layer,
+                         condition_model=self.condition_model, **self._prior)
+
+  def inpaint_start_codes(self, images, mask, targets, seeds) -> tf.Tensor:
+    """Where `inpaint` starts the chains of `images` (pixels in [0, 1]) with `mask` (1: known) for `targets`, one
+    row per seed."""
     images, mask = check_inpaint_inputs(images, mask, len(np.asarray(seeds)))
-    return inpaint_start_codes(self.encoder, (data_lib.normalize(images), tf.constant(mask, tf.float32)),
-                               tf.convert_to_tensor(seeds, tf.int64), self.config.start_noise, self.code_layer)
+    return self._inpaint_start(data_lib.normalize(images), tf.constant(mask, tf.float32),
+                               tf.convert_to_tensor(self.check_targets(targets), tf.int32),
+                               tf.convert_to_tensor(seeds, tf.int64))
 
   def codes_of(self, images) -> tf.Tensor:
     """h0 from images (normalised): start chains at the codes of given images."""

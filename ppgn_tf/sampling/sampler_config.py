@@ -17,7 +17,12 @@ H0_MARGINALS = "marginals"  # Each unit of h_0 from that unit's values over the 
 # h_0 ~ N(mean, covariance) of the training codes of the requested class, kept in the codes' per-unit range: a
 # code no training digit has, drawn from summary statistics alone.
 H0_CLASS_GAUSSIAN = "class_gaussian"
-H0_MODES = (H0_NORMAL, H0_CODES, H0_CLASS_CODES, H0_MARGINALS, H0_CLASS_GAUSSIAN)
+# h_0 = the mean of the training codes of the requested class (from the same statistics): one start per class,
+# whatever the seed.
+H0_CLASS_MEAN = "class_mean"
+H0_MODES = (H0_NORMAL, H0_CODES, H0_CLASS_CODES, H0_MARGINALS, H0_CLASS_GAUSSIAN, H0_CLASS_MEAN)
+# The modes that read the codes' summary statistics (CodeStatistics), not rows of codes.
+H0_FROM_STATISTICS = (H0_CLASS_GAUSSIAN, H0_CLASS_MEAN)
 # The modes that start chains from stored training codes (one row per training example): an export with one of
 # them holds those codes, so it is refused unless asked for (--export_training_codes).
 H0_FROM_TRAINING_CODES = (H0_CODES, H0_CLASS_CODES, H0_MARGINALS)
@@ -32,7 +37,14 @@ H0_HELP = {
     H0_MARGINALS: "each unit drawn from that unit's values over the training codes, independently",
     H0_CLASS_GAUSSIAN: "a Gaussian (or, with --h0_components, a mixture) fitted to the training codes of the "
                        "requested class (means and covariances only), kept in the codes' per-unit range: new codes",
+    H0_CLASS_MEAN: "the mean of the training codes of the requested class: the same start for every seed",
 }
+# Where an in-painting chain starts (SamplerConfig.inpaint_start): E's code of the masked image with its unknown
+# pixels at the data's mean intensity (the original PPGN's start), or with them drawn by G from the settings' h_0
+# (a code of the requested class, with h0=class_mean or class_gaussian), so the start already holds the class.
+INPAINT_START_MASKED = "masked_image"
+INPAINT_START_H0_FILL = "h0_fill"
+INPAINT_STARTS = (INPAINT_START_MASKED, INPAINT_START_H0_FILL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +58,7 @@ class SamplerConfig:
   # In-painting only: the standard deviation of N(0, s^2) noise added to the start (the masked image's code), drawn
   # from each row's seed: 0 starts every chain of one image at the same code.
   start_noise: float = 0.0
+  inpaint_start: str = INPAINT_START_MASKED  # In-painting only: one of INPAINT_STARTS.
   h0: str = H0_NORMAL  # One of H0_MODES.
   clip_min: float | None = None  # Clip h to [clip_min, clip_max] after each step.
   clip_max: float | None = None
@@ -75,6 +88,7 @@ class SamplerConfig:
     if self.step_size_end is not None:
       checks.at_least("step_size_end", self.step_size_end, 0)
     checks.one_of("h0", self.h0, H0_MODES)
+    checks.one_of("inpaint_start", self.inpaint_start, INPAINT_STARTS)
     checks.at_least("h0_components", self.h0_components, 1)
     if self.clip_min is not None and self.clip_max is not None and self.clip_min > self.clip_max:
       raise ValueError(f"--clip_min ({self.clip_min}) is above --clip_max ({self.clip_max})")
@@ -87,7 +101,8 @@ class SamplerConfig:
   def inpaint_varies(self) -> bool:
     """Whether in-painting chains with these settings differ from seed to seed (noise at the start or in the steps,
     or a start drawn at random)."""
-    return self.epsilon3 > 0 or self.start_noise > 0
+    drawn_start = self.inpaint_start == INPAINT_START_H0_FILL and self.h0 != H0_CLASS_MEAN
+    return self.epsilon3 > 0 or self.start_noise > 0 or drawn_start
 
   @property
   def needs_code_prior(self) -> bool:
@@ -97,7 +112,7 @@ class SamplerConfig:
   @property
   def needs_code_labels(self) -> bool:
     """Whether these settings read the classes of the real codes (h_0 from codes of the requested class)."""
-    return self.h0 in (H0_CLASS_CODES, H0_CLASS_GAUSSIAN)
+    return self.h0 in (H0_CLASS_CODES, *H0_FROM_STATISTICS)
 
   @property
   def reads_training_codes(self) -> bool:
@@ -123,19 +138,21 @@ PRESETS = {
 
 # The in-painting settings, chosen by docs/reports/inpainting_study.py on the quick start, on in-painting's own
 # measures (the first half of each class' test digits, the left half known; docs/sampling.md#in-painting). Both run
-# the original PPGN's in-painting chain: the masked image's code as the start, 20 normalised steps whose size falls
-# linearly to 1e-2, a tiny prior term (epsilon1) and known-pixel term (epsilon4), the class term (epsilon2), codes
-# kept >= 0 (fc1's ReLU range). `inpaint` (the default) is deterministic, one completion per image and class, with
-# a step size 5x smaller than the original's, so the chain keeps more of its start: the completion fits the known
-# part better (squared error of the unknown part below a chain from a random start's). `inpaint_varied` takes the
-# original's full step, noise at the start (start_noise) and a little in every step (epsilon3): each seed
-# completes the image differently.
+# the original PPGN's in-painting chain (20 normalised steps whose size falls linearly to 1e-2, a tiny prior term
+# epsilon1 and known-pixel term epsilon4, the class term epsilon2), with codes kept >= 0 (fc1's ReLU range), from a
+# start that already holds the requested class: the known pixels pasted into G's drawing of a code of that class,
+# encoded by E (inpaint_start=h0_fill). The original's start (the masked image's code, its unknown half at the
+# data's mean) holds no class, and its completions were judged right less often than chains from a random code of
+# the class. Both take a step 5x smaller than the original's, so the chain keeps its start. `inpaint` (the default)
+# is deterministic: the class' mean code. `inpaint_varied` draws the code from the class' mixture (as the default
+# sampler's h0) and adds a little noise in every step (epsilon3): each seed completes the image differently.
 INPAINT_PRESETS = {
     "inpaint": SamplerConfig(steps=20, epsilon1=1e-5, epsilon2=1.0, epsilon3=0.0, epsilon4=1e-9, clip_min=0.0,
-                             normalize_step=True, step_size=0.2, step_size_end=1e-2),
+                             normalize_step=True, step_size=0.2, step_size_end=1e-2,
+                             inpaint_start=INPAINT_START_H0_FILL, h0=H0_CLASS_MEAN),
     "inpaint_varied": SamplerConfig(steps=20, epsilon1=1e-5, epsilon2=1.0, epsilon3=0.01, epsilon4=1e-9,
-                                    clip_min=0.0, normalize_step=True, step_size=1.0, step_size_end=1e-2,
-                                    start_noise=3.0),
+                                    clip_min=0.0, normalize_step=True, step_size=0.2, step_size_end=1e-2,
+                                    inpaint_start=INPAINT_START_H0_FILL, h0=H0_CLASS_GAUSSIAN, h0_components=4),
 }
 
 

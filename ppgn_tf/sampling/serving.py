@@ -22,8 +22,9 @@ serving_default and sample run the sampler settings given at export
 (h_0 mode, clipping, step normalisation and schedule, restarts); `sample`
 overrides steps and epsilons. The in-painting signatures run the in-painting
 presets (`sampler_config.INPAINT_PRESETS`, recorded in sampler.json), each chain
-starting from the code of its masked image as the original PPGN does (plus noise
-in `inpaint_varied`). What those settings read of the
+starting from E's code of its image with the unknown pixels drawn by G from a code of
+the requested class (the class' mean code; in `inpaint_varied` one drawn from the class'
+mixture per seed). What those settings read of the
 training codes is a constant of the graph: by default only summary statistics
 (per-class means and covariances, per-unit ranges), never a training example's
 code; the h_0 modes that start from stored training codes are exported only when
@@ -73,7 +74,7 @@ def embedded_data(config: mala_sampler.SamplerConfig, prior: mala_sampler.CodePr
   if prior is not None and config.reads_training_codes:
     parts["training_codes"] = (f"{len(prior.codes)} codes E(x) of training images, one per image"
                                + (", with their classes" if config.h0 == sampler_config.H0_CLASS_CODES else ""))
-  if prior is not None and config.h0 == sampler_config.H0_CLASS_GAUSSIAN:
+  if prior is not None and config.h0 in sampler_config.H0_FROM_STATISTICS:
     parts["class_statistics"] = ("per class, the mean and covariance (Cholesky factor) of the training codes; "
                                  "per unit, their smallest and largest value")
   if config.clip_percentile is not None:
@@ -114,11 +115,15 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   inpaint_configs = dict(inpaint_configs or sampler_config.INPAINT_PRESETS)
   if sorted(inpaint_configs) != sorted(sampler_config.INPAINT_PRESETS):
     raise ValueError(f"inpaint_configs: expected settings for {', '.join(sampler_config.INPAINT_PRESETS)}")
-  for settings in inpaint_configs.values():
+  for name, settings in inpaint_configs.items():
     settings.validate()
     export_layout.check_limits(max_batch, max_steps, settings.steps)
+    if settings.needs_code_prior and prior is None:
+      raise ValueError(f"the {name} signature starts from statistics of the real codes (--h0={settings.h0}): "
+                       "pass the run's code prior (trained_run.load_code_prior)")
     mala_sampler.check_prior(settings, prior)
   inpaint_clips = {name: mala_sampler.clip_bounds(settings, prior) for name, settings in inpaint_configs.items()}
+  inpaint_parts = {name: mala_sampler.prior_parts(settings, prior) for name, settings in inpaint_configs.items()}
   units = None if unit_layer is None else condition_lib.check_layer(encoder, unit_layer)
   code_shape = [int(d) for d in generator.input.shape[1:]]
   clip_min, clip_max = mala_sampler.clip_bounds(config, prior)
@@ -144,21 +149,24 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
         tf.debugging.assert_equal(tf.size(seed), tf.size(targets), message=f"seed must have one value per {name}"),
     ]
 
-  def chains(targets, seed, settings, checks=(), inpaint=None, layer=mala_sampler.CLASS, h0=None, clip=None):
+  def chains(targets, seed, settings, checks=(), inpaint=None, layer=mala_sampler.CLASS, h0=None, clip=None,
+             parts=None):
     on_classes = layer == mala_sampler.CLASS
     rows = check_rows(targets, seed) if on_classes else check_rows(targets, seed, "unit", units, f" ({layer})")
     with tf.control_dependencies(list(checks) + rows):
       targets = tf.identity(targets)
     classifier = condition_model if on_classes else None
+    parts = parts or prior_parts
     if h0 is None and inpaint is None:
       h0 = mala_sampler.initial_codes(seed, code_shape, settings.h0,
-                                      targets=mala_sampler.start_targets(targets, layer, classifier), **prior_parts)
-    elif h0 is None:  # The original PPGN's start: the code of the masked image (plus the settings' start noise).
-      h0 = mala_sampler.inpaint_start_codes(encoder, inpaint, seed, settings.start_noise, code_layer)
+                                      targets=mala_sampler.start_targets(targets, layer, classifier), **parts)
+    elif h0 is None:  # Where the settings' in-painting starts (the library's inpaint_start).
+      h0 = mala_sampler.inpaint_start(settings, inpaint, targets, seed, generator, encoder, code_layer=code_layer,
+                                      condition_layer=layer, condition_model=classifier, **parts)
     low, high = clip or (clip_min, clip_max)
     out = mala_sampler.run_chains(
         h0, targets, seed, generator, encoder, config=settings, code_layer=code_layer, condition_layer=layer,
-        condition_model=classifier, clip_min=low, clip_max=high, inpaint=inpaint, **prior_parts)
+        condition_model=classifier, clip_min=low, clip_max=high, inpaint=inpaint, **parts)
     return {**out, "start_codes": h0}
 
   def outputs(out, *extra):
@@ -201,8 +209,8 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   def inpaint_with(name):
     def run(images, mask, class_id, seed):
       known, mask, class_id = inpaint_inputs(images, mask, class_id)
-      return outputs(chains(class_id, seed, inpaint_configs[name], inpaint=(known, mask), clip=inpaint_clips[name]),
-                     "generated", "start_codes")
+      return outputs(chains(class_id, seed, inpaint_configs[name], inpaint=(known, mask), clip=inpaint_clips[name],
+                            parts=inpaint_parts[name]), "generated", "start_codes")
     return run
 
   def inpaint_from_codes(images, mask, class_id, seed, codes, steps, epsilon1, epsilon2, epsilon3, epsilon4):
@@ -218,8 +226,8 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
     known, mask, class_id = inpaint_inputs(images, mask, class_id, checks)
     settings = dataclasses.replace(inpaint_configs["inpaint"], steps=steps, epsilon1=epsilon1, epsilon2=epsilon2,
                                    epsilon3=epsilon3, epsilon4=epsilon4)
-    return outputs(chains(class_id, seed, settings, inpaint=(known, mask), h0=codes, clip=inpaint_clips["inpaint"]),
-                   "generated")
+    return outputs(chains(class_id, seed, settings, inpaint=(known, mask), h0=codes, clip=inpaint_clips["inpaint"],
+                          parts=inpaint_parts["inpaint"]), "generated")
 
   unit_settings = sampler_config.for_unit_condition(config)
 
@@ -264,7 +272,10 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
     records[export_layout.UNIT_CONDITION_KEY] = {
         "kind": condition_spec.UNIT, "layer": unit_layer, "units": units, "signature": "sample_unit",
         "settings": sampler_config.to_json(unit_settings)}
-  return SamplerArchive(archive, config, embedded_data(config, prior), records, precision,
+  # What every signature's settings hold of the training data (the in-painting starts may read statistics too).
+  embedded = {key: text for settings in (config, *inpaint_configs.values())
+              for key, text in embedded_data(settings, prior).items()}
+  return SamplerArchive(archive, config, embedded, records, precision,
                         {"max_batch": max_batch, "max_steps": max_steps})
 
 
