@@ -93,6 +93,9 @@ def main():
 
   base = dict(steps=20, epsilon1=1e-5, epsilon2=1.0, epsilon3=0.0, epsilon4=1e-9, normalize_step=True,
               step_size=1.0, step_size_end=1e-2)
+  mean_fill = {"clip_min": 0.0, "inpaint_start": sc.INPAINT_START_H0_FILL, "h0": sc.H0_CLASS_MEAN}
+  draw_fill = {"clip_min": 0.0, "inpaint_start": sc.INPAINT_START_H0_FILL, "h0": sc.H0_CLASS_GAUSSIAN,
+               "h0_components": 4}
   settings = {
       "current (default preset)": (sc.PRESETS["default"], "masked"),
       "default, no early stop": (dataclasses.replace(sc.PRESETS["default"], stop_probability=None), "masked"),
@@ -128,6 +131,37 @@ def main():
                                                                "epsilon3": 0.01}), "masked"),
       "clip0, start noise 3, eps3 0.03": (sc.SamplerConfig(**{**base, "clip_min": 0.0, "start_noise": 3.0,
                                                                "epsilon3": 0.03}), "masked"),
+      # The fifth round: starts that know the requested class, the unknown pixels drawn by G from a code of it
+      # (inpaint_start=h0_fill): the class' mean code, or a draw of the default preset's mixture.
+      "clip0, step 0.2, class-mean fill": (sc.SamplerConfig(**{**base, **mean_fill, "step_size": 0.2}), "masked"),
+      "clip0, class-mean fill": (sc.SamplerConfig(**{**base, **mean_fill}), "masked"),
+      "clip0, step 0.2, class-draw fill": (sc.SamplerConfig(**{**base, **draw_fill, "step_size": 0.2}), "masked"),
+      "clip0, class-draw fill": (sc.SamplerConfig(**{**base, **draw_fill}), "masked"),
+      "clip0, step 0.5, class-draw fill": (sc.SamplerConfig(**{**base, **draw_fill, "step_size": 0.5}), "masked"),
+      "clip0, class-draw fill, eps3 0.01": (sc.SamplerConfig(**{**base, **draw_fill, "epsilon3": 0.01}), "masked"),
+      # The sixth round: varied completions from the class-aware starts.
+      "clip0, class-draw fill, eps3 0.003": (sc.SamplerConfig(**{**base, **draw_fill, "epsilon3": 0.003}), "masked"),
+      "clip0, class-draw fill, start noise 2": (sc.SamplerConfig(**{**base, **draw_fill, "start_noise": 2.0}),
+                                                "masked"),
+      "clip0, class-draw fill, start noise 3": (sc.SamplerConfig(**{**base, **draw_fill, "start_noise": 3.0}),
+                                                "masked"),
+      "clip0, class-mean fill, start noise 3": (sc.SamplerConfig(**{**base, **mean_fill, "start_noise": 3.0}),
+                                                "masked"),
+      "clip0, class-mean fill, start noise 3, eps3 0.01": (
+          sc.SamplerConfig(**{**base, **mean_fill, "start_noise": 3.0, "epsilon3": 0.01}), "masked"),
+      "clip0, step 0.5, class-draw fill, eps3 0.01": (
+          sc.SamplerConfig(**{**base, **draw_fill, "step_size": 0.5, "epsilon3": 0.01}), "masked"),
+      # The seventh round: around the best of the sixth (a smaller step keeps more of the start).
+      "clip0, step 0.1, class-mean fill": (sc.SamplerConfig(**{**base, **mean_fill, "step_size": 0.1}), "masked"),
+      "clip0, step 0.3, class-mean fill": (sc.SamplerConfig(**{**base, **mean_fill, "step_size": 0.3}), "masked"),
+      "clip0, step 0.2, class-draw fill, eps3 0.01": (
+          sc.SamplerConfig(**{**base, **draw_fill, "step_size": 0.2, "epsilon3": 0.01}), "masked"),
+      "clip0, step 0.3, class-draw fill, eps3 0.01": (
+          sc.SamplerConfig(**{**base, **draw_fill, "step_size": 0.3, "epsilon3": 0.01}), "masked"),
+      "clip0, step 0.5, class-draw fill, eps3 0.005": (
+          sc.SamplerConfig(**{**base, **draw_fill, "step_size": 0.5, "epsilon3": 0.005}), "masked"),
+      "clip0, step 0.5, class-mean fill, eps3 0.01": (
+          sc.SamplerConfig(**{**base, **mean_fill, "step_size": 0.5, "epsilon3": 0.01}), "masked"),
   }
   if args.only:
     keep = args.only.split("|")
