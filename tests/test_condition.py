@@ -24,7 +24,7 @@ from ppgn_tf.sampling import trained_run
 from ppgn_tf.sampling.condition_spec import ConditionSpec
 from ppgn_tf.sampling.mala_sampler import CodePrior, MalaSampler, SamplerConfig, initial_codes, mala_step
 
-from conftest import REPO
+from conftest import NARROW_CONV_WIDTHS, REPO
 from serving_requests import NO_PACKAGE_PREAMBLE
 from tiny_networks import linear_encoder, linear_generator
 
@@ -154,8 +154,12 @@ def test_units_are_checked_against_the_encoders_layers(nets):
   with pytest.raises(condition_model.ConditionError,
                      match=r"--unit=64: layer fc1 has 64 units \(choose from 0 to 63\)"):
     condition_model.resolve(ConditionSpec(layer="fc1", unit=64), encoder)
-  conv = condition_model.resolve(ConditionSpec(layer="conv1", unit=22 * 22 * 64 - 1), encoder)
-  assert conv.units == 22 * 22 * 64 and conv.num_targets == conv.units  # Rows x columns x channels.
+  conv1_units = 22 * 22 * NARROW_CONV_WIDTHS[0]  # Rows x columns x channels of the fixture's E.
+  conv = condition_model.resolve(ConditionSpec(layer="conv1", unit=conv1_units - 1), encoder)
+  assert conv.units == conv1_units and conv.num_targets == conv.units
+  with pytest.raises(condition_model.ConditionError,
+                     match=rf"--unit={conv1_units}: layer conv1 has {conv1_units} units"):
+    condition_model.resolve(ConditionSpec(layer="conv1", unit=conv1_units), encoder)
   with pytest.raises(ValueError, match="unit 64 requested: the condition has 64"):
     MalaSampler(*nets, SamplerConfig(steps=1), condition_layer="fc1").sample([64], [1])
 
@@ -377,10 +381,11 @@ def test_export_program_with_a_condition(trained_workdir, odd_even, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   path = str(export_dir / "1")
   assert export_layout.read_condition(path)["num_classes"] == 2
-  assert export_layout.read_unit_condition(path)["units"] == 2 * 2 * 256  # E's conv3: 2x2 positions, 256 channels.
+  units = 2 * 2 * NARROW_CONV_WIDTHS[2]  # The fixture E's conv3: 2x2 positions, its channels.
+  assert export_layout.read_unit_condition(path)["units"] == units
   signatures = tf.saved_model.load(path).signatures
-  with pytest.raises(tf.errors.InvalidArgumentError, match=r"unit must be in \[0, 1024\) \(conv3\)"):
-    signatures["sample_unit"](unit=tf.constant([1024], tf.int32), seed=tf.constant([1], tf.int64))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=rf"unit must be in \[0, {units}\) \(conv3\)"):
+    signatures["sample_unit"](unit=tf.constant([units], tf.int32), seed=tf.constant([1], tf.int64))
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -105,14 +105,16 @@ def pretrain_encoder(train_ds: tf.data.Dataset,
                      epochs: int = 5,
                      recipe: Recipe = RECIPES["thesis"],
                      seed: int = 0,
-                     verbose: int = 2) -> tuple[keras.Model, dict]:
+                     verbose: int = 2,
+                     conv_widths: tuple[int, int, int] = CONV_WIDTHS) -> tuple[keras.Model, dict]:
   """Trains E for classification with SGD and cross-entropy.
 
   `train_ds` and `test_ds` yield (normalised images, labels) batches. Returns
   the trained encoder and a metrics dict (test accuracy, loss history, time).
+  `conv_widths` other than the spec's give a narrow E (build_encoder).
   """
   random_streams.seed_keras(seed, random_streams.ENCODER_INITIALISATION)
-  encoder = build_encoder()
+  encoder = build_encoder(conv_widths=conv_widths)
   classifier = _classifier(encoder)
   learning_rate = recipe.learning_rate
   if recipe.cosine_decay:
