@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -16,9 +17,9 @@ import pytest
 from ppgn_tf.evaluation import evaluate_lib as evaluate
 from ppgn_tf.evaluation import evaluation_plan
 from ppgn_tf.evaluation import inpaint_evaluation
-from ppgn_tf.evaluation import inpaint_evaluation
 from ppgn_tf.evaluation import metrics
 from ppgn_tf.sampling import mala_sampler
+from ppgn_tf.sampling import sampler_config
 from ppgn_tf.sampling.run_end import RunEnd
 
 from conftest import REPO
@@ -198,12 +199,18 @@ def test_evaluate_inpainting_on_a_workdir_and_its_export(evaluated_run, tmp_path
   plan = evaluation_plan.make_plan(workdir=workdir, eval_classifier_dir=shared_classifier_dir, per_class=2, batch=50,
                                    output=str(output))
   masks = ("left", "centre")
-  lib = inpaint_evaluation.evaluate_inpainting(plan, mala_sampler.SamplerConfig(steps=2), masks, steering_per_class=1)
+  # The presets at 2 steps, in the library and in the export alike: what is measured, not how well.
+  short = {name: dataclasses.replace(sampler_config.inpaint_preset(name), steps=2)
+           for name in sampler_config.INPAINT_PRESETS}
+  lib = inpaint_evaluation.evaluate_inpainting(plan, mala_sampler.SamplerConfig(steps=2), masks, steering_per_class=1,
+                                               inpaint_configs=short)
   _check_inpainting(lib, masks, output)
+  assert lib["settings"] == {name: sampler_config.to_json(c) for name, c in short.items()}
   # The mean image fill depends on no model: the same figures whoever fills in.
   model = trained_run.load_trained(workdir)
   export = trained_run.export_sampler(model, mala_sampler.SamplerConfig(steps=2), str(tmp_path / "export"),
-                                      trained_run.load_code_prior(workdir, model), max_batch=50)
+                                      trained_run.load_code_prior(workdir, model), max_batch=50,
+                                      inpaint_configs=short)
   out = _run(["-m", "ppgn_tf.evaluate", f"--saved_model={export}", "--inpaint_mask=left,centre", "--per_class=2",
               "--batch=50", "--inpaint_steering_per_class=1", f"--eval_classifier_dir={shared_classifier_dir}",
               f"--dataset={plan.dataset}"])
@@ -212,6 +219,7 @@ def test_evaluate_inpainting_on_a_workdir_and_its_export(evaluated_run, tmp_path
   assert out.stdout.strip().splitlines()[-1] == str(served_output)
   served = json.loads(served_output.read_text())
   _check_inpainting(served, masks, served_output)
+  assert served["settings"] == lib["settings"]  # The export records the settings it was built with.
   for name in masks:
     assert served["masks"][name]["mean_image_fill"] == lib["masks"][name]["mean_image_fill"]
     # The export runs the library's deterministic chains.

@@ -84,12 +84,13 @@ class _InpaintSource:
   complete(setting, images, masks, classes, seeds) with setting DETERMINISTIC or VARIED;
   from_codes(images, masks, classes, seeds, codes, epsilon2): the deterministic setting's chains from given
   start codes with that epsilon2; start_codes(images, masks, classes, seeds): the deterministic setting's start;
-  random_start_codes(classes, seeds): the sampler's own h_0 (`sampler_config`'s, for a workdir; the export's)."""
+  random_start_codes(classes, seeds): the sampler's own h_0 (`sampler_config`'s, for a workdir; the export's).
+  A workdir's chains run `inpaint_configs` (default the presets); an export's, the settings it records."""
 
-  def __init__(self, plan: Plan, sampler_config):
+  def __init__(self, plan: Plan, sampler_config, inpaint_configs: dict | None = None):
     if plan.workdir is not None:
       model = trained_run.load_trained(plan.workdir)
-      configs = {name: sampler_config_lib.inpaint_preset(name) for name in (DETERMINISTIC, VARIED)}
+      configs = dict(inpaint_configs or sampler_config_lib.INPAINT_PRESETS)
       needs_prior = any(c.needs_code_prior for c in (*configs.values(), sampler_config))
       prior = trained_run.load_code_prior(plan.workdir, model) if needs_prior else None
       samplers = {name: sample_lib.model_sampler(model, config, prior) for name, config in configs.items()}
@@ -164,16 +165,19 @@ def _in_batches(function, batch: int, *arrays):
 
 
 def evaluate_inpainting(plan: Plan, sampler_config, masks=sampler_config_lib.NAMED_MASKS, *, seed: int = 0,
-                        steering_per_class: int | None = None, command: str | None = None) -> dict:
+                        steering_per_class: int | None = None, command: str | None = None,
+                        inpaint_configs: dict | None = None) -> dict:
   """Evaluates in-painting for each of `masks` (named masks) on plan.per_class report digits per class (see the
   module docstring); `sampler_config` gives the random start's h_0 (a workdir; an export uses its own).
-  `steering_per_class` (default all) of them are asked for every class. Writes plan.output (JSON) and a grid per
-  mask beside it (OUTPUT_MASK.png); returns the JSON's contents."""
+  `steering_per_class` (default all) of them are asked for every class. `inpaint_configs` ({"inpaint": ...,
+  "inpaint_varied": ...}, as serving.build_archive takes them; default the presets) are the settings a workdir's
+  chains run. Writes plan.output (JSON) and a grid per mask beside it (OUTPUT_MASK.png); returns the JSON's
+  contents."""
   start_time = time.time()
   masks = [masks] if isinstance(masks, str) else list(masks)
   for name in masks:
     sampler_config_lib.named_mask(name)  # Raises for an unknown name, before any work.
-  source = _InpaintSource(plan, sampler_config)
+  source = _InpaintSource(plan, sampler_config, inpaint_configs)
   reference = Reference(plan, plan.per_class * NUM_CLASSES)
   test, train = reference.test, reference.train
   rows = report_rows(test.labels, plan.per_class)
