@@ -616,7 +616,11 @@ def test_the_default_export_holds_no_training_code(model, trained_workdir, tmp_p
   default = sampler_config.preset("default")
   path = serving.write(serving.build_archive(model.generator, model.encoder, default, "fc1", prior),
                        str(tmp_path / "default"))
-  assert _training_code_rows_held(_arrays_in_saved_model(path), prior.codes) == 0
+  arrays = _arrays_in_saved_model(path)
+  assert _training_code_rows_held(arrays, prior.codes) == 0
+  # serving_default, sample and inpaint_varied read one mixture of 4 Gaussians per class: the graph holds it once.
+  scales = prior.statistics(components=default.h0_components).class_scales
+  assert sum(np.shape(a) == scales.shape for a in arrays) == 1
   recorded = json.loads(open(os.path.join(path, export_layout.SETTINGS_FILE)).read())[export_layout.EMBEDDED_KEY]
   assert set(recorded) == {"class_statistics", "clip_range"}
   assert export_layout.read_sampler_settings(path) == default

@@ -75,6 +75,11 @@ class CodeStatistics:
   unit_high: np.ndarray  # [D] float32: the largest.
   class_shares: np.ndarray  # [K] float32, summing to 1: the share of the codes each class holds.
 
+  def held_in(self, hold) -> "CodeStatistics":
+    """These statistics with every array replaced by hold(array): e.g. one tf.Variable each, which the graphs of
+    an export then share (as constants, each graph would hold its own copy)."""
+    return dataclasses.replace(self, **{f.name: hold(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
 
 def _k_means(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25) -> np.ndarray:
   """Cluster labels of `points` [N, D] from k-means with k-means++ starts; each cluster keeps at least
@@ -254,10 +259,11 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
   if mode == H0_CLASS_MEAN:
     if statistics is None:
       raise ValueError("--h0=class_mean needs the codes' statistics")
+    statistics = statistics.held_in(lambda array: tf.convert_to_tensor(array, tf.float32))
     # Each class' mixture mean (the mean of its codes); without classes, every class' weighted by its share.
-    means = tf.einsum("km,kmd->kd", tf.constant(statistics.class_weights), tf.constant(statistics.class_means))
+    means = tf.einsum("km,kmd->kd", statistics.class_weights, statistics.class_means)
     if targets is None:
-      rows = tf.broadcast_to(tf.linalg.matvec(means, tf.constant(statistics.class_shares), transpose_a=True),
+      rows = tf.broadcast_to(tf.linalg.matvec(means, statistics.class_shares, transpose_a=True),
                              [tf.size(seeds), tf.shape(means)[1]])
     else:
       rows = tf.gather(means, tf.cast(targets, tf.int32))
@@ -270,16 +276,17 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
       return normal
     if statistics is None:
       raise ValueError("--h0=class_gaussian needs the codes' statistics")
+    statistics = statistics.held_in(lambda array: tf.convert_to_tensor(array, tf.float32))
     # A component j of the row's class c by its weight, then h_0 = mean_cj + L_cj z, z ~ N(0, I): N(mean_cj,
     # covariance_cj); then into the range real codes take. Without classes, (c, j) is one component of every
     # class' mixture, weighted by share_c * weight_cj.
     pick_keys = random_streams.row_draw_keys(seeds, random_streams.MALA_PRIOR_PICK, draw)
     uniform = tf.map_fn(lambda k: tf.random.stateless_uniform([], seed=k), pick_keys,
                         fn_output_signature=tf.TensorSpec([], tf.float32))
-    weights = tf.constant(statistics.class_weights)
+    weights = statistics.class_weights
     components = tf.shape(weights)[1]
     if targets is None:
-      weights = tf.reshape(tf.constant(statistics.class_shares)[:, None] * weights, [1, -1])
+      weights = tf.reshape(statistics.class_shares[:, None] * weights, [1, -1])
     cumulative = tf.gather(tf.math.cumsum(weights, axis=1),
                            tf.zeros_like(seeds, tf.int32) if targets is None else tf.cast(targets, tf.int32))
     last = tf.shape(cumulative)[1] - 1
@@ -288,10 +295,10 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
       index = tf.stack([picked // components, picked % components], axis=1)
     else:
       index = tf.stack([tf.cast(targets, tf.int32), picked], axis=1)
-    means = tf.gather_nd(tf.constant(statistics.class_means), index)
-    scales = tf.gather_nd(tf.constant(statistics.class_scales), index)
+    means = tf.gather_nd(statistics.class_means, index)
+    scales = tf.gather_nd(statistics.class_scales, index)
     flat = means + tf.linalg.matvec(scales, tf.reshape(normal, [-1, int(np.prod(code_shape))]))
-    flat = tf.clip_by_value(flat, tf.constant(statistics.unit_low), tf.constant(statistics.unit_high))
+    flat = tf.clip_by_value(flat, statistics.unit_low, statistics.unit_high)
     return tf.reshape(flat, [-1, *code_shape])
   if prior_codes is None:
     raise ValueError(f"--h0={mode} needs the real codes (a CodePrior)")

@@ -122,12 +122,25 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
       raise ValueError(f"the {name} signature starts from statistics of the real codes (--h0={settings.h0}): "
                        "pass the run's code prior (trained_run.load_code_prior)")
     mala_sampler.check_prior(settings, prior)
+  held = {}
+
+  def shared(parts):
+    # What the signatures read of the prior, each array one variable: several signatures often read the same
+    # statistics, and each graph would hold its own copy of a constant.
+    def hold(array):
+      if id(array) not in held:
+        held[id(array)] = tf.Variable(array, trainable=False)
+      return held[id(array)]
+    return {key: None if part is None else part.held_in(hold) if isinstance(part, mala_sampler.CodeStatistics)
+            else hold(part) for key, part in parts.items()}
+
   inpaint_clips = {name: mala_sampler.clip_bounds(settings, prior) for name, settings in inpaint_configs.items()}
-  inpaint_parts = {name: mala_sampler.prior_parts(settings, prior) for name, settings in inpaint_configs.items()}
+  inpaint_parts = {name: shared(mala_sampler.prior_parts(settings, prior))
+                   for name, settings in inpaint_configs.items()}
   units = None if unit_layer is None else condition_lib.check_layer(encoder, unit_layer)
   code_shape = [int(d) for d in generator.input.shape[1:]]
   clip_min, clip_max = mala_sampler.clip_bounds(config, prior)
-  prior_parts = mala_sampler.prior_parts(config, prior)
+  prior_parts = shared(mala_sampler.prior_parts(config, prior))
   condition = condition_lib.Condition(classifier=condition_model)
   num_classes = condition.num_targets
   archive = keras.export.ExportArchive()
