@@ -21,17 +21,17 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # TensorFlow as the programs run it: their oneDNN default (ppgn_tf/cli/__init__.py), before any test module imports it.
 import ppgn_tf.cli  # noqa: E402,F401
 
-# The slowest modules first, roughly (from their slowest tests' --durations under `-n 2`; a full --durations=0 run
-# on 2026-11-27 summed: evaluate_report 277 s, training 253, reliability 191, serving 145, storage_errors 92,
-# bad_input 78, precision 68, generator_ema 63, encoder_and_cli 58; docs, added later: 46 s of CPU time alone).
+# The slowest modules first (a full --durations=0 run under `-n 2` on 2026-12-08, idle 2-core Intel Xeon with AMX,
+# summed: training 121 s, serving 115, evaluate_report 104, condition 100, reliability 95, docs 68, bench 51,
+# encoder_and_cli 33, bad_input 19, precision 17, storage_errors 16, imports 15; the rest 13 s or less).
 # pyproject.toml runs the suite with --dist=loadscope --no-loadscope-reorder: each module runs whole on one
 # worker, so its module-scoped fixtures (a SavedModel, an evaluated run, two trained seeds) are built once, not once
 # per worker and per chunk; and the long modules start first, so the short ones even out the two workers' ends.
 # Modules not listed follow in alphabetical order.
-SLOWEST_MODULES_FIRST = ("test_reliability", "test_training", "test_serving", "test_evaluate_report",
-                         "test_generator_ema", "test_condition", "test_docs", "test_bad_input",
-                         "test_encoder_and_cli", "test_storage_errors", "test_bench", "test_precision",
-                         "test_installed_commands", "test_tensorboard_images", "test_mala_sampler")
+SLOWEST_MODULES_FIRST = ("test_training", "test_serving", "test_evaluate_report", "test_condition",
+                         "test_reliability", "test_docs", "test_bench", "test_encoder_and_cli", "test_bad_input",
+                         "test_precision", "test_storage_errors", "test_imports", "test_atomic_writes",
+                         "test_mala_sampler", "test_installed_commands")
 
 
 def pytest_collection_modifyitems(items):
