@@ -124,17 +124,18 @@ def _free_ports(n):
 def test_two_workers_match_each_other_and_a_single_process(tmp_path, small_idx_dir, encoder_dir):
   steps = ["--max_generator_steps=6", "--checkpoint_every=0"]
   single = str(tmp_path / "single")
-  # Its first checkpoint (critic step 1, before the first G step) holds G's initial weights.
-  finish(start(command(single, small_idx_dir, encoder_dir, "--max_generator_steps=6", "--checkpoint_every=1",
-                       "--keep_checkpoints=100", "--strategy=default")))
+  # Its first checkpoint (critic step 1, before the first G step) holds G's initial weights. It runs beside the
+  # workers, which spend much of their time waiting for each other.
+  single_run = start(command(single, small_idx_dir, encoder_dir, "--max_generator_steps=6", "--checkpoint_every=1",
+                             "--keep_checkpoints=100", "--strategy=default"))
 
   workdir = str(tmp_path / "multi")  # Shared by both workers, as a GCS or NFS path would be.
   cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
   workers = [start(command(workdir, small_idx_dir, encoder_dir, *steps, "--strategy=multi_worker"),
                    TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
              for i in range(2)]
-  for w in workers:
-    finish(w, timeout=400)
+  for process in (*workers, single_run):
+    finish(process, timeout=400)
 
   summary = _read(workdir, "summary.json")  # Written by the chief only.
   assert summary["replicas"] == 2 and summary["generator_steps"] == 6
