@@ -206,6 +206,9 @@ def test_evaluate_inpainting_on_a_workdir_and_its_export(evaluated_run, tmp_path
                                                inpaint_configs=short)
   _check_inpainting(lib, masks, output)
   assert lib["settings"] == {name: sampler_config.to_json(c) for name, c in short.items()}
+  with pytest.raises(ValueError, match="inpaint_configs: expected settings for inpaint, inpaint_varied"):
+    inpaint_evaluation.evaluate_inpainting(plan, mala_sampler.SamplerConfig(steps=2), masks,
+                                           inpaint_configs={"inpaint": short["inpaint"]})
   # The mean image fill depends on no model: the same figures whoever fills in.
   model = trained_run.load_trained(workdir)
   export = trained_run.export_sampler(model, mala_sampler.SamplerConfig(steps=2), str(tmp_path / "export"),

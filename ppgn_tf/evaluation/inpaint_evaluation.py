@@ -177,6 +177,8 @@ def evaluate_inpainting(plan: Plan, sampler_config, masks=sampler_config_lib.NAM
   masks = [masks] if isinstance(masks, str) else list(masks)
   for name in masks:
     sampler_config_lib.named_mask(name)  # Raises for an unknown name, before any work.
+  if inpaint_configs is not None:
+    sampler_config_lib.check_inpaint_configs(inpaint_configs)
   source = _InpaintSource(plan, sampler_config, inpaint_configs)
   reference = Reference(plan, plan.per_class * NUM_CLASSES)
   test, train = reference.test, reference.train

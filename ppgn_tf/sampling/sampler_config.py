@@ -156,6 +156,13 @@ INPAINT_PRESETS = {
 }
 
 
+def check_inpaint_configs(configs: dict) -> None:
+  """Raises ValueError unless `configs` holds settings for exactly the in-painting presets' names (what the export's
+  in-painting signatures and the in-painting evaluation run)."""
+  if sorted(configs) != sorted(INPAINT_PRESETS):
+    raise ValueError(f"inpaint_configs: expected settings for {', '.join(INPAINT_PRESETS)}")
+
+
 def inpaint_preset(name: str) -> SamplerConfig:
   if name not in INPAINT_PRESETS:
     raise ValueError(f"--inpaint_preset={name}: choose from {', '.join(INPAINT_PRESETS)}")

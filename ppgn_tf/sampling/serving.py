@@ -113,8 +113,7 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
   export_layout.check_limits(max_batch, max_steps, config.steps)
   mala_sampler.check_prior(config, prior)
   inpaint_configs = dict(inpaint_configs or sampler_config.INPAINT_PRESETS)
-  if sorted(inpaint_configs) != sorted(sampler_config.INPAINT_PRESETS):
-    raise ValueError(f"inpaint_configs: expected settings for {', '.join(sampler_config.INPAINT_PRESETS)}")
+  sampler_config.check_inpaint_configs(inpaint_configs)
   for name, settings in inpaint_configs.items():
     settings.validate()
     export_layout.check_limits(max_batch, max_steps, settings.steps)
