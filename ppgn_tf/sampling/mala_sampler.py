@@ -256,10 +256,11 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
   mixture of every class' Gaussians weighted by the class' share of the codes, `class_mean` their weighted mean.
   """
   code_shape = [int(d) for d in code_shape]
+  if statistics is not None:  # Arrays, or an export's variables (serving.build_archive), as tensors.
+    statistics = statistics.held_in(lambda array: tf.convert_to_tensor(array, tf.float32))
   if mode == H0_CLASS_MEAN:
     if statistics is None:
       raise ValueError("--h0=class_mean needs the codes' statistics")
-    statistics = statistics.held_in(lambda array: tf.convert_to_tensor(array, tf.float32))
     # Each class' mixture mean (the mean of its codes); without classes, every class' weighted by its share.
     means = tf.einsum("km,kmd->kd", statistics.class_weights, statistics.class_means)
     if targets is None:
@@ -276,7 +277,6 @@ def initial_codes(seeds, code_shape, mode: str = H0_NORMAL, prior_codes=None, dr
       return normal
     if statistics is None:
       raise ValueError("--h0=class_gaussian needs the codes' statistics")
-    statistics = statistics.held_in(lambda array: tf.convert_to_tensor(array, tf.float32))
     # A component j of the row's class c by its weight, then h_0 = mean_cj + L_cj z, z ~ N(0, I): N(mean_cj,
     # covariance_cj); then into the range real codes take. Without classes, (c, j) is one component of every
     # class' mixture, weighted by share_c * weight_cj.
@@ -596,8 +596,9 @@ class MalaSampler:
     """Fills in the unknown pixels of `images` (pixels in [0, 1], [N, 28, 28, 1]) where `mask` is 0,
     conditioned on `targets`; the known pixels (mask 1) are kept. See `check_inpaint_inputs`.
 
-    Each chain starts where the settings' `inpaint_start` says (`inpaint_start_codes`), unless `h0` is given (e.g. `initial_codes`, a start that ignores the image: the baseline a completion is
-    measured against). The in-painting presets (`sampler_config.INPAINT_PRESETS`) are the settings chosen for it."""
+    Each chain starts where the settings' `inpaint_start` says (`inpaint_start`), unless `h0` is given (e.g.
+    `initial_codes`, a start that ignores the image: the baseline a completion is measured against). The
+    in-painting presets (`sampler_config.INPAINT_PRESETS`) are the settings chosen for it."""
     images, mask = check_inpaint_inputs(images, mask, len(np.asarray(targets)))
     seeds = tf.convert_to_tensor(seeds, tf.int64)
     targets = tf.convert_to_tensor(self.check_targets(targets), tf.int32)

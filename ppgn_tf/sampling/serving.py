@@ -25,7 +25,7 @@ presets (`sampler_config.INPAINT_PRESETS`, recorded in sampler.json), each chain
 starting from E's code of its image with the unknown pixels drawn by G from a code of
 the requested class (the class' mean code; in `inpaint_varied` one drawn from the class'
 mixture per seed). What those settings read of the
-training codes is a constant of the graph: by default only summary statistics
+training codes the SavedModel holds once, among its variables: by default only summary statistics
 (per-class means and covariances, per-unit ranges), never a training example's
 code; the h_0 modes that start from stored training codes are exported only when
 asked for (`embed_training_codes`), and `assets.extra/sampler.json` says what is
@@ -121,15 +121,16 @@ def build_archive(generator: keras.Model, encoder: keras.Model, config: mala_sam
       raise ValueError(f"the {name} signature starts from statistics of the real codes (--h0={settings.h0}): "
                        "pass the run's code prior (trained_run.load_code_prior)")
     mala_sampler.check_prior(settings, prior)
+  # What the signatures read of the prior, each array one variable: several signatures often read the same
+  # statistics, and each graph would hold its own copy of a constant.
   held = {}
 
+  def hold(array):
+    if id(array) not in held:
+      held[id(array)] = tf.Variable(array, trainable=False)
+    return held[id(array)]
+
   def shared(parts):
-    # What the signatures read of the prior, each array one variable: several signatures often read the same
-    # statistics, and each graph would hold its own copy of a constant.
-    def hold(array):
-      if id(array) not in held:
-        held[id(array)] = tf.Variable(array, trainable=False)
-      return held[id(array)]
     return {key: None if part is None else part.held_in(hold) if isinstance(part, mala_sampler.CodeStatistics)
             else hold(part) for key, part in parts.items()}
 
